@@ -2,4 +2,139 @@
 
 #include <catch2/catch.hpp>
 
-TEST_CASE("placeholder build check") { REQUIRE(mlnc::label_sets::from_lists({{0}}, 2).size() == 1); }
+#include <random>
+#include <set>
+
+using mlnc::index_t;
+using mlnc::label_sets;
+using mlnc::label_t;
+
+namespace {
+std::vector<index_t> as_vec(std::span<const label_t> s) { return {s.begin(), s.end()}; }
+}  // namespace
+
+TEST_CASE("label_sets from lists: sorted CSR, multiplicities, histogram") {
+    const auto S = label_sets::from_lists({{2, 0}, {1}, {3, 1, 2}, {0, 1, 2, 3}}, 4);
+    REQUIRE(S.size() == 4);
+    REQUIRE(S.num_labels() == 4);
+    CHECK(as_vec(S[0]) == std::vector<index_t>{0, 2});
+    CHECK(as_vec(S[2]) == std::vector<index_t>{1, 2, 3});
+    CHECK(S.multiplicity(3) == 4);
+    CHECK(S.max_multiplicity() == 4);
+    CHECK(S.multiplicity_histogram() == std::vector<index_t>{0, 1, 1, 1, 1});
+    CHECK(S.offsets() == std::vector<index_t>{0, 2, 3, 6, 10});
+    CHECK(S.multi_hot(0) == Eigen::Vector4d(1, 0, 1, 0));
+}
+
+TEST_CASE("label_sets from multi-hot and CSR agree with lists") {
+    Eigen::MatrixXi Y(3, 5);
+    Y << 1, 0, 0, 1, 0,  //
+        0, 0, 0, 0, 1,   //
+        1, 1, 1, 1, 1;
+    const auto a = label_sets::from_multi_hot(Y);
+    const auto b = label_sets::from_lists({{0, 3}, {4}, {0, 1, 2, 3, 4}}, 5);
+    const auto c = label_sets::from_csr({0, 2, 3, 8}, {0, 3, 4, 0, 1, 2, 3, 4}, 5);
+    CHECK(a == b);
+    CHECK(b == c);
+    Eigen::MatrixXd Yd = Y.cast<double>();
+    CHECK(label_sets::from_multi_hot(Yd) == b);
+}
+
+TEST_CASE("label_sets validation names the sample and the problem") {
+    using Catch::Matchers::Contains;
+    CHECK_THROWS_WITH(label_sets::from_lists({{0}, {}}, 3), Contains("sample 1") && Contains("empty"));
+    CHECK_THROWS_WITH(label_sets::from_lists({{0, 3}}, 3), Contains("sample 0") && Contains("out of range"));
+    CHECK_THROWS_WITH(label_sets::from_lists({{0}, {1}, {-1}}, 3), Contains("sample 2") && Contains("negative"));
+    CHECK_THROWS_WITH(label_sets::from_lists({{1, 0, 1}}, 3), Contains("sample 0") && Contains("duplicate"));
+    CHECK_THROWS_WITH(label_sets::from_lists({{0}}, 1), Contains("K must be at least 2"));
+    Eigen::MatrixXd Y(2, 3);
+    Y << 1, 0, 0, 0, 0.5, 1;
+    CHECK_THROWS_WITH(label_sets::from_multi_hot(Y), Contains("sample 1") && Contains("neither 0 nor 1"));
+    Y.row(1).setZero();
+    CHECK_THROWS_WITH(label_sets::from_multi_hot(Y), Contains("sample 1") && Contains("empty"));
+    CHECK_THROWS_WITH(label_sets::from_csr({0, 2}, {1, 0}, 3), Contains("not sorted"));
+    CHECK_THROWS_WITH(label_sets::from_csr({0, 1}, {1, 0}, 3), Contains("offsets"));
+    CHECK_THROWS_AS(label_sets::from_lists({{0}}, 1), mlnc::error);
+}
+
+TEST_CASE("grouping by label set: multiplicity, then lexicographic order") {
+    const auto S = label_sets::from_lists({{1, 2}, {0}, {1}, {0}, {1, 2}, {0, 2}, {0, 1, 2}}, 3);
+    const auto g = mlnc::group_by_label_set(S);
+    REQUIRE(g.size() == 5);
+    CHECK(as_vec(g.sets[0]) == std::vector<index_t>{0});
+    CHECK(as_vec(g.sets[1]) == std::vector<index_t>{1});
+    CHECK(as_vec(g.sets[2]) == std::vector<index_t>{0, 2});
+    CHECK(as_vec(g.sets[3]) == std::vector<index_t>{1, 2});
+    CHECK(as_vec(g.sets[4]) == std::vector<index_t>{0, 1, 2});
+    CHECK(g.members[0] == std::vector<index_t>{1, 3});
+    CHECK(g.members[3] == std::vector<index_t>{0, 4});
+    for (index_t i = 0; i < S.size(); ++i) {
+        const auto grp = g.group_of[static_cast<std::size_t>(i)];
+        CHECK(as_vec(g.sets[grp]) == as_vec(S[i]));
+    }
+}
+
+TEST_CASE("binomials: exact 128-bit values and overflow detection") {
+    CHECK(mlnc::binomial(5, 2) == 10);
+    CHECK(mlnc::binomial(5, 0) == 1);
+    CHECK(mlnc::binomial(5, 6) == 0);
+    CHECK(mlnc::binomial(64, 32) == static_cast<mlnc::u128>(1832624140942590534ULL));
+    // C(1e6, 7) = 1.98e38 < 2^128 = 3.4e38: exact; checked against the product formula in long
+    // double (7 roundings of 1e-19 each) and the lgamma route (lgamma(1e6) ~ 1.3e7 carries an
+    // absolute error ~1e-9, hence 1e-8 there). C(1e6, 8) = 2.5e43 overflows.
+    const mlnc::u128 c7 = mlnc::binomial(1000000, 7);
+    long double prod = 1;
+    for (int i = 1; i <= 7; ++i) prod = prod * static_cast<long double>(1000000 - 7 + i) / i;
+    CHECK(std::abs(static_cast<long double>(c7) / prod - 1.0L) < 1e-17L);
+    CHECK(std::abs(static_cast<long double>(c7) / std::exp(static_cast<long double>(mlnc::log_binomial(1000000, 7))) -
+                   1.0L) < 1e-8L);
+    CHECK_THROWS_WITH(mlnc::binomial(1000000, 8), Catch::Matchers::Contains("exceeds 2^128"));
+    CHECK(mlnc::to_string(mlnc::binomial(100, 50)) == "100891344545564193334812497256");
+    CHECK(mlnc::log_binomial(10, 3) == Approx(std::log(120.0)).epsilon(1e-14));
+}
+
+TEST_CASE("subset rank/unrank: lexicographic order, bijection") {
+    // Enumerate all m-subsets of {0..K-1} in lexicographic order by brute force and compare.
+    for (index_t K : {2, 3, 5, 7}) {
+        for (index_t m = 1; m <= K; ++m) {
+            std::vector<std::vector<label_t>> all;
+            for (unsigned mask = 0; mask < (1u << K); ++mask) {
+                if (std::popcount(mask) != m) continue;
+                std::vector<label_t> s;
+                for (label_t k = 0; k < K; ++k)
+                    if (mask & (1u << k)) s.push_back(k);
+                all.push_back(s);
+            }
+            std::sort(all.begin(), all.end());
+            REQUIRE(static_cast<mlnc::u128>(all.size()) == mlnc::binomial(K, m));
+            for (std::size_t r = 0; r < all.size(); ++r) {
+                CHECK(mlnc::subset_rank(all[r], K) == r);
+                CHECK(mlnc::subset_unrank(r, m, K) == all[r]);
+            }
+        }
+    }
+}
+
+TEST_CASE("subset rank/unrank at K = 10^6") {
+    const index_t K = 1000000;
+    std::mt19937_64 rng(7);
+    for (index_t m : {1, 2, 5, 7}) {
+        const mlnc::u128 total = mlnc::binomial(K, m);
+        CHECK(mlnc::subset_unrank(0, m, K).front() == 0);
+        CHECK(mlnc::subset_unrank(total - 1, m, K).back() == K - 1);
+        for (int rep = 0; rep < 20; ++rep) {
+            std::set<label_t> s;
+            while (static_cast<index_t>(s.size()) < m) s.insert(static_cast<label_t>(rng() % K));
+            const std::vector<label_t> v(s.begin(), s.end());
+            const auto r = mlnc::subset_rank(v, K);
+            CHECK(r < total);
+            CHECK(mlnc::subset_unrank(r, m, K) == v);
+        }
+    }
+    // Neighbours in lexicographic order.
+    const std::vector<label_t> a{0, 1, 999999}, b{0, 2, 3};
+    CHECK(mlnc::subset_rank(b, K) == mlnc::subset_rank(a, K) + 1);
+    CHECK_THROWS_AS(mlnc::subset_rank(std::vector<label_t>{1, 1}, K), mlnc::error);
+    CHECK_THROWS_AS(mlnc::subset_unrank(mlnc::binomial(K, 2), 2, K), mlnc::error);
+    CHECK_THROWS_AS(mlnc::subset_rank(std::vector<label_t>{0, 1, 2, 3, 4, 5, 6, 7}, K), mlnc::error);
+}

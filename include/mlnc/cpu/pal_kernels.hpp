@@ -19,6 +19,13 @@ enum class pal_variant {
 
 namespace cpu_kernels {
 
+template <class Col>
+[[noreturn]] void throw_non_finite(const Col& zc, Eigen::Index i) {
+    Eigen::Index k = 0;
+    while (k + 1 < zc.size() && std::isfinite(zc[k])) ++k;
+    throw error("Z: non-finite logit at (" + std::to_string(k) + ", " + std::to_string(i) + ")");
+}
+
 // Z is K x N with leading dimension ldz. For each column i:
 //   per_sample[i] (if not null) = loss of sample i,
 //   G(:, i) (if not null, leading dimension ldg) = d(mean loss)/dz_i.
@@ -33,28 +40,25 @@ double pal_columns(const T* z, Eigen::Index ldz, Eigen::Index K, Eigen::Index N,
     double total = 0.0;
     // Logits of the sample's labels, saved before an in-place gradient overwrites them.
     std::vector<T> z_in;
+    std::vector<T> scratch(g != nullptr ? 0 : static_cast<std::size_t>(K));
     for (Eigen::Index i = 0; i < N; ++i) {
         const T* zi = z + i * ldz;
         const col_map zc(zi, K);
-        if (!zc.allFinite()) {
-            Eigen::Index k = 0;
-            while (std::isfinite(zi[k])) ++k;
-            throw error("Z: non-finite logit at (" + std::to_string(k) + ", " + std::to_string(i) + ")");
-        }
         const auto set = S[i];
         const auto m = static_cast<double>(set.size());
         z_in.resize(set.size());
         for (std::size_t j = 0; j < set.size(); ++j) z_in[j] = zi[set[j]];
 
         const T mx = zc.maxCoeff();
-        double sum_exp;
-        if (g != nullptr) {
-            out_map gc(g + i * ldg, K);
-            gc = (zc - mx).exp();
-            sum_exp = static_cast<double>(gc.template cast<double>().sum());
-        } else {
-            sum_exp = static_cast<double>((zc - mx).exp().template cast<double>().sum());
-        }
+        const T mn = zc.minCoeff();
+        // exp(z - max) goes to the gradient column, or to a scratch column, in T (vectorised),
+        // and is summed in double.
+        out_map ec(g != nullptr ? g + i * ldg : scratch.data(), K);
+        ec = (zc - mx).exp();
+        const double sum_exp = ec.template cast<double>().sum();
+        // A NaN anywhere makes sum_exp NaN and +-Inf shows in the max or the min, so finiteness
+        // is checked without a separate pass over the column.
+        if (!std::isfinite(mx) || !std::isfinite(mn) || !std::isfinite(sum_exp)) throw_non_finite(zc, i);
         // sum_exp >= 1 (the max contributes exp(0)), so its log is finite and >= 0, and every
         // term (mx - z_k) + log(sum_exp) is a non-negative number: no cancellation, no overflow
         // for finite logits of any magnitude the type holds.
@@ -66,7 +70,7 @@ double pal_columns(const T* z, Eigen::Index ldz, Eigen::Index K, Eigen::Index N,
         if (per_sample != nullptr) per_sample[i] = static_cast<T>(loss);
 
         if (g != nullptr) {
-            out_map gc(g + i * ldg, K);
+            auto& gc = ec;
             // PAL:   g = (m p - y) / N      PAL-N: g = (p - y / m) / N
             const double p_scale = (variant == pal_variant::pal ? m : 1.0) * inv_n / sum_exp;
             const double y_value = (variant == pal_variant::pal ? 1.0 : 1.0 / m) * inv_n;

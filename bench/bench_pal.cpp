@@ -1,0 +1,111 @@
+// Microbenchmarks of the PAL-CE kernels (CPU backend), templated over the scalar type.
+// Every kernel is paired with a memory-copy reference over the same bytes (Copy/K/N) so that
+// the ratio kernel_time / copy_time is comparable across machines; bench/compare.py prints it.
+
+#include <mlnc/pal.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+
+namespace {
+
+mlnc::label_sets bench_labels(mlnc::index_t K, mlnc::index_t N) {
+    std::mt19937_64 rng(1);
+    std::vector<std::vector<mlnc::index_t>> sets(static_cast<std::size_t>(N));
+    for (auto& s : sets) {
+        const auto m = 1 + static_cast<mlnc::index_t>(rng() % 3);
+        while (static_cast<mlnc::index_t>(s.size()) < m) {
+            const auto k = static_cast<mlnc::index_t>(rng() % static_cast<std::uint64_t>(K));
+            if (std::find(s.begin(), s.end(), k) == s.end()) s.push_back(k);
+        }
+    }
+    return mlnc::label_sets::from_lists(sets, K);
+}
+
+template <class T>
+mlnc::matrix<T> bench_logits(mlnc::index_t K, mlnc::index_t N) {
+    return (mlnc::matrix<T>::Random(K, N) * T(4)).eval();
+}
+
+template <class T>
+void set_counters(benchmark::State& st, mlnc::index_t K, mlnc::index_t N, int passes) {
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * K * N * static_cast<std::int64_t>(sizeof(T)) * passes);
+    st.counters["K"] = static_cast<double>(K);
+    st.counters["N"] = static_cast<double>(N);
+}
+
+// Reference: read and write K x N scalars (what an ideal in-place gradient pass moves).
+template <class T>
+void Copy(benchmark::State& st) {
+    const auto K = st.range(0), N = st.range(1);
+    const mlnc::matrix<T> a = bench_logits<T>(K, N);
+    mlnc::matrix<T> b(K, N);
+    for (auto _ : st) {
+        std::memcpy(b.data(), a.data(), sizeof(T) * static_cast<std::size_t>(K * N));
+        benchmark::DoNotOptimize(b.data());
+        benchmark::ClobberMemory();
+    }
+    set_counters<T>(st, K, N, 2);
+}
+
+template <class T>
+void PalLoss(benchmark::State& st) {
+    const auto K = st.range(0), N = st.range(1);
+    const auto S = bench_labels(K, N);
+    const mlnc::matrix<T> Z = bench_logits<T>(K, N);
+    for (auto _ : st) benchmark::DoNotOptimize(mlnc::pal_loss(Z, S));
+    set_counters<T>(st, K, N, 1);
+}
+
+template <class T>
+void PalLossGrad(benchmark::State& st) {
+    const auto K = st.range(0), N = st.range(1);
+    const auto S = bench_labels(K, N);
+    const mlnc::matrix<T> Z = bench_logits<T>(K, N);
+    mlnc::matrix<T> G(K, N);
+    for (auto _ : st) {
+        benchmark::DoNotOptimize(mlnc::pal_loss_grad(Z, S, G));
+        benchmark::ClobberMemory();
+    }
+    set_counters<T>(st, K, N, 2);
+}
+
+template <class T>
+void Objective(benchmark::State& st) {
+    const auto K = st.range(0), N = st.range(1), d = st.range(2);
+    const auto S = bench_labels(K, N);
+    const mlnc::matrix<T> W = mlnc::matrix<T>::Random(K, d), H = mlnc::matrix<T>::Random(d, N);
+    const mlnc::vector<T> b = mlnc::vector<T>::Random(K);
+    mlnc::matrix<T> dW(K, d), dH(d, N);
+    mlnc::vector<T> db(K);
+    mlnc::pal_objective<T> obj(S, {1e-3, 1e-3, 1e-3});
+    for (auto _ : st) {
+        benchmark::DoNotOptimize(obj.evaluate(W, H, b, dW, dH, db).total);
+        benchmark::ClobberMemory();
+    }
+    st.counters["K"] = static_cast<double>(K);
+    st.counters["N"] = static_cast<double>(N);
+    st.counters["d"] = static_cast<double>(d);
+    // Three GEMMs of 2 K d N flops each.
+    st.counters["GFLOPs"] = benchmark::Counter(6.0 * static_cast<double>(K * d * N) * static_cast<double>(st.iterations()),
+                                               benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+    b->Args({10, 100000})->Args({100, 10000})->Args({1000, 1000})->Args({100000, 10})->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+BENCHMARK_TEMPLATE(Copy, float)->Apply(shapes);
+BENCHMARK_TEMPLATE(PalLoss, float)->Apply(shapes);
+BENCHMARK_TEMPLATE(PalLossGrad, float)->Apply(shapes);
+BENCHMARK_TEMPLATE(Copy, double)->Apply(shapes);
+BENCHMARK_TEMPLATE(PalLoss, double)->Apply(shapes);
+BENCHMARK_TEMPLATE(PalLossGrad, double)->Apply(shapes);
+BENCHMARK_TEMPLATE(Objective, float)->Args({100, 4096, 128})->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(Objective, double)->Args({100, 4096, 128})->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();

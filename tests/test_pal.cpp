@@ -1,0 +1,259 @@
+#include <mlnc/pal.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <random>
+
+using mlnc::index_t;
+using mlnc::label_sets;
+using mlnc::pal_variant;
+
+namespace {
+
+// The obviously-correct reference: loss of one sample straight from the definition
+// sum_{k in S} -log softmax(z)_k, in long double, with the max subtracted for range only.
+long double ref_sample_loss(const Eigen::VectorXd& z, std::span<const mlnc::label_t> S, pal_variant v) {
+    const long double mx = z.maxCoeff();
+    long double se = 0;
+    for (index_t k = 0; k < z.size(); ++k) se += std::exp(static_cast<long double>(z[k]) - mx);
+    long double l = 0;
+    for (auto k : S) l += -((static_cast<long double>(z[k]) - mx) - std::log(se));
+    return v == pal_variant::pal_n ? l / static_cast<long double>(S.size()) : l;
+}
+
+long double ref_objective(const Eigen::MatrixXd& W, const Eigen::MatrixXd& H, const Eigen::VectorXd& b,
+                          const label_sets& S, const mlnc::penalties& p, pal_variant v) {
+    long double loss = 0;
+    for (index_t i = 0; i < S.size(); ++i) {
+        Eigen::VectorXd z = W * H.col(i) + b;
+        loss += ref_sample_loss(z, S[i], v);
+    }
+    loss /= static_cast<long double>(S.size());
+    return loss + p.lambda_w * W.squaredNorm() + p.lambda_h * H.squaredNorm() + p.lambda_b * b.squaredNorm();
+}
+
+// Random label sets with multiplicities drawn from 1..max_m (max_m may be K).
+label_sets random_labels(index_t K, index_t N, index_t max_m, std::mt19937_64& rng) {
+    std::vector<std::vector<index_t>> sets;
+    for (index_t i = 0; i < N; ++i) {
+        const index_t m = 1 + static_cast<index_t>(rng() % static_cast<std::uint64_t>(max_m));
+        std::vector<index_t> all(static_cast<std::size_t>(K));
+        std::iota(all.begin(), all.end(), index_t{0});
+        std::shuffle(all.begin(), all.end(), rng);
+        sets.emplace_back(all.begin(), all.begin() + m);
+    }
+    return label_sets::from_lists(sets, K);
+}
+
+Eigen::MatrixXd randn(index_t r, index_t c, std::mt19937_64& rng, double scale = 1.0) {
+    std::normal_distribution<double> nd(0.0, scale);
+    Eigen::MatrixXd A(r, c);
+    for (index_t j = 0; j < c; ++j)
+        for (index_t i = 0; i < r; ++i) A(i, j) = nd(rng);
+    return A;
+}
+
+struct shape {
+    index_t K, d, N, max_m;
+};
+
+}  // namespace
+
+TEST_CASE("objective matches the plain reference; gradients match central differences") {
+    std::mt19937_64 rng(12345);
+    const mlnc::penalties lam{0.013, 0.007, 0.021};
+    // N = 1, K = 2, m = K-1 and m = K all appear.
+    const std::vector<shape> shapes{{2, 1, 1, 1}, {2, 3, 4, 2}, {3, 2, 5, 2}, {5, 4, 7, 5}, {6, 6, 3, 5}, {4, 7, 9, 3}};
+    for (const auto v : {pal_variant::pal, pal_variant::pal_n}) {
+        for (const auto& sh : shapes) {
+            CAPTURE(sh.K, sh.d, sh.N, sh.max_m, static_cast<int>(v));
+            const auto S = random_labels(sh.K, sh.N, sh.max_m, rng);
+            const Eigen::MatrixXd W = randn(sh.K, sh.d, rng), H = randn(sh.d, sh.N, rng);
+            const Eigen::VectorXd b = randn(sh.K, 1, rng);
+            mlnc::pal_objective<double> obj(S, lam, v);
+            Eigen::MatrixXd dW(sh.K, sh.d), dH(sh.d, sh.N);
+            Eigen::VectorXd db(sh.K);
+            const auto val = obj.evaluate(W, H, b, dW, dH, db);
+            const double ref = static_cast<double>(ref_objective(W, H, b, S, lam, v));
+            // Both sides are sums of O(N K) terms of size O(1) in double: 1e-13 relative is
+            // ~1000 ulps of headroom, far below any formula error.
+            CHECK(val.total == Approx(ref).epsilon(1e-13));
+            CHECK(obj.value(W, H, b) == val.total);
+            CHECK(val.loss + val.penalty == Approx(val.total).epsilon(1e-15));
+
+            // Central differences, step 1e-6: truncation O(h^2 |f'''|) ~ 1e-12, rounding
+            // O(eps |f| / h) ~ 1e-10; 1e-7 absolute catches any wrong term (those are O(1/N)).
+            const double h = 1e-6;
+            auto fd = [&](auto& X, index_t i, index_t j) {
+                const double x0 = X(i, j);
+                X(i, j) = x0 + h;
+                const double fp = static_cast<double>(ref_objective(W, H, b, S, lam, v));
+                X(i, j) = x0 - h;
+                const double fm = static_cast<double>(ref_objective(W, H, b, S, lam, v));
+                X(i, j) = x0;
+                return (fp - fm) / (2 * h);
+            };
+            auto& Wm = const_cast<Eigen::MatrixXd&>(W);
+            auto& Hm = const_cast<Eigen::MatrixXd&>(H);
+            auto& bm = const_cast<Eigen::VectorXd&>(b);
+            for (index_t i = 0; i < sh.K; ++i)
+                for (index_t j = 0; j < sh.d; ++j) CHECK(dW(i, j) == Approx(fd(Wm, i, j)).margin(1e-7));
+            for (index_t i = 0; i < sh.d; ++i)
+                for (index_t j = 0; j < sh.N; ++j) CHECK(dH(i, j) == Approx(fd(Hm, i, j)).margin(1e-7));
+            for (index_t i = 0; i < sh.K; ++i) CHECK(db(i) == Approx(fd(bm, i, 0)).margin(1e-7));
+        }
+    }
+}
+
+TEST_CASE("logits level: loss, per-sample losses, gradient out of place and in place agree") {
+    std::mt19937_64 rng(99);
+    const auto S = random_labels(7, 11, 7, rng);
+    const Eigen::MatrixXd Z = randn(7, 11, rng, 3.0);
+    for (const auto v : {pal_variant::pal, pal_variant::pal_n}) {
+        Eigen::VectorXd losses(11);
+        Eigen::MatrixXd G(7, 11);
+        const double l0 = mlnc::pal_loss(Z, S, v);
+        const double l1 = mlnc::pal_sample_losses(Z, S, losses, v);
+        const double l2 = mlnc::pal_loss_grad(Z, S, G, v);
+        Eigen::MatrixXd Zi = Z;
+        const double l3 = mlnc::pal_loss_grad_inplace<mlnc::cpu, double>(Zi, S, v);
+        CHECK(l0 == l1);
+        CHECK(l0 == l2);
+        CHECK(l0 == l3);
+        CHECK(Zi == G);  // bitwise: same arithmetic
+        CHECK(losses.mean() == Approx(l0).epsilon(1e-15));
+        for (index_t i = 0; i < 11; ++i)
+            CHECK(losses[i] == Approx(static_cast<double>(ref_sample_loss(Z.col(i), S[i], v))).epsilon(1e-14));
+        // Column sums of G: PAL gives (m - m)/N = 0, PAL-N gives (1 - 1)/N = 0.
+        CHECK(G.colwise().sum().cwiseAbs().maxCoeff() < 1e-15);
+    }
+}
+
+TEST_CASE("the data term is invariant to a constant added to b") {
+    std::mt19937_64 rng(5);
+    const auto S = random_labels(6, 8, 4, rng);
+    const Eigen::MatrixXd W = randn(6, 5, rng), H = randn(5, 8, rng);
+    const Eigen::VectorXd b = randn(6, 1, rng);
+    mlnc::pal_objective<double> obj(S, {});
+    const double l0 = obj.evaluate(W, H, b).loss;
+    for (double c : {-50.0, 0.5, 1e3}) {
+        const Eigen::VectorXd bc = b.array() + c;
+        // Shifting every logit by c changes each column's max by c exactly up to rounding of
+        // z + c (|c| up to 1e3 -> absolute rounding ~1e-13).
+        CHECK(obj.evaluate(W, H, bc).loss == Approx(l0).margin(1e-12));
+    }
+}
+
+TEST_CASE("PAL-N equals PAL when every label set is a singleton") {
+    std::mt19937_64 rng(8);
+    const auto S = random_labels(5, 9, 1, rng);
+    const Eigen::MatrixXd Z = randn(5, 9, rng, 2.0);
+    Eigen::MatrixXd G1(5, 9), G2(5, 9);
+    CHECK(mlnc::pal_loss_grad(Z, S, G1, pal_variant::pal) == mlnc::pal_loss_grad(Z, S, G2, pal_variant::pal_n));
+    CHECK(G1 == G2);
+}
+
+TEST_CASE("multiplicity K: constant loss K log K at equal logits, zero gradient") {
+    const auto S = label_sets::from_lists({{0, 1, 2, 3}}, 4);
+    const Eigen::MatrixXd Z = Eigen::MatrixXd::Constant(4, 1, 2.5);
+    Eigen::MatrixXd G(4, 1);
+    CHECK(mlnc::pal_loss_grad(Z, S, G) == Approx(4 * std::log(4.0)).epsilon(1e-15));
+    CHECK(G.cwiseAbs().maxCoeff() < 1e-16);
+}
+
+TEST_CASE("huge logits stay finite and exact: 1e30 in float, 1e300 in double") {
+    const auto S = label_sets::from_lists({{0}, {1}, {0, 1}, {0, 1, 2}}, 3);
+    SECTION("float") {
+        const float c = 1e30f;
+        Eigen::MatrixXf Z(3, 4);
+        Z << c, c, c, -c,  //
+            0, 0, 0, c,    //
+            -c, -c, -c, 0;
+        Eigen::MatrixXf G(3, 4);
+        Eigen::VectorXf l(4);
+        mlnc::pal_sample_losses(Z, S, l);
+        const float mean = mlnc::pal_loss_grad(Z, S, G);
+        // sample 0: label at the max -> loss 0 (exp(-1e30) underflows to 0, exactly the
+        // rounded true value); sample 1: loss = c; sample 2: c; sample 3: c + 2c = 3c.
+        CHECK(l[0] == 0.0f);
+        CHECK(l[1] == Approx(1e30).epsilon(1e-6));
+        CHECK(l[2] == Approx(1e30).epsilon(1e-6));
+        CHECK(l[3] == Approx(3e30).epsilon(1e-6));
+        CHECK(std::isfinite(mean));
+        CHECK(G.allFinite());
+        CHECK(G(0, 1) == Approx(0.25f));  // (1 * p_0 - 0) / 4 with p_0 = 1
+    }
+    SECTION("double") {
+        const double c = 1e300;
+        Eigen::MatrixXd Z(3, 4);
+        Z << c, c, c, -c,  //
+            0, 0, 0, c,    //
+            -c, -c, -c, 0;
+        Eigen::MatrixXd G(3, 4);
+        Eigen::VectorXd l(4);
+        mlnc::pal_sample_losses(Z, S, l);
+        CHECK(l[0] == 0.0);
+        CHECK(l[3] == Approx(3e300).epsilon(1e-15));
+        CHECK(std::isfinite(mlnc::pal_loss_grad(Z, S, G)));
+        CHECK(G.allFinite());
+    }
+}
+
+TEST_CASE("float and double objectives agree to float precision") {
+    std::mt19937_64 rng(21);
+    const auto S = random_labels(8, 30, 4, rng);
+    const Eigen::MatrixXd W = randn(8, 6, rng), H = randn(6, 30, rng);
+    const Eigen::VectorXd b = randn(8, 1, rng);
+    const mlnc::penalties lam{1e-3, 2e-3, 3e-3};
+    mlnc::pal_objective<double> od(S, lam);
+    mlnc::pal_objective<float> of(S, lam);
+    Eigen::MatrixXd dW(8, 6), dH(6, 30);
+    Eigen::VectorXd db(8);
+    Eigen::MatrixXf fW(8, 6), fH(6, 30);
+    Eigen::VectorXf fb(8);
+    const double vd = od.evaluate(W, H, b, dW, dH, db).total;
+    const float vf = of.evaluate(W.cast<float>().eval(), H.cast<float>().eval(), b.cast<float>().eval(), fW, fH, fb).total;
+    // float rounding of inputs and of O(K) exp terms: a few 1e-7 relative.
+    CHECK(vf == Approx(vd).epsilon(1e-5));
+    CHECK((fW.cast<double>() - dW).cwiseAbs().maxCoeff() < 1e-5);
+    CHECK((fH.cast<double>() - dH).cwiseAbs().maxCoeff() < 1e-5);
+}
+
+TEST_CASE("non-finite input and shape mismatches throw mlnc::error naming the argument") {
+    using Catch::Matchers::Contains;
+    const auto S = label_sets::from_lists({{0}, {1, 2}}, 3);
+    mlnc::pal_objective<double> obj(S, {});
+    Eigen::MatrixXd W = Eigen::MatrixXd::Ones(3, 2), H = Eigen::MatrixXd::Ones(2, 2);
+    Eigen::VectorXd b = Eigen::VectorXd::Zero(3);
+    CHECK_THROWS_WITH(obj.evaluate(Eigen::MatrixXd::Ones(4, 2), H, b), Contains("W") && Contains("3 rows"));
+    CHECK_THROWS_WITH(obj.evaluate(W, Eigen::MatrixXd::Ones(3, 2), b), Contains("H"));
+    CHECK_THROWS_WITH(obj.evaluate(W, Eigen::MatrixXd::Ones(2, 3), b), Contains("H"));
+    CHECK_THROWS_WITH(obj.evaluate(W, H, Eigen::VectorXd::Zero(2)), Contains("b"));
+    H(1, 1) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_WITH(obj.evaluate(W, H, b), Contains("H") && Contains("NaN"));
+    H(1, 1) = 1;
+    W(0, 0) = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(obj.evaluate(W, H, b), Contains("W"));
+    W(0, 0) = 1;
+    b(2) = -std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(obj.evaluate(W, H, b), Contains("b"));
+
+    Eigen::MatrixXd Z = Eigen::MatrixXd::Zero(3, 2);
+    Z(2, 1) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_WITH(mlnc::pal_loss(Z, S), Contains("Z") && Contains("(2, 1)"));
+    CHECK_THROWS_WITH(mlnc::pal_loss(Eigen::MatrixXd::Zero(3, 3), S), Contains("Z"));
+    Eigen::MatrixXd G(2, 2);
+    CHECK_THROWS_WITH(mlnc::pal_loss_grad(Eigen::MatrixXd::Zero(3, 2), S, G), Contains("G"));
+    CHECK_THROWS_WITH(mlnc::pal_objective<double>(S, {-1.0, 0, 0}), Contains("lambda_w"));
+    CHECK_THROWS_WITH(mlnc::pal_objective<double>(S, {0, std::nan(""), 0}), Contains("lambda_h"));
+}
+
+TEST_CASE("caller's data is used through Map without copies") {
+    std::vector<double> wbuf(3 * 2, 0.5), hbuf(2 * 2, -0.25), bbuf(3, 0.1);
+    const Eigen::Map<const Eigen::MatrixXd> W(wbuf.data(), 3, 2), H(hbuf.data(), 2, 2);
+    const Eigen::Map<const Eigen::VectorXd> b(bbuf.data(), 3);
+    const auto S = label_sets::from_lists({{0}, {1, 2}}, 3);
+    mlnc::pal_objective<double> obj(S, {0.1, 0.1, 0.1});
+    // All logits equal: losses log 3 and 2 log 3.
+    CHECK(obj.evaluate(W, H, b).loss == Approx(1.5 * std::log(3.0)).epsilon(1e-15));
+}
