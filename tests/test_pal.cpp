@@ -257,3 +257,18 @@ TEST_CASE("caller's data is used through Map without copies") {
     // All logits equal: losses log 3 and 2 log 3.
     CHECK(obj.evaluate(W, H, b).loss == Approx(1.5 * std::log(3.0)).epsilon(1e-15));
 }
+
+TEST_CASE("K = 10^6 labels: loss and gradient at the logits level") {
+    const index_t K = 1000000;
+    const auto S = label_sets::from_lists({{0}, {5, 999999}, {1, 2, 3, 4, 500000}}, K);
+    std::mt19937_64 rng(3);
+    const Eigen::MatrixXd Z = randn(K, 3, rng, 10.0);
+    Eigen::MatrixXd G(K, 3);
+    const double l = mlnc::pal_loss_grad(Z, S, G);
+    long double ref = 0;
+    for (index_t i = 0; i < 3; ++i) ref += ref_sample_loss(Z.col(i), S[i], pal_variant::pal);
+    // Sums of 10^6 exponentials in double: relative rounding ~1e-16 * sqrt(10^6) per column.
+    CHECK(l == Approx(static_cast<double>(ref / 3)).epsilon(1e-12));
+    CHECK(G.colwise().sum().cwiseAbs().maxCoeff() < 1e-12);
+    CHECK(G.allFinite());
+}

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -42,6 +43,13 @@ using usage_error = mlnc::error;
 
 // Prints exactly one JSON object on stdout (cli.md: --json).
 inline void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+// A penalty weight given on the command line: finite and >= 0, or exit 2 naming the option.
+inline double checked_lambda(double value, const char* option) {
+    if (!(std::isfinite(value) && value >= 0.0))
+        throw mlnc::error(std::string(option) + ": must be a finite number >= 0, got " + std::to_string(value));
+    return value;
+}
 
 // Adds the --json flag every subcommand has.
 inline void add_json_flag(CLI::App& app, bool& flag) {
