@@ -116,7 +116,7 @@ TEST_CASE("logits level: loss, per-sample losses, gradient out of place and in p
         const double l1 = mlnc::pal_sample_losses(Z, S, losses, v);
         const double l2 = mlnc::pal_loss_grad(Z, S, G, v);
         Eigen::MatrixXd Zi = Z;
-        const double l3 = mlnc::pal_loss_grad_inplace<mlnc::cpu, double>(Zi, S, v);
+        const double l3 = mlnc::pal_loss_grad_inplace(Zi, S, v);
         CHECK(l0 == l1);
         CHECK(l0 == l2);
         CHECK(l0 == l3);

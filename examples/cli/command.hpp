@@ -47,7 +47,7 @@ inline void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std:
 // A penalty weight given on the command line: finite and >= 0, or exit 2 naming the option.
 inline double checked_lambda(double value, const char* option) {
     if (!(std::isfinite(value) && value >= 0.0))
-        throw mlnc::error(std::string(option) + ": must be a finite number >= 0, got " + std::to_string(value));
+        throw mlnc::error(std::string(option) + ": must be a finite number >= 0, got " + mlnc::detail::num(value));
     return value;
 }
 

@@ -5,4 +5,12 @@
 #include <mlnc/config.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
+#include <mlnc/etf.hpp>
+#include <mlnc/io/label_file.hpp>
+#include <mlnc/io/npy.hpp>
+#include <mlnc/metrics.hpp>
+#include <mlnc/optimum.hpp>
 #include <mlnc/pal.hpp>
+#include <mlnc/tagwise.hpp>
+#include <mlnc/types.hpp>
+#include <mlnc/ufm.hpp>

@@ -97,11 +97,14 @@ typename DZ::Scalar pal_loss_grad(const Eigen::MatrixBase<DZ>& Z, const label_se
 
 // Mean PAL loss; Z is overwritten by G = d(mean loss)/dZ (no second K x N buffer).
 // If an exception is thrown (non-finite logit) the content of Z is unspecified.
-template <class B = cpu, class T>
-T pal_loss_grad_inplace(Eigen::Ref<matrix<T>> Z, const label_sets& S, pal_variant v = pal_variant::pal) {
+template <class B = cpu, class DZ>
+typename DZ::Scalar pal_loss_grad_inplace(Eigen::MatrixBase<DZ>& Z, const label_sets& S,
+                                          pal_variant v = pal_variant::pal) {
+    using T = typename DZ::Scalar;
     detail::check_logits(Z, S);
-    return static_cast<T>(detail::pal_dispatch<B, T>(Z.data(), Z.outerStride(), Z.rows(), Z.cols(), S, v, nullptr,
-                                                     Z.data(), Z.outerStride()) /
+    Eigen::Ref<matrix<T>> z(Z.derived());  // binds without a copy, or fails to compile
+    return static_cast<T>(detail::pal_dispatch<B, T>(z.data(), z.outerStride(), z.rows(), z.cols(), S, v, nullptr,
+                                                     z.data(), z.outerStride()) /
                           static_cast<double>(S.size()));
 }
 

@@ -25,9 +25,9 @@ struct penalties {
 
 inline void check_penalties(const penalties& p) {
     const auto ok = [](double v) { return std::isfinite(v) && v >= 0.0; };
-    detail::require(ok(p.lambda_w), "lambda_w", "must be finite and >= 0, got " + std::to_string(p.lambda_w));
-    detail::require(ok(p.lambda_h), "lambda_h", "must be finite and >= 0, got " + std::to_string(p.lambda_h));
-    detail::require(ok(p.lambda_b), "lambda_b", "must be finite and >= 0, got " + std::to_string(p.lambda_b));
+    detail::require(ok(p.lambda_w), "lambda_w", "must be finite and >= 0, got " + detail::num(p.lambda_w));
+    detail::require(ok(p.lambda_h), "lambda_h", "must be finite and >= 0, got " + detail::num(p.lambda_h));
+    detail::require(ok(p.lambda_b), "lambda_b", "must be finite and >= 0, got " + detail::num(p.lambda_b));
 }
 
 }  // namespace mlnc

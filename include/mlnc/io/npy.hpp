@@ -1,0 +1,586 @@
+#pragma once
+// NumPy .npy files: the exchange format of the mlnc program (features N x d, classifier K x d,
+// bias K, multi-hot labels N x K).
+//
+// Reading accepts format versions 1.0, 2.0 and 3.0, little-endian C-order arrays of 0, 1 or 2
+// dimensions, and the dtypes <f4, <f8 (matrices) plus |b1, |u1, |i1, <i2, <u2, <i4, <u4, <i8, <u8
+// (multi-hot label arrays). Values are converted to double; 64-bit integers beyond 2^53 lose
+// precision, which does not matter for 0/1 label arrays. Everything else throws mlnc::error with
+// a message that starts with the file's path. Sizes are checked against the file's length before
+// anything is allocated, so a corrupt header can never cause a huge allocation.
+//
+// Writing produces <f8, version 1.0, with the header padded to a multiple of 64 bytes as NumPy
+// does. Files are written to a temporary file in the target's folder and renamed into place, so
+// a reader never sees a partial file.
+//
+// A C-order N x d array and a column-major d x N Eigen matrix are the same memory: features are
+// read and written without a transpose (see theory.md, "Notation").
+
+#include <mlnc/error.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace mlnc::io {
+
+struct npy_array {
+    std::vector<std::int64_t> shape;  // 0, 1 or 2 entries
+    std::string dtype;                // the descr of the header, e.g. "<f8"
+    std::vector<double> data;         // C order, converted to double
+
+    std::int64_t ndim() const noexcept { return static_cast<std::int64_t>(shape.size()); }
+    std::int64_t size() const noexcept { return static_cast<std::int64_t>(data.size()); }
+};
+
+namespace detail {
+
+inline constexpr std::array<unsigned char, 6> npy_magic{0x93, 'N', 'U', 'M', 'P', 'Y'};
+// NumPy itself refuses headers above 10000 bytes by default; this bound only guards allocation.
+inline constexpr std::uint64_t npy_max_header = std::uint64_t{1} << 20;
+
+[[noreturn]] inline void fail(const std::filesystem::path& path, const std::string& problem) {
+    throw error(path.string() + ": " + problem);
+}
+
+enum class npy_kind { f4, f8, b1, u1, i1, i2, u2, i4, u4, i8, u8 };
+
+struct npy_dtype {
+    npy_kind kind;
+    std::size_t itemsize;
+    bool is_float;
+};
+
+inline std::string shape_string(const std::vector<std::int64_t>& shape) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i > 0) s += ", ";
+        s += std::to_string(shape[i]);
+    }
+    if (shape.size() == 1) s += ",";
+    return s + ")";
+}
+
+// The dtype of a descr string, or a refusal that says why.
+inline npy_dtype parse_dtype(const std::filesystem::path& path, const std::string& descr) {
+    static constexpr std::string_view supported =
+        "supported: <f4, <f8, and for label arrays |b1, |u1, |i1, <i2, <u2, <i4, <u4, <i8, <u8";
+    if (descr.size() >= 2) {
+        const char order = descr[0];
+        const std::string_view code = std::string_view(descr).substr(1);
+        // One-byte types have no byte order; NumPy writes '|' but any marker means the same.
+        if (order == '|' || order == '<' || order == '>') {
+            if (code == "b1") return {npy_kind::b1, 1, false};
+            if (code == "u1") return {npy_kind::u1, 1, false};
+            if (code == "i1") return {npy_kind::i1, 1, false};
+        }
+        struct entry {
+            std::string_view code;
+            npy_dtype type;
+        };
+        static constexpr std::array<entry, 8> multi_byte{{{"f4", {npy_kind::f4, 4, true}},
+                                                          {"f8", {npy_kind::f8, 8, true}},
+                                                          {"i2", {npy_kind::i2, 2, false}},
+                                                          {"u2", {npy_kind::u2, 2, false}},
+                                                          {"i4", {npy_kind::i4, 4, false}},
+                                                          {"u4", {npy_kind::u4, 4, false}},
+                                                          {"i8", {npy_kind::i8, 8, false}},
+                                                          {"u8", {npy_kind::u8, 8, false}}}};
+        for (const auto& e : multi_byte) {
+            if (code != e.code) continue;
+            if (order == '<') return e.type;
+            if (order == '>')
+                fail(path, "big-endian dtype '" + descr +
+                               "' is not supported (convert with arr.astype('<" + std::string(code) + "'))");
+        }
+    }
+    fail(path, "unsupported dtype '" + descr + "' (" + std::string(supported) + ")");
+}
+
+// A little-endian value of type T from raw bytes, on any host.
+template <class T>
+T load_le(const unsigned char* p) {
+    std::array<unsigned char, sizeof(T)> b;
+    std::memcpy(b.data(), p, sizeof(T));
+    if constexpr (std::endian::native == std::endian::big) std::reverse(b.begin(), b.end());
+    T v;
+    std::memcpy(&v, b.data(), sizeof(T));
+    return v;
+}
+
+inline double convert_one(npy_kind kind, const unsigned char* p) {
+    switch (kind) {
+        case npy_kind::f4: return static_cast<double>(load_le<float>(p));
+        case npy_kind::f8: return load_le<double>(p);
+        case npy_kind::b1:
+        case npy_kind::u1: return static_cast<double>(p[0]);
+        case npy_kind::i1: return static_cast<double>(load_le<std::int8_t>(p));
+        case npy_kind::i2: return static_cast<double>(load_le<std::int16_t>(p));
+        case npy_kind::u2: return static_cast<double>(load_le<std::uint16_t>(p));
+        case npy_kind::i4: return static_cast<double>(load_le<std::int32_t>(p));
+        case npy_kind::u4: return static_cast<double>(load_le<std::uint32_t>(p));
+        case npy_kind::i8: return static_cast<double>(load_le<std::int64_t>(p));
+        case npy_kind::u8: return static_cast<double>(load_le<std::uint64_t>(p));
+    }
+    return 0.0;
+}
+
+// A parser for the header dictionary, a Python literal such as
+//   {'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }
+// Only what NumPy writes is accepted: string keys, string / True / False / tuple-of-int values.
+class npy_header_parser {
+public:
+    npy_header_parser(const std::filesystem::path& path, std::string_view text) : path_(path), s_(text) {}
+
+    struct result {
+        std::string descr;
+        bool fortran_order = false;
+        std::vector<std::int64_t> shape;
+    };
+
+    result parse() {
+        result r;
+        bool have_descr = false, have_order = false, have_shape = false;
+        expect('{', "the header dictionary must start with '{'");
+        skip_space();
+        while (peek() != '}') {
+            const std::string key = string_literal("a quoted key");
+            expect(':', "expected ':' after key '" + key + "'");
+            if (key == "descr") {
+                if (have_descr) malformed("duplicate key 'descr'");
+                skip_space();
+                if (peek() == '[')
+                    fail(path_, "unsupported dtype: structured (record) arrays are not supported");
+                r.descr = string_literal("a quoted dtype string for 'descr'");
+                have_descr = true;
+            } else if (key == "fortran_order") {
+                if (have_order) malformed("duplicate key 'fortran_order'");
+                r.fortran_order = boolean();
+                have_order = true;
+            } else if (key == "shape") {
+                if (have_shape) malformed("duplicate key 'shape'");
+                r.shape = tuple();
+                have_shape = true;
+            } else {
+                malformed("unexpected key '" + key + "'");
+            }
+            skip_space();
+            if (peek() == ',') {
+                ++pos_;
+                skip_space();
+            } else if (peek() != '}') {
+                malformed("expected ',' or '}' after the value of '" + key + "'");
+            }
+        }
+        ++pos_;
+        skip_space();
+        if (pos_ != s_.size()) malformed("unexpected characters after the closing '}'");
+        if (!have_descr) malformed("missing key 'descr'");
+        if (!have_order) malformed("missing key 'fortran_order'");
+        if (!have_shape) malformed("missing key 'shape'");
+        return r;
+    }
+
+private:
+    [[noreturn]] void malformed(const std::string& what) const { fail(path_, "malformed .npy header: " + what); }
+
+    char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
+    void skip_space() {
+        while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
+            ++pos_;
+    }
+    void expect(char c, const std::string& what) {
+        skip_space();
+        if (peek() != c) malformed(what);
+        ++pos_;
+    }
+    std::string string_literal(const std::string& what) {
+        skip_space();
+        const char q = peek();
+        if (q != '\'' && q != '"') malformed("expected " + what);
+        const std::size_t start = ++pos_;
+        while (pos_ < s_.size() && s_[pos_] != q) {
+            if (s_[pos_] == '\\' || s_[pos_] == '\n') malformed("unsupported character in a string literal");
+            ++pos_;
+        }
+        if (pos_ == s_.size()) malformed("unterminated string literal");
+        return std::string(s_.substr(start, pos_++ - start));
+    }
+    bool boolean() {
+        skip_space();
+        for (const auto& [word, value] : {std::pair<std::string_view, bool>{"True", true}, {"False", false}}) {
+            if (s_.substr(pos_, word.size()) == word) {
+                pos_ += word.size();
+                return value;
+            }
+        }
+        malformed("'fortran_order' must be True or False");
+    }
+    std::vector<std::int64_t> tuple() {
+        expect('(', "'shape' must be a tuple such as (3, 4)");
+        std::vector<std::int64_t> dims;
+        bool trailing_comma = false;
+        skip_space();
+        while (peek() != ')') {
+            dims.push_back(integer());
+            skip_space();
+            trailing_comma = peek() == ',';
+            if (trailing_comma) {
+                ++pos_;
+                skip_space();
+            } else if (peek() != ')') {
+                malformed("expected ',' or ')' in 'shape'");
+            }
+            // A bound on the dimensions we report, far above the 2 we accept.
+            if (dims.size() > 64) malformed("'shape' has too many dimensions");
+        }
+        ++pos_;
+        // (3) is a parenthesised int in Python, not a tuple; NumPy writes (3,).
+        if (dims.size() == 1 && !trailing_comma) malformed("'shape' must be a tuple; write (n,) for 1-D");
+        return dims;
+    }
+    std::int64_t integer() {
+        const std::size_t start = pos_;
+        std::int64_t v = 0;
+        while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+            const int digit = s_[pos_] - '0';
+            if (v > (std::numeric_limits<std::int64_t>::max() - digit) / 10)
+                fail(path_, "shape entry overflows a 64-bit integer");
+            v = v * 10 + digit;
+            ++pos_;
+        }
+        if (pos_ == start) malformed("'shape' entries must be non-negative integers");
+        if (peek() == 'L') ++pos_;  // Python 2 long suffix, in files written by old NumPy
+        return v;
+    }
+
+    const std::filesystem::path& path_;
+    std::string_view s_;
+    std::size_t pos_ = 0;
+};
+
+struct npy_layout {
+    std::vector<std::int64_t> shape;
+    std::string descr;
+    npy_dtype type;
+    std::uint64_t count;  // number of elements
+};
+
+// Opens path, validates the header and the file length against it; on return `in` is positioned
+// at the first data byte and exactly count * itemsize bytes remain.
+inline npy_layout open_npy(const std::filesystem::path& path, std::ifstream& in) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (st.type() == fs::file_type::not_found) fail(path, "no such file");
+    if (st.type() == fs::file_type::directory) fail(path, "is a directory, not a .npy file");
+    errno = 0;
+    in.open(path, std::ios::binary);
+    if (!in) {
+        const int err = errno;
+        fail(path, "cannot open for reading" + (err != 0 ? " (" + std::generic_category().message(err) + ")" : ""));
+    }
+    in.seekg(0, std::ios::end);
+    const std::streamoff file_size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (file_size < 0 || !in) fail(path, "cannot determine the file size (not a regular file?)");
+    const auto size = static_cast<std::uint64_t>(file_size);
+
+    const auto read_exact = [&](unsigned char* dst, std::size_t n, const char* what) {
+        in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(n));
+        if (in.gcount() != static_cast<std::streamsize>(n)) fail(path, std::string("truncated file: ") + what);
+    };
+
+    std::array<unsigned char, 8> pre{};
+    if (size == 0) fail(path, "empty file, not a .npy file");
+    if (size < pre.size()) {
+        read_exact(pre.data(), static_cast<std::size_t>(size), "");
+        if (std::equal(pre.begin(), pre.begin() + static_cast<std::ptrdiff_t>(size), npy_magic.begin()))
+            fail(path, "truncated file: ends inside the .npy preamble");
+        fail(path, "not a .npy file (bad magic string; expected \\x93NUMPY)");
+    }
+    read_exact(pre.data(), pre.size(), "ends inside the .npy preamble");
+    if (!std::equal(npy_magic.begin(), npy_magic.end(), pre.begin()))
+        fail(path, "not a .npy file (bad magic string; expected \\x93NUMPY)");
+    const int major = pre[6], minor = pre[7];
+    if (!((major == 1 || major == 2 || major == 3) && minor == 0))
+        fail(path, "unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor) +
+                       " (supported: 1.0, 2.0, 3.0)");
+
+    std::uint64_t header_len;
+    std::uint64_t data_offset;
+    if (major == 1) {
+        std::array<unsigned char, 2> b{};
+        read_exact(b.data(), b.size(), "ends inside the header length");
+        header_len = load_le<std::uint16_t>(b.data());
+        data_offset = 10 + header_len;
+    } else {
+        std::array<unsigned char, 4> b{};
+        read_exact(b.data(), b.size(), "ends inside the header length");
+        header_len = load_le<std::uint32_t>(b.data());
+        data_offset = 12 + header_len;
+    }
+    if (header_len > npy_max_header)
+        fail(path, "header length " + std::to_string(header_len) + " bytes exceeds the limit of " +
+                       std::to_string(npy_max_header) + " (corrupt file?)");
+    if (data_offset > size)
+        fail(path, "truncated file: the header claims " + std::to_string(header_len) + " bytes but the file has " +
+                       std::to_string(size) + " bytes in all");
+    std::string header(static_cast<std::size_t>(header_len), '\0');
+    read_exact(reinterpret_cast<unsigned char*>(header.data()), header.size(), "ends inside the header");
+    if (header.find('\0') != std::string::npos) fail(path, "malformed .npy header: contains a NUL byte");
+
+    auto dict = npy_header_parser(path, header).parse();
+    const npy_dtype type = parse_dtype(path, dict.descr);
+    if (dict.fortran_order)
+        fail(path, "fortran_order is True; only C-order arrays are supported (save np.ascontiguousarray(a))");
+    if (dict.shape.size() > 2)
+        fail(path, std::to_string(dict.shape.size()) + "-D array of shape " + shape_string(dict.shape) +
+                       " is not supported (at most 2 dimensions)");
+
+    std::uint64_t count = 1;
+    for (const std::int64_t n : dict.shape) {
+        const auto u = static_cast<std::uint64_t>(n);
+        if (u != 0 && count > std::numeric_limits<std::uint64_t>::max() / u)
+            fail(path, "shape " + shape_string(dict.shape) + " overflows the number of elements");
+        count *= u;
+    }
+    const std::uint64_t available = size - data_offset;
+    // count * itemsize compared without overflow.
+    const std::uint64_t max_count = available / type.itemsize;
+    const bool too_short = count > max_count;
+    if (too_short || count * type.itemsize != available) {
+        const std::string need =
+            too_short && count > std::numeric_limits<std::uint64_t>::max() / type.itemsize
+                ? std::string("more than 2^64")
+                : std::to_string(count * type.itemsize);
+        const std::string what = "shape " + shape_string(dict.shape) + " of " + dict.descr + " needs " + need +
+                                 " data bytes, the file has " + std::to_string(available);
+        fail(path, (too_short ? "truncated data: " : "size mismatch, extra data after the array: ") + what);
+    }
+    if (count > static_cast<std::uint64_t>(std::numeric_limits<std::ptrdiff_t>::max() / 8))
+        fail(path, "array too large for this platform");
+    return {std::move(dict.shape), std::move(dict.descr), type, count};
+}
+
+// Reads the data of an opened file into out[0..count), converted to double.
+inline void read_npy_data(const std::filesystem::path& path, std::ifstream& in, const npy_layout& L, double* out) {
+    if (L.type.kind == npy_kind::f8 && std::endian::native == std::endian::little) {
+        in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(L.count * 8));
+        if (in.gcount() != static_cast<std::streamsize>(L.count * 8)) fail(path, "read error in the data");
+        return;
+    }
+    constexpr std::size_t chunk_bytes = std::size_t{1} << 16;
+    std::vector<unsigned char> buf(chunk_bytes);
+    const std::size_t per_chunk = chunk_bytes / L.type.itemsize;
+    for (std::uint64_t done = 0; done < L.count;) {
+        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(per_chunk, L.count - done));
+        in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n * L.type.itemsize));
+        if (in.gcount() != static_cast<std::streamsize>(n * L.type.itemsize)) fail(path, "read error in the data");
+        for (std::size_t j = 0; j < n; ++j) out[done + j] = convert_one(L.type.kind, buf.data() + j * L.type.itemsize);
+        done += n;
+    }
+}
+
+// The checks shared by the float readers: dtype, dimensions, non-empty, finite.
+inline void require_float(const std::filesystem::path& path, std::string_view name, const npy_layout& L,
+                          std::size_t ndim, const char* expected) {
+    if (!L.type.is_float)
+        fail(path, std::string(name) + " has dtype '" + L.descr + "'; expected float32 (<f4) or float64 (<f8)");
+    if (L.shape.size() != ndim)
+        fail(path, std::string(name) + " must be " + expected + ", got shape " + shape_string(L.shape));
+    if (L.count == 0) fail(path, std::string(name) + " is empty, shape " + shape_string(L.shape));
+}
+
+inline void require_finite(const std::filesystem::path& path, std::string_view name, const double* p,
+                           std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) fail(path, std::string(name) + " contains NaN or Inf");
+}
+
+// Writes doubles as little-endian bytes.
+inline void put_f8(std::ostream& out, const double* p, std::size_t n) {
+    if constexpr (std::endian::native == std::endian::little) {
+        out.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n * sizeof(double)));
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            std::array<char, 8> b;
+            std::memcpy(b.data(), p + i, 8);
+            std::reverse(b.begin(), b.end());
+            out.write(b.data(), 8);
+        }
+    }
+}
+
+// Writes path by calling body(stream) on a temporary file in the same folder, then renaming it
+// over path. On any failure the temporary file is removed and path is left untouched.
+template <class Body>
+void atomic_write(const std::filesystem::path& path, Body&& body) {
+    namespace fs = std::filesystem;
+    if (path.filename().empty()) fail(path, "not a file name");
+    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) fail(path, "is a directory; cannot write a file there");
+    if (!fs::is_directory(dir, ec)) fail(path, "cannot write: folder " + dir.string() + " does not exist");
+
+    std::random_device rd;
+    const auto tag = (static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(rd());
+    const fs::path tmp = dir / ("." + path.filename().string() + ".tmp-" + std::to_string(tag));
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(path, "cannot create a temporary file in " + dir.string());
+    try {
+        body(static_cast<std::ostream&>(out));
+        out.close();
+        if (out.fail()) fail(path, "write failed (disk full?)");
+        fs::rename(tmp, path, ec);
+        if (ec) fail(path, "cannot rename the temporary file into place (" + ec.message() + ")");
+    } catch (...) {
+        out.close();
+        fs::remove(tmp, ec);
+        throw;
+    }
+}
+
+// The version 1.0 header for a <f8 C-order array of the given shape.
+inline std::string npy_header_f8(const std::vector<std::int64_t>& shape) {
+    std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape_string(shape) + ", }";
+    const std::size_t unpadded = 10 + dict.size() + 1;  // preamble + dict + '\n'
+    dict.append((64 - unpadded % 64) % 64, ' ');
+    dict += '\n';
+    std::string h(npy_magic.begin(), npy_magic.end());
+    h += '\x01';
+    h += '\x00';
+    h += static_cast<char>(dict.size() & 0xff);
+    h += static_cast<char>((dict.size() >> 8) & 0xff);
+    return h + dict;
+}
+
+inline std::uint64_t checked_count(const std::filesystem::path& path, const std::vector<std::int64_t>& shape) {
+    if (shape.size() > 2)
+        fail(path, "cannot write a " + std::to_string(shape.size()) + "-D array (at most 2 dimensions)");
+    std::uint64_t count = 1;
+    for (const std::int64_t n : shape) {
+        if (n < 0) fail(path, "cannot write: negative dimension in shape " + shape_string(shape));
+        const auto u = static_cast<std::uint64_t>(n);
+        if (u != 0 && count > std::numeric_limits<std::uint64_t>::max() / 8 / u)
+            fail(path, "cannot write: shape " + shape_string(shape) + " is too large");
+        count *= u;
+    }
+    return count;
+}
+
+}  // namespace detail
+
+// The whole file: shape, descr and the values converted to double, in C order.
+inline npy_array read_npy(const std::filesystem::path& path) {
+    std::ifstream in;
+    detail::npy_layout L = detail::open_npy(path, in);
+    npy_array a;
+    a.data.resize(static_cast<std::size_t>(L.count));
+    detail::read_npy_data(path, in, L, a.data.data());
+    a.shape = std::move(L.shape);
+    a.dtype = std::move(L.descr);
+    return a;
+}
+
+// A 2-D float32/float64 array (rows x cols, e.g. W as K x d), finite and non-empty.
+// name is the role of the array in messages ("<path>: W contains NaN or Inf").
+inline Eigen::MatrixXd read_matrix(const std::filesystem::path& path, std::string_view name) {
+    std::ifstream in;
+    const detail::npy_layout L = detail::open_npy(path, in);
+    detail::require_float(path, name, L, 2, "a 2-D array");
+    // C order rows x cols is column-major cols x rows: read it as such, then transpose once.
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> M(L.shape[0], L.shape[1]);
+    detail::read_npy_data(path, in, L, M.data());
+    detail::require_finite(path, name, M.data(), static_cast<std::size_t>(L.count));
+    return M;
+}
+
+// A 2-D float32/float64 array of N samples x d features, returned as the d x N matrix H of
+// theory.md (same memory, no transpose). Finite and non-empty.
+inline Eigen::MatrixXd read_features(const std::filesystem::path& path, std::string_view name) {
+    std::ifstream in;
+    const detail::npy_layout L = detail::open_npy(path, in);
+    detail::require_float(path, name, L, 2, "a 2-D array (N samples x d features)");
+    Eigen::MatrixXd H(L.shape[1], L.shape[0]);
+    detail::read_npy_data(path, in, L, H.data());
+    detail::require_finite(path, name, H.data(), static_cast<std::size_t>(L.count));
+    return H;
+}
+
+// A 1-D float32/float64 array, finite and non-empty.
+inline Eigen::VectorXd read_vector(const std::filesystem::path& path, std::string_view name) {
+    std::ifstream in;
+    const detail::npy_layout L = detail::open_npy(path, in);
+    detail::require_float(path, name, L, 1, "a 1-D array");
+    Eigen::VectorXd v(L.shape[0]);
+    detail::read_npy_data(path, in, L, v.data());
+    detail::require_finite(path, name, v.data(), static_cast<std::size_t>(L.count));
+    return v;
+}
+
+// Writes a float64 C-order array of the given shape (0, 1 or 2 dimensions) atomically.
+// data must hold the product of shape's entries doubles (it may be null when that is 0).
+inline void write_npy(const std::filesystem::path& path, const double* data, std::vector<std::int64_t> shape) {
+    const std::uint64_t count = detail::checked_count(path, shape);
+    if (count > 0 && data == nullptr) detail::fail(path, "cannot write: null data for a non-empty array");
+    const std::string header = detail::npy_header_f8(shape);
+    detail::atomic_write(path, [&](std::ostream& out) {
+        out.write(header.data(), static_cast<std::streamsize>(header.size()));
+        detail::put_f8(out, data, static_cast<std::size_t>(count));
+    });
+}
+
+// A rows x cols matrix as a 2-D C-order array (W: K x d).
+inline void write_matrix(const std::filesystem::path& path, const Eigen::Ref<const Eigen::MatrixXd>& M) {
+    const std::vector<std::int64_t> shape{M.rows(), M.cols()};
+    detail::checked_count(path, shape);
+    const std::string header = detail::npy_header_f8(shape);
+    detail::atomic_write(path, [&](std::ostream& out) {
+        out.write(header.data(), static_cast<std::streamsize>(header.size()));
+        Eigen::VectorXd row(M.cols());
+        for (Eigen::Index r = 0; r < M.rows(); ++r) {
+            row = M.row(r).transpose();
+            detail::put_f8(out, row.data(), static_cast<std::size_t>(row.size()));
+        }
+    });
+}
+
+// The d x N feature matrix H as an N x d C-order array (column i of H is row i of the file).
+inline void write_features(const std::filesystem::path& path, const Eigen::Ref<const Eigen::MatrixXd>& H) {
+    const std::vector<std::int64_t> shape{H.cols(), H.rows()};
+    detail::checked_count(path, shape);
+    const std::string header = detail::npy_header_f8(shape);
+    detail::atomic_write(path, [&](std::ostream& out) {
+        out.write(header.data(), static_cast<std::streamsize>(header.size()));
+        for (Eigen::Index i = 0; i < H.cols(); ++i)
+            detail::put_f8(out, H.col(i).data(), static_cast<std::size_t>(H.rows()));
+    });
+}
+
+// A vector as a 1-D array.
+inline void write_vector(const std::filesystem::path& path, const Eigen::Ref<const Eigen::VectorXd>& v) {
+    const std::vector<std::int64_t> shape{v.size()};
+    detail::checked_count(path, shape);
+    const std::string header = detail::npy_header_f8(shape);
+    detail::atomic_write(path, [&](std::ostream& out) {
+        out.write(header.data(), static_cast<std::streamsize>(header.size()));
+        detail::put_f8(out, v.data(), static_cast<std::size_t>(v.size()));
+    });
+}
+
+}  // namespace mlnc::io

@@ -1,0 +1,600 @@
+#pragma once
+// The unconstrained-features-model (UFM) trainer: full-batch minimisation of Problem (4),
+//   f(W, H, b) = (1/N) sum_i L_PAL(W h_i + b, S_i) + lW ||W||_F^2 + lH ||H||_F^2 + lb ||b||^2,
+// over W (K x d), H (d x N) and b (K) from a seeded random start, by L-BFGS (LBFGSpp's solver)
+// or by gradient descent with momentum and an Armijo line search. Optionally W is held fixed at a
+// simplex ETF and only (H, b) are trained. The library never prints: progress goes to an
+// optional observer. See docs/ufm.md.
+
+#include <mlnc/error.hpp>
+#include <mlnc/etf.hpp>
+#include <mlnc/labels.hpp>
+#include <mlnc/pal.hpp>
+
+#include <Eigen/Core>
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wall"
+#pragma GCC diagnostic ignored "-Wextra"
+#endif
+#include <LBFGS.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <numbers>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mlnc {
+
+enum class ufm_method {
+    lbfgs,  // L-BFGS (LBFGSpp::LBFGSSolver) with the line search of ufm_options::line_search
+    gd,     // gradient descent with heavy-ball momentum and Armijo backtracking
+};
+
+// Line searches for L-BFGS. approximate_wolfe is mlnc's own; the others are LBFGSpp's.
+enum class ufm_line_search {
+    approximate_wolfe,          // strong Wolfe, with Hager-Zhang's approximate Wolfe test near rounding
+    backtracking_armijo,        // LBFGSpp::LineSearchBacktracking, Armijo only
+    backtracking_strong_wolfe,  // LBFGSpp::LineSearchBacktracking, strong Wolfe
+    nocedal_wright,             // LBFGSpp::LineSearchNocedalWright (bracketing + zoom, strong Wolfe)
+};
+
+enum class ufm_status {
+    converged_gradient,         // ||grad f|| <= gradient_tolerance * max(1, |f|)
+    converged_relative_change,  // |f_k - f_{k-1}| <= relative_tolerance * max(1, |f_k|)
+    max_iterations,             // max_iterations reached
+    line_search_failed,         // no acceptable step even from a fresh restart (usually the rounding floor)
+    non_finite,                 // the objective or its gradient is NaN/Inf at the starting point
+};
+
+inline const char* to_string(ufm_status s) noexcept {
+    switch (s) {
+        case ufm_status::converged_gradient: return "converged_gradient";
+        case ufm_status::converged_relative_change: return "converged_relative_change";
+        case ufm_status::max_iterations: return "max_iterations";
+        case ufm_status::line_search_failed: return "line_search_failed";
+        case ufm_status::non_finite: return "non_finite";
+    }
+    return "unknown";
+}
+
+struct ufm_options {
+    ufm_method method = ufm_method::lbfgs;
+    int max_iterations = 10000;        // accepted iterates, over all restarts; 0 = evaluate the start only
+    double gradient_tolerance = 1e-12;  // stop when ||grad f||_2 <= tol * max(1, |f|)
+    double relative_tolerance = 0.0;   // stop when |f_k - f_{k-1}| <= tol * max(1, |f_k|); 0 = off
+    int history_every = 10;            // history entry + observer call every this many iterations
+    std::uint64_t seed = 0;            // seeds the start (and the fixed ETF)
+    double init_scale = 0.1;           // standard deviation of the Gaussian start entries
+    bool fix_classifier_to_etf = false;  // W = simplex ETF with rows of norm etf_row_norm; train H, b
+    double etf_row_norm = 1.0;
+    pal_variant variant = pal_variant::pal;
+
+    // Line searches (both methods).
+    int max_line_search = 40;  // objective evaluations per line search
+    double armijo = 1e-4;      // sufficient-decrease constant c1, in (0, 1/2)
+    // L-BFGS.
+    int lbfgs_memory = 10;  // correction pairs kept
+    ufm_line_search line_search = ufm_line_search::approximate_wolfe;
+    double wolfe = 0.9;  // curvature constant c2, in (c1, 1)
+    // Gradient descent.
+    double learning_rate = 1.0;  // first trial step
+    double momentum = 0.9;       // heavy-ball coefficient beta in [0, 1)
+    double backtrack = 0.5;      // step shrink factor in (0, 1)
+    double step_growth = 2.0;    // next trial step = step_growth * last accepted step, >= 1
+};
+
+struct ufm_history_entry {
+    int iteration = 0;
+    double objective = 0;
+    double gradient_norm = 0;
+    double seconds = 0;  // since the start of train_ufm, time spent in the observer excluded
+};
+
+template <class T>
+struct ufm_result {
+    matrix<T> W, H;
+    vector<T> b;
+    ufm_status status = ufm_status::max_iterations;
+    int iterations = 0;     // accepted iterates
+    double objective = 0;   // f at the returned point
+    double gradient_norm = 0;  // ||grad f||_2 there (over the trained variables only)
+    std::vector<ufm_history_entry> history;
+    double seconds = 0;
+    int function_evaluations = 0;  // objective + gradient evaluations, all included
+    int restarts = 0;              // L-BFGS restarts after line-search failures
+};
+
+// Called at every history entry with the current iterate; W, H, b view the trainer's memory and
+// are valid only during the call.
+template <class T>
+using ufm_observer = std::function<void(const ufm_history_entry&, const Eigen::Ref<const matrix<T>>& W,
+                                        const Eigen::Ref<const matrix<T>>& H, const Eigen::Ref<const vector<T>>& b)>;
+
+namespace detail {
+
+// Control flow out of LBFGSpp's solver, which has no callback: the per-iteration hook throws
+// ufm_stop to end the run, the line-search wrapper throws ufm_search_failed after restoring the
+// last accepted iterate. Neither derives from std::exception, so nothing else catches them.
+struct ufm_stop {
+    ufm_status status;
+};
+struct ufm_search_failed {};
+
+inline void check_ufm_options(const ufm_options& o) {
+    const auto fin = [](double v) { return std::isfinite(v); };
+    const auto num = [](double v) { return std::to_string(v); };
+    require(o.method == ufm_method::lbfgs || o.method == ufm_method::gd, "method",
+            "unknown value " + std::to_string(static_cast<int>(o.method)));
+    require(o.line_search >= ufm_line_search::approximate_wolfe && o.line_search <= ufm_line_search::nocedal_wright,
+            "line_search", "unknown value " + std::to_string(static_cast<int>(o.line_search)));
+    require(o.variant == pal_variant::pal || o.variant == pal_variant::pal_n, "variant",
+            "unknown value " + std::to_string(static_cast<int>(o.variant)));
+    require(o.max_iterations >= 0, "max_iterations", "must be >= 0, got " + std::to_string(o.max_iterations));
+    require(fin(o.gradient_tolerance) && o.gradient_tolerance >= 0, "gradient_tolerance",
+            "must be finite and >= 0, got " + num(o.gradient_tolerance));
+    require(fin(o.relative_tolerance) && o.relative_tolerance >= 0, "relative_tolerance",
+            "must be finite and >= 0, got " + num(o.relative_tolerance));
+    require(o.history_every >= 1, "history_every", "must be >= 1, got " + std::to_string(o.history_every));
+    require(fin(o.init_scale) && o.init_scale > 0, "init_scale", "must be finite and > 0, got " + num(o.init_scale));
+    if (o.fix_classifier_to_etf)
+        require(fin(o.etf_row_norm) && o.etf_row_norm > 0, "etf_row_norm",
+                "must be finite and > 0, got " + num(o.etf_row_norm));
+    require(o.max_line_search >= 1, "max_line_search", "must be >= 1, got " + std::to_string(o.max_line_search));
+    require(o.armijo > 0 && o.armijo < 0.5, "armijo", "must be in (0, 0.5), got " + num(o.armijo));
+    if (o.method == ufm_method::lbfgs) {
+        require(o.lbfgs_memory >= 1, "lbfgs_memory", "must be >= 1, got " + std::to_string(o.lbfgs_memory));
+        require(o.wolfe > o.armijo && o.wolfe < 1, "wolfe", "must be in (armijo, 1), got " + num(o.wolfe));
+    } else {
+        require(fin(o.learning_rate) && o.learning_rate > 0, "learning_rate",
+                "must be finite and > 0, got " + num(o.learning_rate));
+        require(o.momentum >= 0 && o.momentum < 1, "momentum", "must be in [0, 1), got " + num(o.momentum));
+        require(o.backtrack > 0 && o.backtrack < 1, "backtrack", "must be in (0, 1), got " + num(o.backtrack));
+        require(fin(o.step_growth) && o.step_growth >= 1, "step_growth",
+                "must be finite and >= 1, got " + num(o.step_growth));
+    }
+}
+
+// Standard normal draws from mt19937_64 by Box-Muller. std::normal_distribution is not specified
+// bit for bit, so this keeps a seed's start identical across standard libraries.
+class gaussian_stream {
+public:
+    explicit gaussian_stream(std::uint64_t seed) : gen_(seed) {}
+    double operator()() {
+        if (have_spare_) {
+            have_spare_ = false;
+            return spare_;
+        }
+        // u1 in (0, 1] so that log(u1) is finite; 53 random bits each.
+        const double u1 = (static_cast<double>(gen_() >> 11) + 1.0) * 0x1.0p-53;
+        const double u2 = static_cast<double>(gen_() >> 11) * 0x1.0p-53;
+        const double r = std::sqrt(-2.0 * std::log(u1));
+        const double a = 2.0 * std::numbers::pi * u2;
+        spare_ = r * std::sin(a);
+        have_spare_ = true;
+        return r * std::cos(a);
+    }
+
+private:
+    std::mt19937_64 gen_;
+    double spare_ = 0;
+    bool have_spare_ = false;
+};
+
+// The objective over the flat parameter vector x = [vec(W); vec(H); b] (or [vec(H); b] with W
+// fixed), in the f(x, grad) form LBFGSpp expects, plus the bookkeeping of the run: iteration
+// count, history, observer calls and the stopping rules (checked at every accepted iterate).
+template <class T, class B>
+class ufm_problem {
+public:
+    using vec = vector<T>;
+
+    ufm_problem(const label_sets& S, index_t d, const penalties& p, const ufm_options& o, const ufm_observer<T>& obs,
+                matrix<T> fixed_W)
+        : obj_(S, p, o.variant),
+          opt_(o),
+          observer_(obs),
+          K_(S.num_labels()),
+          d_(d),
+          N_(S.size()),
+          fixed_(o.fix_classifier_to_etf),
+          W_fixed_(std::move(fixed_W)),
+          start_(std::chrono::steady_clock::now()) {
+        if (fixed_) dW_scratch_.resize(K_, d_);
+    }
+
+    Eigen::Index size() const noexcept { return (fixed_ ? 0 : K_ * d_) + d_ * N_ + K_; }
+
+    Eigen::Map<const matrix<T>> W(const vec& x) const {
+        return fixed_ ? Eigen::Map<const matrix<T>>(W_fixed_.data(), K_, d_) : Eigen::Map<const matrix<T>>(x.data(), K_, d_);
+    }
+    Eigen::Map<const matrix<T>> H(const vec& x) const { return {x.data() + w_size(), d_, N_}; }
+    Eigen::Map<const vector<T>> b(const vec& x) const { return {x.data() + w_size() + d_ * N_, K_}; }
+
+    // f(x) and its gradient. A point where the logits overflow gets f = +inf (and a NaN gradient):
+    // every line search treats that as a step too long.
+    T operator()(const vec& x, vec& grad) {
+        ++evaluations_;
+        grad.resize(x.size());
+        Eigen::Map<matrix<T>> dH(grad.data() + w_size(), d_, N_);
+        Eigen::Map<vector<T>> db(grad.data() + w_size() + d_ * N_, K_);
+        try {
+            if (fixed_)
+                return obj_.evaluate(W(x), H(x), b(x), dW_scratch_, dH, db).total;
+            Eigen::Map<matrix<T>> dW(grad.data(), K_, d_);
+            return obj_.evaluate(W(x), H(x), b(x), dW, dH, db).total;
+        } catch (const error&) {
+            grad.setConstant(std::numeric_limits<T>::quiet_NaN());
+            return std::numeric_limits<T>::infinity();
+        }
+    }
+
+    // The starting point (iteration 0): records it and applies the stopping rules.
+    void start(const vec& x, T fx, const vec& grad) {
+        accept(x, fx, grad, false);
+    }
+
+    // Called after every accepted step (by the line-search wrapper for L-BFGS, by the loop for
+    // GD). Throws ufm_stop when a stopping rule fires.
+    void on_iteration(const vec& x, T fx, const vec& grad) {
+        ++iterations_;
+        ++since_restart_;
+        accept(x, fx, grad, true);
+    }
+
+    void restarted() noexcept { since_restart_ = 0; }
+    int since_restart() const noexcept { return since_restart_; }
+
+    // The final history entry and observer call, unless the last iterate was already recorded.
+    void finish(const vec& x) {
+        if (history_.empty() || history_.back().iteration != iterations_) record(x);
+    }
+
+    int iterations() const noexcept { return iterations_; }
+    int evaluations() const noexcept { return evaluations_; }
+    double objective() const noexcept { return f_; }
+    double gradient_norm() const noexcept { return gnorm_; }
+    double seconds() const {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count() - observer_seconds_;
+    }
+    std::vector<ufm_history_entry>& history() noexcept { return history_; }
+
+private:
+    Eigen::Index w_size() const noexcept { return fixed_ ? 0 : K_ * d_; }
+
+    void accept(const vec& x, T fx, const vec& grad, bool is_step) {
+        const double f_prev = f_;
+        f_ = static_cast<double>(fx);
+        gnorm_ = static_cast<double>(grad.norm());
+        if (iterations_ % opt_.history_every == 0) record(x);
+        if (!std::isfinite(f_) || !std::isfinite(gnorm_)) throw ufm_stop{ufm_status::non_finite};
+        const double scale = std::max(1.0, std::abs(f_));
+        if (gnorm_ <= opt_.gradient_tolerance * scale) throw ufm_stop{ufm_status::converged_gradient};
+        if (is_step && opt_.relative_tolerance > 0 && std::abs(f_ - f_prev) <= opt_.relative_tolerance * scale)
+            throw ufm_stop{ufm_status::converged_relative_change};
+        if (iterations_ >= opt_.max_iterations) throw ufm_stop{ufm_status::max_iterations};
+    }
+
+    void record(const vec& x) {
+        history_.push_back({iterations_, f_, gnorm_, seconds()});
+        if (observer_) {
+            const auto t0 = std::chrono::steady_clock::now();
+            observer_(history_.back(), W(x), H(x), b(x));
+            observer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+    }
+
+    pal_objective<T, B> obj_;
+    const ufm_options& opt_;
+    const ufm_observer<T>& observer_;
+    Eigen::Index K_, d_, N_;
+    bool fixed_;
+    matrix<T> W_fixed_, dW_scratch_;
+    std::chrono::steady_clock::time_point start_;
+    double observer_seconds_ = 0;
+    std::vector<ufm_history_entry> history_;
+    int iterations_ = 0, since_restart_ = 0, evaluations_ = 0;
+    double f_ = 0, gnorm_ = 0;
+};
+
+// Line search for L-BFGS in LBFGSpp's interface. Accepts a step a along drt from xp when
+//   |phi'(a)| <= c2 |phi'(0)|                (strong Wolfe curvature), and
+//   phi(a) <= phi(0) + c1 a phi'(0)          (Armijo), or, where that demanded decrease
+//                                            c1 a |phi'(0)| is below 100 eps_f, the approximate
+//   phi(a) <= phi(0) + eps_f                 test, eps_f = 16 u max(1, |phi(0)|).
+// Near a minimiser f changes by less than its rounding error while the gradient is still far
+// from its own rounding floor; Armijo tests on f then fail at random and stall L-BFGS around
+// ||grad|| ~ sqrt(u |f| mu). The approximate test (Hager and Zhang, 2005) trusts the derivative
+// there, which lets L-BFGS drive the gradient down to its own rounding level.
+// The bracket [lo, hi] is found by 4x expansion and shrunk by secant steps on phi' (exact for
+// quadratics), with bisection whenever a secant step fails to shrink it by 30%.
+template <class Scalar>
+class approximate_wolfe_line_search {
+    using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+public:
+    template <class Foo>
+    static void LineSearch(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt,
+                           const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
+        const Scalar f0 = fx;
+        const Scalar g0 = grad.dot(drt);
+        if (!(g0 < 0)) throw std::logic_error("the search direction is not a descent direction");
+        if (!(step > 0)) throw std::logic_error("the initial step must be positive");
+        const Scalar u = std::numeric_limits<Scalar>::epsilon();
+        const Scalar eps_f = Scalar(16) * u * std::max(Scalar(1), std::abs(f0));
+        const Scalar c1 = param.ftol, c2 = param.wolfe;
+
+        // Armijo, or the approximate test where Armijo's demand is at the rounding level of f.
+        const auto low_enough = [&](Scalar a, Scalar fa) {
+            const Scalar wanted = c1 * a * g0;  // <= 0
+            return fa <= f0 + wanted || (-wanted <= Scalar(100) * eps_f && fa <= f0 + eps_f);
+        };
+
+        Scalar lo = 0, g_lo = g0;
+        Scalar hi = std::numeric_limits<Scalar>::infinity(), g_hi = 0;
+        Scalar last_width = std::numeric_limits<Scalar>::infinity();
+        Scalar a = std::min(step, param.max_step);
+        for (int it = 0; it < param.max_linesearch; ++it) {
+            x.noalias() = xp + a * drt;
+            fx = f(x, grad);
+            const Scalar ga = grad.dot(drt);
+            const bool usable = std::isfinite(fx) && std::isfinite(ga) && low_enough(a, fx);
+            if (usable && std::abs(ga) <= -c2 * g0) {
+                step = a;
+                return;
+            }
+            // lo: low enough and still descending (a minimiser lies beyond it); hi: past one.
+            if (usable && ga < 0) {
+                lo = a;
+                g_lo = ga;
+            } else {
+                hi = a;
+                g_hi = std::isfinite(ga) ? ga : Scalar(-1);  // g_hi <= 0: bisect, not secant
+            }
+            if (std::isinf(hi)) {
+                if (a >= param.max_step) throw std::runtime_error("the line search step reached max_step");
+                a = std::min(Scalar(4) * a, param.max_step);
+                continue;
+            }
+            const Scalar width = hi - lo;
+            if (width <= u * hi || hi < param.min_step)
+                throw std::runtime_error("the line search bracket collapsed (rounding floor)");
+            // Secant on phi' while it shrinks the bracket well; otherwise one bisection, so the
+            // width at least halves every two steps.
+            Scalar next = lo + width / 2;
+            if (g_hi > 0 && width < Scalar(0.7) * last_width) {
+                const Scalar secant = lo - g_lo * width / (g_hi - g_lo);
+                next = std::clamp(secant, lo + width / 100, hi - width / 100);
+            }
+            last_width = width;
+            a = next;
+        }
+        throw std::runtime_error("the line search reached max_line_search evaluations");
+    }
+};
+
+// Wraps any LBFGSpp-compatible line search: every accepted step is reported to the problem (the
+// per-iteration hook LBFGSSolver lacks), and a failed search puts the last accepted iterate back
+// into x before signalling the failure.
+template <template <class> class Inner>
+struct hooked_line_search {
+    template <class Scalar>
+    struct type {
+        using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+        template <class Foo>
+        static void LineSearch(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt,
+                               const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
+            const Scalar f0 = fx;
+            bool ok = false;
+            try {
+                Inner<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                // LBFGSpp 0.1.0's Nocedal-Wright search returns its last trial, whatever it is,
+                // when it runs out of evaluations: never accept a step that raises f.
+                const Scalar slack = Scalar(16) * std::numeric_limits<Scalar>::epsilon() *
+                                     std::max(Scalar(1), std::abs(f0));
+                ok = std::isfinite(fx) && fx <= f0 + slack && grad.allFinite();
+            } catch (const std::runtime_error&) {
+            } catch (const std::logic_error&) {
+            }
+            if (!ok) {
+                x = xp;
+                throw ufm_search_failed{};
+            }
+            f.on_iteration(x, fx, grad);
+        }
+    };
+};
+
+// L-BFGS: LBFGSSolver runs with its own stopping tests disabled (epsilon = 0, no max_iterations);
+// the hook decides when to stop. After a line-search failure the solver is restarted from the
+// last accepted iterate with an empty memory (a steepest-descent step): a stale curvature pair is
+// the usual cause far from the solution. The run ends (line_search_failed) when a failure comes
+// before the objective has decreased by more than 16 roundoffs since the last (re)start.
+template <class T, class B, template <class> class LS>
+ufm_status run_lbfgs(ufm_problem<T, B>& problem, vector<T>& x, const ufm_options& o, int linesearch_kind,
+                     int& restarts) {
+    LBFGSpp::LBFGSParam<T> param;
+    param.m = o.lbfgs_memory;
+    param.epsilon = T(0);
+    param.epsilon_rel = T(0);
+    param.past = 0;
+    param.max_iterations = 0;
+    param.linesearch = linesearch_kind;
+    param.max_linesearch = o.max_line_search;
+    param.ftol = static_cast<T>(o.armijo);
+    param.wolfe = static_cast<T>(o.wolfe);
+    LBFGSpp::LBFGSSolver<T, hooked_line_search<LS>::template type> solver(param);
+    for (;;) {
+        problem.restarted();
+        const double f_start = problem.objective();
+        T fx;
+        try {
+            solver.minimize(problem, x, fx);
+            // Returned by its own test: the gradient is exactly zero.
+            return ufm_status::converged_gradient;
+        } catch (const ufm_stop& s) {
+            return s.status;
+        } catch (const ufm_search_failed&) {
+            // Restart only after real progress: a run of steps that gained no more than the
+            // rounding of f would just repeat at the floor.
+            const double floor = 16 * std::numeric_limits<T>::epsilon() * std::max(1.0, std::abs(f_start));
+            if (problem.since_restart() == 0 || !(problem.objective() < f_start - floor))
+                return ufm_status::line_search_failed;
+            ++restarts;
+        }
+    }
+}
+
+// Gradient descent with heavy-ball momentum: direction d_k = -g_k + beta d_{k-1} (reset to -g_k
+// when it is not a descent direction), step by Armijo backtracking from step_growth times the
+// last accepted step. No accepted step increases f: the Armijo bound f + c1 a g.d is <= f as computed.
+template <class T, class B>
+ufm_status run_gd(ufm_problem<T, B>& problem, vector<T>& x, T fx, vector<T>& g, const ufm_options& o) {
+    const Eigen::Index n = x.size();
+    vector<T> dir(n), x_new(n), g_new(n);
+    double step = o.learning_rate;
+    // Armijo backtracking along dir from the trial step; true (and x_new, g_new, fx, step
+    // updated) when a step is accepted.
+    const auto search = [&](T gd) {
+        double a = step;
+        for (int it = 0; it < o.max_line_search; ++it, a *= o.backtrack) {
+            x_new.noalias() = x + static_cast<T>(a) * dir;
+            const T f_new = problem(x_new, g_new);
+            if (std::isfinite(f_new) && f_new <= fx + static_cast<T>(o.armijo * a) * gd) {
+                step = a * o.step_growth;
+                fx = f_new;
+                return true;
+            }
+        }
+        return false;
+    };
+    bool momentum = false;  // the first direction is -g
+    try {
+        for (;;) {
+            if (momentum) dir = -g + static_cast<T>(o.momentum) * dir;
+            else dir = -g;
+            T gd = g.dot(dir);
+            if (momentum && !(gd < 0)) {
+                dir = -g;
+                gd = -g.squaredNorm();
+                momentum = false;
+            }
+            bool accepted = search(gd);
+            if (!accepted && momentum) {  // the momentum direction failed: retry along -g alone
+                dir = -g;
+                accepted = search(-g.squaredNorm());
+            }
+            if (!accepted) return ufm_status::line_search_failed;
+            x.swap(x_new);
+            g.swap(g_new);
+            problem.on_iteration(x, fx, g);
+            momentum = o.momentum > 0;
+        }
+    } catch (const ufm_stop& s) {
+        return s.status;
+    }
+}
+
+template <class T, class B>
+ufm_result<T> unpack(ufm_problem<T, B>& problem, const vector<T>& x, ufm_status status, int restarts) {
+    problem.finish(x);
+    ufm_result<T> r;
+    r.W = problem.W(x);
+    r.H = problem.H(x);
+    r.b = problem.b(x);
+    r.status = status;
+    r.iterations = problem.iterations();
+    r.objective = problem.objective();
+    r.gradient_norm = problem.gradient_norm();
+    r.history = std::move(problem.history());
+    r.seconds = problem.seconds();
+    r.function_evaluations = problem.evaluations();
+    r.restarts = restarts;
+    return r;
+}
+
+}  // namespace detail
+
+// Minimises Problem (4) for the label sets S in feature dimension d. Start: W, H, b with i.i.d.
+// N(0, init_scale^2) entries drawn in that order (column-major) from mt19937_64(seed); with
+// fix_classifier_to_etf, W = simplex_etf(K, d, etf_row_norm, seed) instead and is never changed.
+// Non-convergence is reported in the status, never thrown; bad arguments throw mlnc::error.
+template <class T, class B = cpu>
+ufm_result<T> train_ufm(const label_sets& S, index_t d, const penalties& lambdas, const ufm_options& options,
+                        const ufm_observer<T>& observer = {}) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "mlnc: train_ufm is for float and double");
+    detail::check_pal_backend<B, T>();
+    detail::require(d >= 1, "d", "feature dimension must be >= 1, got " + std::to_string(d));
+    detail::require(!S.empty(), "labels", "no samples");
+    check_penalties(lambdas);
+    detail::check_ufm_options(options);
+    const index_t K = S.num_labels();
+    if (options.fix_classifier_to_etf)
+        detail::require(d >= K - 1, "d",
+                        "a fixed simplex-ETF classifier needs d >= K - 1 = " + std::to_string(K - 1) + ", got " +
+                            std::to_string(d));
+
+    matrix<T> W_fixed;
+    if (options.fix_classifier_to_etf)
+        W_fixed = simplex_etf<T>(K, d, static_cast<T>(options.etf_row_norm), options.seed);
+    detail::ufm_problem<T, B> problem(S, d, lambdas, options, observer, std::move(W_fixed));
+
+    // The start: W's draws are made (and discarded in fixed-ETF mode) so that a seed gives the
+    // same H and b in both modes.
+    detail::gaussian_stream gauss(options.seed);
+    vector<T> x(problem.size());
+    Eigen::Index pos = 0;
+    for (index_t j = 0; j < K * d; ++j) {
+        const T v = static_cast<T>(options.init_scale * gauss());
+        if (!options.fix_classifier_to_etf) x[pos++] = v;
+    }
+    for (; pos < x.size(); ++pos) x[pos] = static_cast<T>(options.init_scale * gauss());
+
+    vector<T> grad(x.size());
+    const T f0 = problem(x, grad);
+    int restarts = 0;
+    try {
+        problem.start(x, f0, grad);
+    } catch (const detail::ufm_stop& s) {
+        return detail::unpack(problem, x, s.status, restarts);
+    }
+
+    ufm_status status = ufm_status::line_search_failed;
+    if (options.method == ufm_method::gd) {
+        status = detail::run_gd(problem, x, f0, grad, options);
+    } else {
+        switch (options.line_search) {
+            case ufm_line_search::approximate_wolfe:
+                status = detail::run_lbfgs<T, B, detail::approximate_wolfe_line_search>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
+                break;
+            case ufm_line_search::backtracking_armijo:
+                status = detail::run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_ARMIJO, restarts);
+                break;
+            case ufm_line_search::backtracking_strong_wolfe:
+                status = detail::run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
+                break;
+            case ufm_line_search::nocedal_wright:
+                status = detail::run_lbfgs<T, B, LBFGSpp::LineSearchNocedalWright>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
+                break;
+        }
+    }
+    return detail::unpack(problem, x, status, restarts);
+}
+
+}  // namespace mlnc

@@ -1,0 +1,480 @@
+// The UFM trainer: reaching the closed-form optimum f* of Theorem 1, the methods and their
+// stopping rules, history and observer, determinism, the fixed-ETF mode, refusals.
+
+#include <mlnc/etf.hpp>
+#include <mlnc/optimum.hpp>
+#include <mlnc/ufm.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+using namespace mlnc;
+
+namespace {
+
+// Every m-subset of {0..K-1} repeated n[m-1] times: the balanced sets of Theorem 1.
+label_sets balanced_labels(index_t K, const std::vector<int>& n) {
+    std::vector<std::vector<index_t>> sets;
+    for (std::size_t j = 0; j < n.size(); ++j) {
+        const auto m = static_cast<index_t>(j) + 1;
+        const u128 count = binomial(K, m);
+        for (u128 r = 0; r < count; ++r) {
+            const auto s = subset_unrank(r, m, K);
+            for (int rep = 0; rep < n[j]; ++rep) sets.emplace_back(s.begin(), s.end());
+        }
+    }
+    return label_sets::from_lists(sets, K);
+}
+
+std::vector<double> as_counts(const std::vector<int>& n) { return {n.begin(), n.end()}; }
+
+double rel_gap(double f, double f_star) { return (f - f_star) / std::abs(f_star); }
+
+// The optimum of Problem (4) with W fixed to a simplex ETF of row norm w (docs/ufm.md): b = 0 and
+// h_i = C_m sum_{k in S_i} w_k, where the logit gap Delta_m solves
+//   Delta (m e^Delta + K - m) = s,  s = K^2 w^2 / (2 N lH (K-1)),
+// and f = lW K w^2 + (1/N) sum_m N_m [m log(m + (K-m) e^-Delta_m) + N lH (K-1) m (K-m) Delta_m^2 / (K w)^2].
+// Derived independently of optimum.hpp; the left side is increasing, so bisection to the last bit.
+double fixed_etf_optimum(index_t K, const std::vector<int>& n, const penalties& p, double w) {
+    double N = 0;
+    for (std::size_t j = 0; j < n.size(); ++j) N += static_cast<double>(binomial(K, static_cast<index_t>(j) + 1)) * n[j];
+    const double Kd = static_cast<double>(K);
+    const double s = Kd * Kd * w * w / (2 * N * p.lambda_h * (Kd - 1));
+    double total = 0;
+    for (std::size_t j = 0; j < n.size(); ++j) {
+        const double m = static_cast<double>(j + 1);
+        const double Nm = static_cast<double>(binomial(K, static_cast<index_t>(j) + 1)) * n[j];
+        if (Nm == 0) continue;
+        if (m == Kd) {
+            total += Nm * m * std::log(m);
+            continue;
+        }
+        double lo = 0, hi = std::min(s / (Kd - m), 700.0);
+        for (int it = 0; it < 200; ++it) {
+            const double mid = 0.5 * (lo + hi);
+            (mid * (m * std::exp(mid) + Kd - m) < s ? lo : hi) = mid;
+        }
+        const double D = 0.5 * (lo + hi);
+        total += Nm * (m * std::log(m + (Kd - m) * std::exp(-D)) +
+                       N * p.lambda_h * (Kd - 1) * m * (Kd - m) * D * D / (Kd * Kd * w * w));
+    }
+    return p.lambda_w * Kd * w * w + total / N;
+}
+
+struct config {
+    index_t K, d;
+    std::vector<int> n;  // n[m-1] = samples per m-subset
+    penalties lambdas;
+};
+
+// K = 4..10, M up to K-1, d in {K-1, K, 2K}, multiplicities of different sizes (and one absent).
+const std::vector<config> configs = {
+    {4, 3, {3, 2, 1}, {1e-3, 1e-3, 1e-3}},           // M = K-1, d = K-1
+    {5, 5, {4, 1}, {2e-3, 1e-3, 1e-3}},              // d = K
+    {6, 12, {1, 3, 0, 2}, {1e-3, 2e-3, 1e-3}},       // m = 3 absent, d = 2K
+    {7, 14, {2, 1, 1, 0, 0, 1}, {1e-3, 1e-3, 5e-3}},  // M = K-1 = 6
+    {8, 7, {5, 1, 2}, {1e-3, 3e-3, 1e-3}},           // d = K-1
+    {9, 9, {6, 1}, {2e-3, 2e-3, 2e-3}},              // d = K
+    {10, 9, {3, 1}, {5e-3, 1e-3, 1e-3}},             // K = 10, d = K-1
+};
+
+}  // namespace
+
+TEST_CASE("ufm: L-BFGS reaches the closed-form optimum f* to a relative gap below 1e-10", "[ufm]") {
+    for (const auto& c : configs) {
+        const label_sets S = balanced_labels(c.K, c.n);
+        const optimum_result opt = global_optimum(c.K, as_counts(c.n), c.lambdas);
+        INFO("K = " << c.K << ", d = " << c.d << ", N = " << S.size() << ", f* = " << opt.f);
+        REQUIRE_FALSE(opt.trivial);
+        const ufm_result<double> r = train_ufm<double>(S, c.d, c.lambdas, ufm_options{});
+        const double gap = rel_gap(r.objective, opt.f);
+        INFO("gap = " << gap << ", iterations = " << r.iterations << ", |grad| = " << r.gradient_norm
+                      << ", seconds = " << r.seconds);
+        CHECK(r.status == ufm_status::converged_gradient);
+        CHECK(r.gradient_norm <= 1e-12 * std::max(1.0, std::abs(r.objective)));
+        CHECK(gap < 1e-10);
+        // f* is a lower bound: the trained value can undercut it by rounding only (~u |f|).
+        CHECK(gap > -1e-14);
+        // Observed 170-240 iterations; the bound catches a line search that stalls into restarts.
+        CHECK(r.iterations < 1000);
+        CHECK(r.restarts == 0);
+        // Structure of Theorem 1 at a point with ||grad|| <= 1e-12: the distance to the optimum is
+        // about ||grad|| / (smallest curvature ~ 2 lambda ~ 2e-3), so 1e-6 is a wide margin.
+        CHECK(r.b.norm() < 1e-6);
+        CHECK(std::abs(r.W.squaredNorm() - opt.rho) < 1e-6 * opt.rho);
+    }
+}
+
+TEST_CASE("ufm: every L-BFGS line search reaches f*; the approximate Wolfe one also the gradient tolerance",
+          "[ufm]") {
+    const config& c = configs[1];
+    const label_sets S = balanced_labels(c.K, c.n);
+    const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas).f;
+    for (auto ls : {ufm_line_search::approximate_wolfe, ufm_line_search::backtracking_armijo,
+                    ufm_line_search::backtracking_strong_wolfe, ufm_line_search::nocedal_wright}) {
+        ufm_options o;
+        o.line_search = ls;
+        const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+        INFO("line search " << static_cast<int>(ls) << ": status " << to_string(r.status) << ", |grad| = "
+                            << r.gradient_norm << ", restarts " << r.restarts);
+        CHECK(rel_gap(r.objective, f_star) < 1e-10);
+        CHECK(r.iterations < 2000);
+        if (ls == ufm_line_search::approximate_wolfe) {
+            CHECK(r.status == ufm_status::converged_gradient);
+        } else {
+            // LBFGSpp's searches test f alone, which stops resolving decreases at ||grad|| ~ 1e-9
+            // here; they end at that rounding floor after a restart that cannot make progress.
+            CHECK((r.status == ufm_status::converged_gradient || r.status == ufm_status::line_search_failed));
+            CHECK(r.gradient_norm < 1e-6);
+        }
+    }
+}
+
+TEST_CASE("ufm: gradient descent with momentum decreases f monotonically and reaches f*", "[ufm]") {
+    const config& c = configs[0];
+    const label_sets S = balanced_labels(c.K, c.n);
+    const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas).f;
+    ufm_options o;
+    o.method = ufm_method::gd;
+    o.gradient_tolerance = 1e-7;  // above GD's Armijo floor (~3e-9 here); gap ~ |grad|^2 / (2 mu) ~ 1e-11
+    o.max_iterations = 20000;
+    o.history_every = 1;
+    const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+    INFO("iterations " << r.iterations << ", gap " << rel_gap(r.objective, f_star));
+    REQUIRE(r.status == ufm_status::converged_gradient);
+    CHECK(rel_gap(r.objective, f_star) < 1e-9);
+    CHECK(rel_gap(r.objective, f_star) > -1e-14);
+    REQUIRE(r.history.size() == static_cast<std::size_t>(r.iterations) + 1);
+    // Armijo with a descent direction: f_{k+1} <= f_k + c1 a g.d <= f_k, exactly, every step.
+    for (std::size_t i = 1; i < r.history.size(); ++i) REQUIRE(r.history[i].objective <= r.history[i - 1].objective);
+
+    // Momentum earns its place: without it the same tolerance takes several times the steps
+    // (observed 198 vs 1761 iterations to ||grad|| <= 1e-7).
+    o.momentum = 0;
+    const auto plain = train_ufm<double>(S, c.d, c.lambdas, o);
+    REQUIRE(plain.status == ufm_status::converged_gradient);
+    CHECK(plain.iterations > 2 * r.iterations);
+}
+
+TEST_CASE("ufm: float reaches f* to the precision of float", "[ufm]") {
+    for (const config& c : {configs[1], configs[4]}) {
+        const label_sets S = balanced_labels(c.K, c.n);
+        const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas).f;
+        ufm_options o;
+        // The gradient's rounding floor in float is ~1e-6 (u = 6e-8 times O(10) terms per entry).
+        o.gradient_tolerance = 1e-5;
+        const auto r = train_ufm<float>(S, c.d, c.lambdas, o);
+        INFO("K = " << c.K << ": gap " << rel_gap(r.objective, f_star) << ", iterations " << r.iterations);
+        CHECK(r.status == ufm_status::converged_gradient);
+        // At ||grad|| = 1e-5 the remaining gap is ~ ||grad||^2 / (2 mu) ~ 1e-10 / 2e-3 = 5e-8, and f
+        // itself is rounded at ~u |f| = 6e-8 |f| per operation; observed |gap| <= 5e-8.
+        CHECK(std::abs(rel_gap(r.objective, f_star)) < 1e-6);
+    }
+}
+
+TEST_CASE("ufm: history every k iterations, observer at the same iterates", "[ufm]") {
+    const config& c = configs[2];
+    const label_sets S = balanced_labels(c.K, c.n);
+    ufm_options o;
+    o.history_every = 7;
+    o.max_iterations = 50;
+    std::vector<int> seen;
+    std::vector<double> seen_f;
+    matrix<double> last_W, last_H;
+    vector<double> last_b;
+    pal_objective<double> f(S, c.lambdas);
+    const ufm_observer<double> observer = [&](const ufm_history_entry& e, const Eigen::Ref<const matrix<double>>& W,
+                                              const Eigen::Ref<const matrix<double>>& H,
+                                              const Eigen::Ref<const vector<double>>& b) {
+        seen.push_back(e.iteration);
+        seen_f.push_back(f.value(W, H, b));
+        last_W = W;
+        last_H = H;
+        last_b = b;
+    };
+    const auto r = train_ufm<double>(S, c.d, c.lambdas, o, observer);
+    REQUIRE(r.status == ufm_status::max_iterations);
+    REQUIRE(r.iterations == 50);
+    const std::vector<int> expected = {0, 7, 14, 21, 28, 35, 42, 49, 50};  // every 7, and the last
+    REQUIRE(seen == expected);
+    REQUIRE(r.history.size() == expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        CHECK(r.history[i].iteration == expected[i]);
+        // The observer sees the very iterate the entry describes.
+        CHECK(seen_f[i] == Approx(r.history[i].objective).epsilon(1e-14));
+        if (i > 0) {
+            // Non-increasing up to the approximate Wolfe test's allowance of 16 u |f|.
+            CHECK(r.history[i].objective <= r.history[i - 1].objective * (1 + 1e-14));
+            CHECK(r.history[i].seconds >= r.history[i - 1].seconds);
+        }
+    }
+    CHECK(r.history.back().objective == r.objective);
+    CHECK(r.history.front().objective > r.objective);
+    CHECK(last_W == r.W);
+    CHECK(last_H == r.H);
+    CHECK(last_b == r.b);
+}
+
+TEST_CASE("ufm: the same seed gives the same result bit for bit", "[ufm]") {
+    const config& c = configs[0];
+    const label_sets S = balanced_labels(c.K, c.n);
+    ufm_options o;
+    o.seed = 42;
+    o.max_iterations = 60;
+    const auto a = train_ufm<double>(S, c.d, c.lambdas, o);
+    const auto b = train_ufm<double>(S, c.d, c.lambdas, o);
+    CHECK(a.W == b.W);
+    CHECK(a.H == b.H);
+    CHECK(a.b == b.b);
+    CHECK(a.objective == b.objective);
+    CHECK(a.iterations == b.iterations);
+    CHECK(a.function_evaluations == b.function_evaluations);
+
+    o.seed = 43;
+    const auto other = train_ufm<double>(S, c.d, c.lambdas, o);
+    CHECK_FALSE(other.W == a.W);
+    // The start: seed 0 and the default init_scale give N(0, 0.1^2) entries; over the 1324
+    // entries of configs[4] the sample std is 0.1 within 2% (one sigma).
+    ufm_options start;
+    start.max_iterations = 0;
+    const config& big = configs[4];
+    const auto s0 = train_ufm<double>(balanced_labels(big.K, big.n), big.d, big.lambdas, start);
+    CHECK(s0.iterations == 0);
+    CHECK(s0.history.size() == 1);
+    const double n_entries = static_cast<double>(s0.W.size() + s0.H.size() + s0.b.size());
+    const double ss = s0.W.squaredNorm() + s0.H.squaredNorm() + s0.b.squaredNorm();
+    CHECK(std::sqrt(ss / n_entries) == Approx(0.1).epsilon(0.1));
+}
+
+TEST_CASE("ufm: fixed-ETF classifier stays exactly the ETF and H, b reach their own optimum", "[ufm]") {
+    const config& c = configs[4];  // K = 8, d = K-1
+    const label_sets S = balanced_labels(c.K, c.n);
+    const optimum_result opt = global_optimum(c.K, as_counts(c.n), c.lambdas);
+    for (double w : {opt.w_norm, 0.5 * opt.w_norm, 2.0}) {
+        ufm_options o;
+        o.fix_classifier_to_etf = true;
+        o.etf_row_norm = w;
+        o.seed = 5;
+        const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+        INFO("row norm " << w << " (optimal " << opt.w_norm << "): status " << to_string(r.status));
+        CHECK(r.W == simplex_etf<double>(c.K, c.d, w, o.seed));
+        CHECK(r.status == ufm_status::converged_gradient);
+        const double f_etf = fixed_etf_optimum(c.K, c.n, c.lambdas, w);
+        CHECK(rel_gap(r.objective, f_etf) < 1e-10);
+        CHECK(rel_gap(r.objective, f_etf) > -1e-14);
+        CHECK(f_etf >= opt.f * (1 - 1e-14));
+        // At the optimal row norm the restricted problem has the global optimum.
+        if (w == opt.w_norm) CHECK(std::abs(rel_gap(r.objective, opt.f)) < 1e-10);
+    }
+    ufm_options o;
+    o.fix_classifier_to_etf = true;
+    o.max_iterations = 20;
+    const auto rf = train_ufm<float>(S, c.d, c.lambdas, o);
+    CHECK(rf.W == simplex_etf<float>(c.K, c.d, 1.0f, o.seed));
+}
+
+TEST_CASE("ufm: stopping rules", "[ufm]") {
+    const config& c = configs[1];
+    const label_sets S = balanced_labels(c.K, c.n);
+    SECTION("max_iterations") {
+        for (auto method : {ufm_method::lbfgs, ufm_method::gd}) {
+            ufm_options o;
+            o.method = method;
+            o.max_iterations = 5;
+            const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+            CHECK(r.status == ufm_status::max_iterations);
+            CHECK(r.iterations == 5);
+            CHECK(r.function_evaluations >= 6);
+        }
+    }
+    SECTION("relative change") {
+        ufm_options o;
+        o.relative_tolerance = 1e-6;
+        o.history_every = 1;
+        const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+        REQUIRE(r.status == ufm_status::converged_relative_change);
+        const auto& h = r.history;
+        REQUIRE(h.size() >= 2);
+        const double last_change = std::abs(h.back().objective - h[h.size() - 2].objective);
+        CHECK(last_change <= 1e-6 * std::max(1.0, std::abs(h.back().objective)));
+        for (std::size_t i = 1; i + 1 < h.size(); ++i)
+            CHECK(std::abs(h[i].objective - h[i - 1].objective) > 1e-6 * std::max(1.0, std::abs(h[i].objective)));
+        CHECK(r.iterations < train_ufm<double>(S, c.d, c.lambdas, ufm_options{}).iterations);
+    }
+    SECTION("gradient tolerance met at the start") {
+        ufm_options o;
+        o.gradient_tolerance = 1e6;
+        const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+        CHECK(r.status == ufm_status::converged_gradient);
+        CHECK(r.iterations == 0);
+        CHECK(r.function_evaluations == 1);
+    }
+    SECTION("non-finite start") {
+        ufm_options o;
+        o.init_scale = 1e200;  // logits ~ 1e400 overflow
+        const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+        CHECK(r.status == ufm_status::non_finite);
+        CHECK(r.iterations == 0);
+    }
+}
+
+TEST_CASE("ufm: the chosen loss variant is the objective minimised", "[ufm]") {
+    const config& c = configs[0];
+    const label_sets S = balanced_labels(c.K, c.n);
+    ufm_options o;
+    o.variant = pal_variant::pal_n;
+    const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
+    CHECK(r.status == ufm_status::converged_gradient);
+    pal_objective<double> f(S, c.lambdas, pal_variant::pal_n);
+    matrix<double> dW(r.W.rows(), r.W.cols()), dH(r.H.rows(), r.H.cols());
+    vector<double> db(r.b.size());
+    const double value = f.evaluate(r.W, r.H, r.b, dW, dH, db).total;
+    CHECK(value == Approx(r.objective).epsilon(1e-15));
+    const double g = std::sqrt(dW.squaredNorm() + dH.squaredNorm() + db.squaredNorm());
+    CHECK(g == Approx(r.gradient_norm).epsilon(1e-6).margin(1e-15));
+    CHECK(value < pal_objective<double>(S, c.lambdas, pal_variant::pal).value(r.W, r.H, r.b));
+}
+
+TEST_CASE("ufm: refusals name the argument", "[ufm]") {
+    const config& c = configs[0];
+    const label_sets S = balanced_labels(c.K, c.n);
+    const penalties& p = c.lambdas;
+    using Catch::Matchers::Contains;
+    const auto with = [](auto change) {
+        ufm_options o;
+        change(o);
+        return o;
+    };
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 0, p, {}), Contains("d:"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(label_sets::from_lists({}, 4), 3, p, {}), Contains("labels"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, penalties{-1, 0, 0}, {}), Contains("lambda_w"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.max_iterations = -1; })),
+                        Contains("max_iterations"));
+    REQUIRE_THROWS_WITH(
+        train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.gradient_tolerance = std::nan(""); })),
+        Contains("gradient_tolerance"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.relative_tolerance = -1; })),
+                        Contains("relative_tolerance"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.history_every = 0; })),
+                        Contains("history_every"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.init_scale = 0; })),
+                        Contains("init_scale"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) {
+                                              o.fix_classifier_to_etf = true;
+                                              o.etf_row_norm = 0;
+                                          })),
+                        Contains("etf_row_norm"));
+    REQUIRE_THROWS_WITH(
+        train_ufm<double>(S, 2, p, with([](ufm_options& o) { o.fix_classifier_to_etf = true; })), Contains("d:"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.lbfgs_memory = 0; })),
+                        Contains("lbfgs_memory"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.max_line_search = 0; })),
+                        Contains("max_line_search"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.armijo = 0.5; })),
+                        Contains("armijo"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.wolfe = 1e-5; })),
+                        Contains("wolfe"));
+    const auto gd = [](auto change) {
+        ufm_options o;
+        o.method = ufm_method::gd;
+        change(o);
+        return o;
+    };
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, gd([](ufm_options& o) { o.learning_rate = 0; })),
+                        Contains("learning_rate"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, gd([](ufm_options& o) { o.momentum = 1; })),
+                        Contains("momentum"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, gd([](ufm_options& o) { o.backtrack = 1; })),
+                        Contains("backtrack"));
+    REQUIRE_THROWS_WITH(train_ufm<double>(S, 3, p, gd([](ufm_options& o) { o.step_growth = 0.5; })),
+                        Contains("step_growth"));
+    REQUIRE_THROWS_WITH(
+        train_ufm<double>(S, 3, p, with([](ufm_options& o) { o.line_search = static_cast<ufm_line_search>(9); })),
+        Contains("line_search"));
+}
+
+namespace {
+
+// f(x) = c + a/2 ||x||^2 with a counter, in LBFGSpp's functor form.
+struct quadratic {
+    double c, a;
+    int evaluations = 0;
+    double operator()(const Eigen::VectorXd& x, Eigen::VectorXd& g) {
+        ++evaluations;
+        g = a * x;
+        return c + 0.5 * a * x.squaredNorm();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("ufm: the approximate Wolfe line search", "[ufm][line_search]") {
+    using search = detail::approximate_wolfe_line_search<double>;
+    LBFGSpp::LBFGSParam<double> param;
+    param.max_linesearch = 40;
+    const Eigen::VectorXd xp = Eigen::VectorXd::Constant(3, 1.0);
+    Eigen::VectorXd x, g;
+
+    // From too long (10) and too short (1e-3) first steps along -grad to the minimiser a = 1/4:
+    // a secant step on phi' is exact for a quadratic, so few evaluations suffice. c2 = 0.01 keeps
+    // the looser steps (0.064, 0.256) out, so the step found must be the minimiser itself.
+    param.wolfe = 0.01;
+    for (double first : {10.0, 1e-3}) {
+        quadratic f{2.0, 4.0};
+        double fx = f(xp, g);
+        const Eigen::VectorXd drt = -g;
+        const double g0 = g.dot(drt);
+        f.evaluations = 0;
+        double step = first;
+        search::LineSearch(f, fx, x, g, step, drt, xp, param);
+        INFO("first step " << first << ": step " << step << ", evaluations " << f.evaluations);
+        CHECK(std::abs(g.dot(drt)) <= param.wolfe * std::abs(g0));
+        CHECK(fx <= 2.0 + 0.5 * 4.0 * 3.0 + param.ftol * step * g0);
+        CHECK(step == Approx(0.25).epsilon(1e-12));
+        // 10 -> secant; 1e-3 -> four 4x expansions to 0.256, then secant.
+        CHECK(f.evaluations <= (first > 1 ? 2 : 7));
+    }
+
+    // Rounding noise: f = 1 + 1e-20 ||x||^2 / 2 is exactly 1 in double near xp, and every point
+    // but the start reads 1e-15 (~5 ulps) higher, as rounding can make it. No Armijo decrease is
+    // ever visible, so a value-only search fails; the derivative still locates the minimiser
+    // (a = 1e20), where the approximate test (f within 16 u of f(0)) accepts it.
+    {
+        struct noisy_flat {
+            Eigen::VectorXd start;
+            double operator()(const Eigen::VectorXd& y, Eigen::VectorXd& grad) const {
+                grad = 1e-20 * y;
+                return 1.0 + 0.5e-20 * y.squaredNorm() + (y == start ? 0.0 : 1e-15);
+            }
+        } f{xp};
+        LBFGSpp::LBFGSParam<double> tight = param;
+        tight.wolfe = 0.1;
+        tight.max_step = 1e30;
+        double fx = f(xp, g);
+        const Eigen::VectorXd drt = -g;
+        double step = 1e18;
+        search::LineSearch(f, fx, x, g, step, drt, xp, tight);
+        CHECK(step == Approx(1e20).epsilon(1e-12));
+        CHECK(x.norm() < 1e-12);
+        CHECK(fx == 1.0 + 1e-15);
+
+        fx = f(xp, g);
+        step = 1e18;
+        LBFGSpp::LBFGSParam<double> armijo;
+        CHECK_THROWS_AS(LBFGSpp::LineSearchBacktracking<double>::LineSearch(f, fx, x, g, step, drt, xp, armijo),
+                        std::runtime_error);
+    }
+
+    // An ascent direction is refused (the wrapper turns this into a restart or a status).
+    {
+        quadratic f{0.0, 1.0};
+        double fx = f(xp, g);
+        const Eigen::VectorXd drt = g;
+        double step = 1.0;
+        CHECK_THROWS_AS(search::LineSearch(f, fx, x, g, step, drt, xp, param), std::logic_error);
+    }
+}
