@@ -1,0 +1,438 @@
+#pragma once
+// Neural-collapse metrics of features H (d x N, column i = sample i) with label sets S and,
+// optionally, a classifier W (K x d). Definitions: docs/metrics.md. Every metric is 0 under
+// multi-label neural collapse. Inputs may be float or double; every sum is taken in double.
+//
+// "Class" means a distinct label set present in the data; mu_S is its mean feature,
+// mu_k = mu_{{k}} the mean of the samples labelled exactly {k}, mu_G = (1/K) sum_k mu_k.
+// A metric that is undefined for the data at hand (fewer than two classes, zero scatter, a
+// zero vector inside an angle) is returned as std::nullopt, never as NaN. A centred quantity
+// counts as zero when it is within rounding of zero: ||y - o|| <= 16 eps n (||y|| + ||o||), with
+// n the number of terms that formed it; its direction is then rounding noise.
+
+#include <mlnc/error.hpp>
+#include <mlnc/etf.hpp>
+#include <mlnc/labels.hpp>
+#include <mlnc/pal.hpp>
+
+#include <Eigen/Core>
+#include <Eigen/Eigenvalues>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace mlnc {
+
+// A metric per multiplicity m (ascending keys); nullopt where it is undefined.
+using metric_by_multiplicity = std::map<index_t, std::optional<double>>;
+
+// Groups [begin, end) of class_means::sets; the groups of one multiplicity are contiguous.
+struct group_range {
+    index_t begin = 0;
+    index_t end = 0;
+    index_t size() const noexcept { return end - begin; }
+};
+
+// The per-label-set means of the features and what the metrics derive from them.
+struct class_means {
+    label_sets sets;                 // G distinct label sets: by multiplicity, then lexicographic
+    Eigen::MatrixXd means;           // d x G: column g is mu_S for S = sets[g]
+    std::vector<index_t> counts;     // G: number of samples with that set
+    std::vector<index_t> group_of;   // N: the group (column of means) of each sample
+    std::vector<index_t> singleton;  // K: the group of {k}, or -1 when no sample is labelled exactly {k}
+
+    index_t dim() const noexcept { return means.rows(); }
+    index_t num_groups() const noexcept { return sets.size(); }
+    index_t num_labels() const noexcept { return sets.num_labels(); }
+    index_t num_samples() const noexcept { return static_cast<index_t>(group_of.size()); }
+
+    // Multiplicity m -> its groups, for every multiplicity present.
+    std::map<index_t, group_range> groups_by_multiplicity() const {
+        std::map<index_t, group_range> r;
+        for (index_t g = 0; g < num_groups(); ++g) {
+            auto [it, inserted] = r.try_emplace(sets.multiplicity(g), group_range{g, g + 1});
+            if (!inserted) it->second.end = g + 1;
+        }
+        return r;
+    }
+
+    // Labels k with no sample labelled exactly {k} (ascending).
+    std::vector<index_t> missing_labels() const {
+        std::vector<index_t> missing;
+        for (index_t k = 0; k < num_labels(); ++k)
+            if (singleton[static_cast<std::size_t>(k)] < 0) missing.push_back(k);
+        return missing;
+    }
+
+    // Throws mlnc::error naming the labels without a multiplicity-1 sample, if any.
+    void require_label_means() const {
+        const auto missing = missing_labels();
+        if (missing.empty()) return;
+        constexpr std::size_t shown = 10;
+        std::string list;
+        for (std::size_t j = 0; j < std::min(missing.size(), shown); ++j)
+            list += (j ? ", " : "") + std::to_string(missing[j]);
+        if (missing.size() > shown) list += " and " + std::to_string(missing.size() - shown) + " more";
+        throw error(std::string(missing.size() == 1 ? "labels: label " : "labels: labels ") + list +
+                    (missing.size() == 1 ? " has" : " have") +
+                    " no multiplicity-1 sample, so mu_k and mu_G are undefined (NC2 on features, NC3 and "
+                    "NC_m need a sample labelled with just k for every label k)");
+    }
+
+    // mu_k as the columns of a d x K matrix.
+    Eigen::MatrixXd label_means() const {
+        require_label_means();
+        Eigen::MatrixXd mu(dim(), num_labels());
+        for (index_t k = 0; k < num_labels(); ++k) mu.col(k) = means.col(singleton[static_cast<std::size_t>(k)]);
+        return mu;
+    }
+
+    // mu_G = (1/K) sum_k mu_k.
+    Eigen::VectorXd global_mean() const { return label_means().rowwise().mean(); }
+
+    // Mc: the K x d matrix of rows (mu_k - mu_G)^T.
+    Eigen::MatrixXd centered_label_means() const {
+        const Eigen::MatrixXd mu = label_means();
+        return (mu.colwise() - mu.rowwise().mean()).transpose();
+    }
+};
+
+namespace detail {
+
+// True when a vector of norm `norm`, formed from `terms` terms whose norms sum to `scale`, is
+// zero up to the rounding of forming it.
+inline bool negligible(double norm, double scale, index_t terms) {
+    constexpr double slack = 16 * std::numeric_limits<double>::epsilon();
+    return norm <= slack * static_cast<double>(terms) * scale;
+}
+
+template <class DH>
+void check_features(const Eigen::MatrixBase<DH>& H, index_t N) {
+    static_assert(std::is_floating_point_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+    if (H.cols() != N)
+        throw error("H: expected d x N with one column per sample (N = " + std::to_string(N) + "), got " +
+                    std::to_string(H.rows()) + " x " + std::to_string(H.cols()));
+    if (H.rows() < 1) throw error("H: feature dimension d must be at least 1");
+    check_finite(H, "H");
+}
+
+template <class DW>
+void check_classifier(const Eigen::MatrixBase<DW>& W, index_t K, index_t d) {
+    static_assert(std::is_floating_point_v<typename DW::Scalar>, "mlnc: classifier W must be float or double");
+    check_shape(W, K, d, "W", "K x d: one row per label, as many columns as the features have rows");
+    check_finite(W, "W");
+}
+
+// X / max|X_ij| in double. The ETF deviations and the angles are scale-invariant; scaling first
+// keeps Gram matrices and norms clear of overflow and underflow.
+template <class D>
+Eigen::MatrixXd scaled_copy(const Eigen::MatrixBase<D>& X) {
+    Eigen::MatrixXd Y = X.template cast<double>();
+    const double s = Y.size() ? Y.cwiseAbs().maxCoeff() : 0.0;
+    if (s > 0) Y /= s;
+    return Y;
+}
+
+// Mc (rows mu_k - mu_G), or nullopt when every row is zero up to rounding (all mu_k equal).
+inline std::optional<Eigen::MatrixXd> significant_centered_label_means(const class_means& cm) {
+    const Eigen::MatrixXd mu = cm.label_means();
+    const Eigen::VectorXd g = mu.rowwise().mean();
+    Eigen::MatrixXd Mc = (mu.colwise() - g).transpose();
+    const double scale = mu.colwise().norm().maxCoeff() + g.norm();
+    if (negligible(Mc.rowwise().norm().maxCoeff(), scale, cm.num_labels() + 1)) return std::nullopt;
+    return Mc;
+}
+
+// The ETF deviation of a K x K Gram-like matrix, or nullopt when A = 0 (no direction to compare).
+inline std::optional<double> etf_gram_deviation_if_defined(const Eigen::MatrixXd& A) {
+    if (A.squaredNorm() == 0.0) return std::nullopt;
+    return mlnc::etf_gram_deviation(A);
+}
+
+// P = Lambda^{-1/2} U^T over the eigenpairs (lambda, u) of Sb = B B^T / C that the pseudo-inverse
+// keeps (lambda >= 1e-12 lambda_max), so that tr(Sw Sb^+) = ||P E||_F^2 / N_m for the residuals E.
+// B B^T (d x d) and B^T B (C x C) share their nonzero eigenvalues, so the smaller one is
+// decomposed; with B^T B = C V Lambda V^T, u_j = B v_j / sqrt(C lambda_j). B must not be 0;
+// nullopt when the eigensolver fails.
+inline std::optional<Eigen::MatrixXd> between_scatter_pinv_factor(const Eigen::MatrixXd& B) {
+    constexpr double rel_cutoff = 1e-12;
+    const index_t d = B.rows(), C = B.cols();
+    const double c = static_cast<double>(C);
+    const bool via_gram = C <= d;
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es;
+    if (via_gram) es.compute((B.transpose() * B) / c);
+    else es.compute((B * B.transpose()) / c);
+    if (es.info() != Eigen::Success) return std::nullopt;
+    const Eigen::VectorXd& lam = es.eigenvalues();  // ascending
+    const index_t n = lam.size();
+    const double cutoff = rel_cutoff * lam(n - 1);
+    index_t first = n - 1;
+    while (first > 0 && lam(first - 1) >= cutoff) --first;
+    const index_t r = n - first;
+    const auto V = es.eigenvectors().rightCols(r);
+    const Eigen::ArrayXd kept = lam.tail(r).array();
+    if (via_gram) {
+        // row j: v_j^T B^T / (sqrt(C) lambda_j)
+        return Eigen::MatrixXd(((B * V).array().rowwise() / (std::sqrt(c) * kept).transpose()).matrix().transpose());
+    }
+    return Eigen::MatrixXd((V.array().rowwise() / kept.sqrt().transpose()).matrix().transpose());
+}
+
+// ||P (h_i - mu_{S_i})||^2 summed over the samples whose group lies in r, in blocks of columns.
+template <class DH>
+double projected_within_scatter(const Eigen::MatrixBase<DH>& H, const class_means& cm, group_range r,
+                                const Eigen::MatrixXd& P) {
+    constexpr index_t block = 256;
+    Eigen::MatrixXd E(cm.dim(), block);
+    index_t filled = 0;
+    double acc = 0.0;
+    const auto flush = [&] {
+        acc += (P * E.leftCols(filled)).squaredNorm();
+        filled = 0;
+    };
+    for (index_t i = 0; i < cm.num_samples(); ++i) {
+        const index_t g = cm.group_of[static_cast<std::size_t>(i)];
+        if (g < r.begin || g >= r.end) continue;
+        E.col(filled++) = H.col(i).template cast<double>() - cm.means.col(g);
+        if (filled == block) flush();
+    }
+    if (filled > 0) flush();
+    return acc;
+}
+
+template <class DH>
+metric_by_multiplicity nc1_unchecked(const Eigen::MatrixBase<DH>& H, const class_means& cm) {
+    metric_by_multiplicity out;
+    for (const auto& [m, r] : cm.groups_by_multiplicity()) {
+        const index_t C = r.size();
+        if (C < 2) {
+            out[m] = std::nullopt;
+            continue;
+        }
+        const auto M = cm.means.middleCols(r.begin, C);
+        const Eigen::VectorXd g = M.rowwise().mean();
+        const Eigen::MatrixXd B = M.colwise() - g;
+        if (negligible(B.colwise().norm().maxCoeff(), M.colwise().norm().maxCoeff() + g.norm(), C + 1)) {
+            out[m] = std::nullopt;  // Sb = 0
+            continue;
+        }
+        const auto P = between_scatter_pinv_factor(B);
+        if (!P) {
+            out[m] = std::nullopt;
+            continue;
+        }
+        index_t n_m = 0;
+        for (index_t grp = r.begin; grp < r.end; ++grp) n_m += cm.counts[static_cast<std::size_t>(grp)];
+        out[m] = projected_within_scatter(H, cm, r, *P) / static_cast<double>(n_m) / static_cast<double>(C);
+    }
+    return out;
+}
+
+// The angle between unit vectors a and b as 2 atan2(|a - b|, |a + b|): equal to arccos(a.b) but
+// accurate near 0 and pi, where arccos of a rounded cosine loses half the digits.
+inline double unit_angle(const Eigen::Ref<const Eigen::VectorXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b) {
+    return 2.0 * std::atan2((a - b).norm(), (a + b).norm());
+}
+
+}  // namespace detail
+
+// Groups the samples by label set and averages their features in double.
+// Throws mlnc::error when S is empty, H is not d x N, or H holds NaN/Inf.
+template <class DH>
+class_means compute_class_means(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
+    if (S.empty()) throw error("labels: no samples");
+    detail::check_features(H, S.size());
+    auto groups = group_by_label_set(S);
+    class_means cm;
+    const index_t G = groups.size();
+    cm.means = Eigen::MatrixXd::Zero(H.rows(), G);
+    cm.counts.resize(static_cast<std::size_t>(G));
+    for (index_t g = 0; g < G; ++g) {
+        const auto& members = groups.members[static_cast<std::size_t>(g)];
+        for (index_t i : members) cm.means.col(g) += H.col(i).template cast<double>();
+        cm.counts[static_cast<std::size_t>(g)] = static_cast<index_t>(members.size());
+        cm.means.col(g) /= static_cast<double>(members.size());
+    }
+    cm.group_of = std::move(groups.group_of);
+    cm.sets = std::move(groups.sets);
+    cm.singleton.assign(static_cast<std::size_t>(S.num_labels()), -1);
+    for (index_t g = 0; g < G && cm.sets.multiplicity(g) == 1; ++g)
+        cm.singleton[static_cast<std::size_t>(cm.sets[g][0])] = g;
+    return cm;
+}
+
+// NC1_m = tr(Sw Sb^+) / C_m for every multiplicity m present, with Sw the within-class and Sb the
+// between-class scatter of the C_m classes of size m. nullopt where C_m < 2 or Sb = 0.
+// cm must be compute_class_means(H, S) for this H.
+template <class DH>
+metric_by_multiplicity nc1_by_multiplicity(const Eigen::MatrixBase<DH>& H, const class_means& cm) {
+    detail::check_features(H, cm.num_samples());
+    if (H.rows() != cm.dim())
+        throw error("H: has " + std::to_string(H.rows()) + " rows but the class means have " +
+                    std::to_string(cm.dim()) + " (cm must come from this H)");
+    return detail::nc1_unchecked(H, cm);
+}
+
+template <class DH>
+metric_by_multiplicity nc1_by_multiplicity(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
+    return detail::nc1_unchecked(H, compute_class_means(H, S));
+}
+
+// NC2 of the K rows of M: || M M^T / ||M M^T||_F - (I_K - J/K) / sqrt(K-1) ||_F.
+// M is the classifier W, or class_means::centered_label_means() for NC2 on the features.
+// nullopt when M = 0. `name` is the argument named in error messages.
+template <class DM>
+std::optional<double> nc2(const Eigen::MatrixBase<DM>& M, const char* name = "W") {
+    static_assert(std::is_floating_point_v<typename DM::Scalar>, "mlnc: nc2 needs a float or double matrix");
+    if (M.rows() < 2 || M.cols() < 1)
+        throw error(std::string(name) + ": expected K x d with K >= 2 and d >= 1, got " + std::to_string(M.rows()) +
+                    " x " + std::to_string(M.cols()));
+    detail::check_finite(M, name);
+    const Eigen::MatrixXd X = detail::scaled_copy(M);
+    return detail::etf_gram_deviation_if_defined(X * X.transpose());
+}
+
+// NC2 on the features: nc2 of Mc (rows mu_k - mu_G); nullopt when all mu_k are equal.
+// Throws when some mu_k is undefined.
+inline std::optional<double> nc2_features(const class_means& cm) {
+    const auto Mc = detail::significant_centered_label_means(cm);
+    if (!Mc) return std::nullopt;
+    const Eigen::MatrixXd X = detail::scaled_copy(*Mc);
+    return detail::etf_gram_deviation_if_defined(X * X.transpose());
+}
+
+// NC3: the ETF deviation of W Mc^T (K x K). nullopt when W Mc^T = 0 or all mu_k are equal.
+// Throws when W is not K x d or not finite, or when some mu_k is undefined.
+template <class DW>
+std::optional<double> nc3(const Eigen::MatrixBase<DW>& W, const class_means& cm) {
+    detail::check_classifier(W, cm.num_labels(), cm.dim());
+    const auto Mc = detail::significant_centered_label_means(cm);
+    if (!Mc) return std::nullopt;
+    const Eigen::MatrixXd Ws = detail::scaled_copy(W);
+    return detail::etf_gram_deviation_if_defined(Ws * detail::scaled_copy(*Mc).transpose());
+}
+
+// Where NC_m measures angles from: mu_G (the definition) or the origin (the published code).
+enum class nc_m_origin { global_mean, zero };
+
+// NC_m for every multiplicity m >= 2 present, over the sets F_m of size m:
+//   u_S = mu_S - o, v_T = sum_{k in T} (mu_k - o), o = mu_G (or 0),
+//   NC_m = mean_{S} angle(u_S, v_S) / mean_{S, T} angle(u_S, v_T), angles in radians.
+// nullopt where some u_S or v_T is zero (always so for m = K centred: the c_k sum to 0), or
+// where every angle is 0 (the mean angle is below 16 sqrt(eps) ~ 2.4e-7 rad, about ten times the
+// resolution of an arccos of a rounded cosine). Throws when some mu_k is undefined.
+// Cost O(|F_m| K d + |F_m|^2 m): the cross inner products come from Mc^T U, not from U^T V.
+inline metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean) {
+    cm.require_label_means();
+    metric_by_multiplicity out;
+    const auto ranges = cm.groups_by_multiplicity();
+    if (ranges.empty() || ranges.rbegin()->first < 2) return out;
+
+    const double scale = cm.means.cwiseAbs().maxCoeff();
+    const double inv_scale = scale > 0 ? 1.0 / scale : 1.0;
+    const Eigen::MatrixXd mu = cm.label_means() * inv_scale;  // d x K
+    const Eigen::VectorXd o =
+        origin == nc_m_origin::global_mean ? Eigen::VectorXd(mu.rowwise().mean()) : Eigen::VectorXd::Zero(cm.dim());
+    const Eigen::MatrixXd Cm = mu.colwise() - o;  // column k: mu_k - o
+    const index_t K = cm.num_labels();
+
+    for (const auto& [m, r] : ranges) {
+        if (m < 2) continue;
+        const index_t F = r.size();
+        const Eigen::MatrixXd Mu = cm.means.middleCols(r.begin, F) * inv_scale;
+        const Eigen::MatrixXd U = Mu.colwise() - o;
+        Eigen::MatrixXd V = Eigen::MatrixXd::Zero(cm.dim(), F);
+        bool zero_vector = false;
+        for (index_t t = 0; t < F; ++t) {
+            double terms = 0.0;
+            for (label_t k : cm.sets[r.begin + t]) {
+                V.col(t) += Cm.col(k);
+                terms += mu.col(k).norm() + o.norm();
+            }
+            zero_vector = zero_vector || detail::negligible(V.col(t).norm(), terms, K + m) ||
+                          detail::negligible(U.col(t).norm(), Mu.col(t).norm() + o.norm(), K + 1);
+        }
+        if (zero_vector) {
+            out[m] = std::nullopt;
+            continue;
+        }
+        const Eigen::VectorXd nu = U.colwise().norm().transpose();
+        const Eigen::VectorXd nv = V.colwise().norm().transpose();
+        const Eigen::MatrixXd CU = Cm.transpose() * U;  // K x F: column s holds c_k . u_S
+        double matched = 0.0, all = 0.0;
+        for (index_t s = 0; s < F; ++s) {
+            const double same = detail::unit_angle(U.col(s) / nu(s), V.col(s) / nv(s));
+            matched += same;
+            double row = same;
+            for (index_t t = 0; t < F; ++t) {
+                if (t == s) continue;
+                double dot = 0.0;
+                for (label_t k : cm.sets[r.begin + t]) dot += CU(k, s);
+                row += std::acos(std::clamp(dot / (nu(s) * nv(t)), -1.0, 1.0));
+            }
+            all += row;
+        }
+        const double f = static_cast<double>(F);
+        const double mean_all = all / (f * f);
+        if (mean_all <= 16 * std::sqrt(std::numeric_limits<double>::epsilon())) {
+            out[m] = std::nullopt;  // 0/0: every u_S is parallel to every v_T
+            continue;
+        }
+        out[m] = (matched / f) / mean_all;
+    }
+    return out;
+}
+
+// All metrics of docs/metrics.md; the W-dependent ones are nullopt here.
+struct nc_metrics {
+    std::optional<double> nc1;                 // NC1_1
+    metric_by_multiplicity nc1_by_multiplicity;  // every multiplicity present
+    std::optional<double> nc2_w;               // NC2 on the classifier (needs W)
+    std::optional<double> nc2_h;               // NC2 on the feature means
+    std::optional<double> nc3;                 // needs W
+    metric_by_multiplicity nc_m;               // m >= 2, centred at mu_G
+    metric_by_multiplicity nc_m_uncentered;    // m >= 2, centred at 0
+};
+
+namespace detail {
+template <class DH>
+nc_metrics nc_metrics_from_means(const Eigen::MatrixBase<DH>& H, const class_means& cm) {
+    cm.require_label_means();
+    nc_metrics r;
+    r.nc1_by_multiplicity = nc1_unchecked(H, cm);
+    r.nc1 = r.nc1_by_multiplicity.at(1);
+    r.nc2_h = nc2_features(cm);
+    r.nc_m = nc_m(cm, nc_m_origin::global_mean);
+    r.nc_m_uncentered = nc_m(cm, nc_m_origin::zero);
+    return r;
+}
+}  // namespace detail
+
+// NC1 (all multiplicities), NC2 on the features and NC_m (both centrings) of H (d x N) with S.
+// Throws mlnc::error on a shape mismatch, NaN/Inf, or a label without a multiplicity-1 sample.
+template <class DH>
+nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
+    return detail::nc_metrics_from_means(H, compute_class_means(H, S));
+}
+
+// The same plus NC2 on W and NC3; W is K x d.
+template <class DH, class DW>
+nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S, const Eigen::MatrixBase<DW>& W) {
+    if (S.empty()) throw error("labels: no samples");
+    detail::check_features(H, S.size());
+    detail::check_classifier(W, S.num_labels(), H.rows());
+    const class_means cm = compute_class_means(H, S);
+    nc_metrics r = detail::nc_metrics_from_means(H, cm);
+    r.nc2_w = nc2(W, "W");
+    r.nc3 = nc3(W, cm);
+    return r;
+}
+
+}  // namespace mlnc
