@@ -1,0 +1,115 @@
+#pragma once
+// Simplex equiangular tight frames (ETF): the classifier geometry of neural collapse.
+//
+// A K-simplex ETF with row norm w is a K x d matrix W (d >= K-1) whose rows w_k satisfy
+//   W W^T = (rho / (K-1)) (I_K - J_K / K),   rho = ||W||_F^2 = K w^2,
+// i.e. equal norms, pairwise cosine -1/(K-1), and rows summing to zero.
+
+#include <mlnc/error.hpp>
+#include <mlnc/labels.hpp>
+#include <mlnc/types.hpp>
+
+#include <Eigen/Core>
+#include <Eigen/QR>
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <optional>
+#include <random>
+#include <string>
+#include <type_traits>
+
+namespace mlnc {
+
+namespace detail {
+
+// d x d Haar-distributed orthogonal matrix: QR of a standard Gaussian matrix with the signs of
+// R's diagonal moved into Q (without that fix Q is not uniformly distributed). The Gaussians come
+// from our own Box-Muller on std::mt19937_64, whose output the standard fixes, so a seed gives
+// the same rotation with every standard library (std::normal_distribution would not).
+inline Eigen::MatrixXd haar_orthogonal(Eigen::Index d, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    const auto uniform_open_closed = [&rng] {  // (0, 1], so log() below is finite
+        return (static_cast<double>(rng() >> 11) + 1.0) * 0x1.0p-53;
+    };
+    Eigen::MatrixXd G(d, d);
+    double* g = G.data();
+    const Eigen::Index n = d * d;
+    for (Eigen::Index i = 0; i < n; i += 2) {
+        const double r = std::sqrt(-2.0 * std::log(uniform_open_closed()));
+        const double a = 2.0 * std::numbers::pi * uniform_open_closed();
+        g[i] = r * std::cos(a);
+        if (i + 1 < n) g[i + 1] = r * std::sin(a);
+    }
+    const Eigen::HouseholderQR<Eigen::MatrixXd> qr(G);
+    Eigen::MatrixXd Q = qr.householderQ();
+    for (Eigen::Index j = 0; j < d; ++j)
+        if (qr.matrixQR()(j, j) < 0) Q.col(j) = -Q.col(j);
+    return Q;
+}
+
+}  // namespace detail
+
+// The K x d simplex ETF with the given row norm (rows are the classifier vectors w_k), for any
+// d >= K-1. Its first K-1 columns are the Helmert basis of the complement of the all-ones vector
+// (column j holds 1 in rows 0..j and -(j+1) in row j+1, normalised), scaled so every row has
+// norm row_norm; further columns are 0. With a rotation_seed, W is multiplied on the right by a
+// seeded Haar-random d x d orthogonal matrix, which keeps W W^T and spreads W over all of R^d.
+// Computed in double and then cast to T. T is chosen explicitly (simplex_etf<float>(...)), never
+// deduced from the row_norm argument, so simplex_etf(K, d, 1) is a double ETF.
+template <class T = double>
+matrix<T> simplex_etf(index_t K, index_t d, std::type_identity_t<T> row_norm = T(1),
+                      std::optional<std::uint64_t> rotation_seed = std::nullopt) {
+    static_assert(std::is_floating_point_v<T>, "mlnc: simplex_etf needs a floating-point scalar");
+    detail::require(K >= 2, "simplex_etf: K", "must be at least 2, got " + std::to_string(K));
+    detail::require(d >= K - 1, "simplex_etf: d",
+                    "must be at least K-1 = " + std::to_string(K - 1) + " for a simplex ETF, got " + std::to_string(d));
+    detail::require(std::isfinite(static_cast<double>(row_norm)) && row_norm >= 0, "simplex_etf: row_norm",
+                    "must be finite and >= 0");
+    const double scale = static_cast<double>(row_norm) * std::sqrt(static_cast<double>(K) / static_cast<double>(K - 1));
+    Eigen::MatrixXd W = Eigen::MatrixXd::Zero(K, d);
+    for (index_t j = 0; j + 1 < K; ++j) {
+        const double jp = static_cast<double>(j + 1);
+        const double u = scale / std::sqrt(jp * (jp + 1.0));
+        W.col(j).head(j + 1).setConstant(u);
+        W(j + 1, j) = -jp * u;
+    }
+    if (rotation_seed) W = W * detail::haar_orthogonal(d, *rotation_seed);
+    return W.cast<T>();
+}
+
+// || A / ||A||_F - (I_K - J_K/K) / sqrt(K-1) ||_F for a K x K matrix A: the NC2 distance of a Gram
+// matrix from the simplex-ETF Gram matrix (metrics.md), between 0 and 2. Used with A = W W^T
+// (NC2 on W), A = Mc Mc^T (NC2 on feature means) and A = W Mc^T (NC3). A must be square with
+// K >= 2, finite and non-zero (the direction of the zero matrix is undefined).
+inline double etf_gram_deviation(const Eigen::MatrixXd& A) {
+    detail::require(A.rows() == A.cols(), "etf_gram_deviation: A",
+                    "must be square, got " + std::to_string(A.rows()) + " x " + std::to_string(A.cols()));
+    const index_t K = A.rows();
+    detail::require(K >= 2, "etf_gram_deviation: A", "must be at least 2 x 2");
+    detail::require(A.allFinite(), "etf_gram_deviation: A", "contains NaN or Inf");
+    const double nA = A.norm();
+    detail::require(nA > 0, "etf_gram_deviation: A", "is the zero matrix, whose direction is undefined");
+    const double inv = 1.0 / nA;
+    const double off = -1.0 / (static_cast<double>(K) * std::sqrt(static_cast<double>(K - 1)));
+    const double diag = (1.0 - 1.0 / static_cast<double>(K)) / std::sqrt(static_cast<double>(K - 1));
+    double sum = 0.0;  // the reference Gram matrix is formed entry by entry, never stored
+    for (index_t j = 0; j < K; ++j)
+        for (index_t i = 0; i < K; ++i) {
+            const double e = A(i, j) * inv - (i == j ? diag : off);
+            sum += e * e;
+        }
+    return std::sqrt(sum);
+}
+
+// NC2 on a classifier: etf_gram_deviation(W W^T) for a K x d matrix W (computed in double).
+template <class D>
+double etf_deviation(const Eigen::MatrixBase<D>& W) {
+    const Eigen::MatrixXd Wd = W.template cast<double>();
+    Eigen::MatrixXd G(Wd.rows(), Wd.rows());
+    G.noalias() = Wd * Wd.transpose();
+    return etf_gram_deviation(G);
+}
+
+}  // namespace mlnc
