@@ -109,6 +109,7 @@ TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
         "--n 0:3",
         "--K 3 --n 4:1",
         "--lambda-w -1",
+        "--lambda-w 0",
         "--lambda-h nan",
         "--method newton",
         "--counts '" + (dir / "missing.txt") + "'",

@@ -218,6 +218,9 @@ std::function<int()> setup(CLI::App& app) {
         if (d < 1) throw mlnc::error("--d: must be at least 1");
         const mlnc::penalties lam{checked_lambda(a->lambda_w, "--lambda-w"), checked_lambda(a->lambda_h, "--lambda-h"),
                                   checked_lambda(a->lambda_b, "--lambda-b")};
+        // Without both penalties Problem (4) has no minimiser: the trainer would drift forever.
+        if (lam.lambda_w == 0.0) throw mlnc::error("--lambda-w: must be > 0 (with 0 the objective has no minimiser)");
+        if (lam.lambda_h == 0.0) throw mlnc::error("--lambda-h: must be > 0 (with 0 the objective has no minimiser)");
 
         problem p;
         if (!a->counts.empty()) {

@@ -11,6 +11,9 @@
 #include <mlnc/metrics.hpp>
 #include <mlnc/optimum.hpp>
 #include <mlnc/pal.hpp>
+#include <mlnc/predict.hpp>
+#include <mlnc/scores.hpp>
+#include <mlnc/synthetic.hpp>
 #include <mlnc/tagwise.hpp>
 #include <mlnc/types.hpp>
 #include <mlnc/ufm.hpp>

@@ -13,15 +13,7 @@
 
 #include <Eigen/Core>
 
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#endif
-#include <LBFGS.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+#include <mlnc/detail/lbfgspp.hpp>
 
 #include <algorithm>
 #include <chrono>
