@@ -2,6 +2,8 @@
 // Runs the built mlnc program (path in MLNC_CLI_PATH) for the CLI tests and captures its exit
 // code, stdout and stderr.
 
+#include "test_support.hpp"
+
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -45,13 +47,6 @@ private:
     std::filesystem::path path_;
 };
 
-inline std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 // Runs `mlnc <args>` (args are passed to /bin/sh as written) with stdin closed.
 inline cli_result run_cli(const std::string& args) {
     static int counter = 0;
@@ -61,8 +56,8 @@ inline cli_result run_cli(const std::string& args) {
     const int status = std::system(cmd.c_str());
     cli_result r;
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    r.out = slurp(io.path() / "out");
-    r.err = slurp(io.path() / "err");
+    r.out = read_bytes(io.path() / "out");
+    r.err = read_bytes(io.path() / "err");
     return r;
 }
 

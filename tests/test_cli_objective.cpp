@@ -4,6 +4,8 @@
 #include <mlnc/io/npy.hpp>
 
 #include <catch2/catch.hpp>
+
+#include "test_support.hpp"
 #include <nlohmann/json.hpp>
 
 #ifndef MLNC_CLI_PATH
@@ -35,34 +37,11 @@ using namespace std::string_literals;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 
+using temp_dir = mlnc_test::scratch_dir;
+using mlnc_test::read_bytes;
+using mlnc_test::write_bytes;
+
 namespace {
-
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::random_device rd;
-        path = fs::temp_directory_path() / ("mlnc-test-cli-objective-" + std::to_string(rd()) + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path operator/(const std::string& name) const { return path / name; }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
-
-std::string read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-}
 
 // p in single quotes for the shell (test paths hold no quote).
 std::string q(const fs::path& p) {

@@ -35,12 +35,12 @@ TEST_CASE("verify: the default example is verified and writes history and plots"
     CHECK(j["nc1"].get<double>() < 1e-6);
     CHECK(j["nc2_w"].get<double>() < 1e-6);
     CHECK(j["nc_m"]["2"].get<double>() < 1e-3);
-    const auto csv = mlnc_test::slurp(dir.path() / "out" / "history.csv");
+    const auto csv = mlnc_test::read_bytes(dir.path() / "out" / "history.csv");
     CHECK(csv.rfind("iteration,objective,gradient_norm,seconds,nc1,nc2_w,nc2_h,nc3,nc_m2,nc_m3\n", 0) == 0);
     CHECK(std::count(csv.begin(), csv.end(), '\n') > 3);
     if (std::system("gnuplot --version > /dev/null 2>&1") == 0) {
         for (const auto* svg : {"nc_metrics.svg", "features_2d.svg"}) {
-            const auto text = mlnc_test::slurp(dir.path() / "out" / svg);
+            const auto text = mlnc_test::read_bytes(dir.path() / "out" / svg);
             CHECK(text.find("<svg") != std::string::npos);
         }
     } else {
