@@ -128,3 +128,16 @@ TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
         CHECK_FALSE(std::filesystem::exists(out));
     }
 }
+
+TEST_CASE("verify: without gnuplot it says so and still writes the CSV") {
+    const temp_dir dir("verify-no-gnuplot");
+    // An empty PATH hides gnuplot from the program's shell; the program itself is run by path.
+    const std::string cmd = std::string("env PATH=/nonexistent '") + MLNC_CLI_PATH + "' verify --out '" + (dir / "out") +
+                            "' > '" + (dir / "stdout") + "' 2> '" + (dir / "stderr") + "'";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    const auto out = mlnc_test::read_bytes(dir.path() / "stdout");
+    CHECK(out.find("gnuplot not found") != std::string::npos);
+    CHECK(out.find("verdict: VERIFIED") != std::string::npos);
+    CHECK(std::filesystem::exists(dir.path() / "out" / "history.csv"));
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "out" / "nc_metrics.svg"));
+}
