@@ -24,6 +24,7 @@ using mlnc::io::read_labels;
 using temp_dir = mlnc_test::scratch_dir;
 using mlnc_test::read_bytes;
 using mlnc_test::write_bytes;
+using mlnc_test::error_of;
 
 namespace {
 
@@ -42,17 +43,6 @@ std::vector<std::vector<index_t>> lists_of(const label_sets& S) {
     std::vector<std::vector<index_t>> out;
     for (index_t i = 0; i < S.size(); ++i) out.emplace_back(S[i].begin(), S[i].end());
     return out;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const mlnc::error& e) {
-        return e.what();
-    }
-    FAIL("expected mlnc::error");
-    return {};
 }
 
 }  // namespace

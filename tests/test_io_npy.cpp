@@ -25,6 +25,7 @@ using mlnc::io::npy_array;
 using temp_dir = mlnc_test::scratch_dir;
 using mlnc_test::read_bytes;
 using mlnc_test::write_bytes;
+using mlnc_test::error_of;
 
 namespace {
 
@@ -63,18 +64,6 @@ std::string le_bytes(const std::vector<T>& v) {
         s.append(reinterpret_cast<const char*>(b), sizeof(T));
     }
     return s;
-}
-
-// The message of the mlnc::error that f throws (fails the test if it throws nothing or another type).
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const mlnc::error& e) {
-        return e.what();
-    }
-    FAIL("expected mlnc::error");
-    return {};
 }
 
 std::string npy_error(const fs::path& p) {

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <Eigen/QR>
 #include <Eigen/SVD>
 
@@ -19,17 +21,11 @@ using mlnc::label_sets;
 using mlnc::label_t;
 using Catch::Matchers::Contains;
 
+using mlnc_test::gaussian;
+
 namespace {
 
 constexpr double pi = std::numbers::pi;
-
-Eigen::MatrixXd gaussian(index_t rows, index_t cols, std::mt19937& rng) {
-    std::normal_distribution<double> n01;
-    Eigen::MatrixXd X(rows, cols);
-    for (index_t j = 0; j < cols; ++j)
-        for (index_t i = 0; i < rows; ++i) X(i, j) = n01(rng);
-    return X;
-}
 
 Eigen::MatrixXd random_orthogonal(index_t d, std::mt19937& rng) {
     const Eigen::HouseholderQR<Eigen::MatrixXd> qr(gaussian(d, d, rng));

@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -16,16 +18,9 @@
 using mlnc::index_t;
 using mlnc::label_sets;
 
-namespace {
+using mlnc_test::gaussian;
 
-// Standard normal matrix from a seeded engine (test data only).
-Eigen::MatrixXd gaussian(index_t rows, index_t cols, std::mt19937_64& rng) {
-    std::normal_distribution<double> g;
-    Eigen::MatrixXd X(rows, cols);
-    for (index_t j = 0; j < cols; ++j)
-        for (index_t i = 0; i < rows; ++i) X(i, j) = g(rng);
-    return X;
-}
+namespace {
 
 std::vector<mlnc::label_t> as_vector(std::span<const mlnc::label_t> s) { return {s.begin(), s.end()}; }
 

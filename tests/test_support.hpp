@@ -1,6 +1,9 @@
 #pragma once
 // Small helpers shared by the tests that touch files: a scratch folder and whole-file I/O.
 
+#include <mlnc/error.hpp>
+
+#include <Eigen/Core>
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -37,6 +40,29 @@ inline void write_bytes(const std::filesystem::path& p, const std::string& bytes
 inline std::string read_bytes(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The message of the mlnc::error that f throws (fails the test if it throws nothing or another type).
+template <class F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const mlnc::error& e) {
+        return e.what();
+    }
+    FAIL("expected mlnc::error");
+    return {};
+}
+
+// A rows x cols matrix of independent standard normal entries from a seeded engine (column by
+// column, so the values depend only on the engine's state).
+template <class Engine>
+Eigen::MatrixXd gaussian(Eigen::Index rows, Eigen::Index cols, Engine& rng) {
+    std::normal_distribution<double> n01;
+    Eigen::MatrixXd X(rows, cols);
+    for (Eigen::Index j = 0; j < cols; ++j)
+        for (Eigen::Index i = 0; i < rows; ++i) X(i, j) = n01(rng);
+    return X;
 }
 
 }  // namespace mlnc_test
