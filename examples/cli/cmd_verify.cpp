@@ -404,7 +404,9 @@ std::function<int()> setup(CLI::App& app) {
             row("NC1", "0", nc->nc1 ? fmt(*nc->nc1, 3) : "n/a");
             row("NC2 (feature means)", "0", nc->nc2_h ? fmt(*nc->nc2_h, 3) : "n/a");
             row("NC3", "0", nc->nc3 ? fmt(*nc->nc3, 3) : "n/a");
-            for (const auto& [m, v] : nc->nc_m) row("NC_m, m = " + std::to_string(m), "0", v ? fmt(*v, 3) : "n/a");
+            // The centred NC_K is never defined (the centred label means sum to 0): not listed.
+            for (const auto& [m, v] : nc->nc_m)
+                if (m < K) row("NC_m, m = " + std::to_string(m), "0", v ? fmt(*v, 3) : "n/a");
         }
         human << "  iterations " << res.iterations << " (" << mlnc::to_string(res.status) << "), " << fmt(seconds, 3)
               << " s; output in " << out_dir.string() << "\n\n";
