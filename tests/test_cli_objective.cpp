@@ -458,3 +458,32 @@ TEST_CASE("cli objective: bad input exits 2 with one line on stderr and writes n
 }
 
 #endif
+
+TEST_CASE("objective --grad-out: a failed write leaves no gradient file behind") {
+    temp_dir dir;
+    const Eigen::MatrixXd W = Eigen::MatrixXd::Ones(3, 2), H = Eigen::MatrixXd::Ones(2, 4);
+    mlnc::io::write_matrix(dir / "W.npy", W);
+    mlnc::io::write_features(dir / "H.npy", H);
+    write_bytes(dir / "labels.txt", "0\n1 2\n2\n0 1 2\n");
+    fs::create_directories(dir / "grad" / "dH.npy");  // a folder where a file must go
+    const auto r = run_objective(dir, "--W " + q(dir / "W.npy") + " --H " + q(dir / "H.npy") + " --labels " +
+                                          q(dir / "labels.txt") + " --grad-out " + q(dir / "grad"));
+    CHECK(r.code == 2);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK_FALSE(fs::exists(dir / "grad" / "dW.npy"));
+    CHECK_FALSE(fs::exists(dir / "grad" / "db.npy"));
+    CHECK(std::distance(fs::directory_iterator(dir / "grad"), fs::directory_iterator{}) == 1);
+}
+
+TEST_CASE("objective: a device or FIFO as input is refused, not read forever") {
+    temp_dir dir;
+    mlnc::io::write_matrix(dir / "W.npy", Eigen::MatrixXd::Ones(3, 2));
+    mlnc::io::write_features(dir / "H.npy", Eigen::MatrixXd::Ones(2, 1));
+    for (const std::string& args : {"--W /dev/zero --H " + q(dir / "H.npy") + " --labels " + q(dir / "W.npy"),
+                                   "--W " + q(dir / "W.npy") + " --H " + q(dir / "H.npy") + " --labels /dev/zero"}) {
+        const auto r = run_objective(dir, args);
+        INFO(args << "\n" << r.err);
+        CHECK(r.code == 2);
+        CHECK(r.err.find("not a regular file") != std::string::npos);
+    }
+}

@@ -102,6 +102,8 @@ TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
     {
         std::ofstream c(dir / "bad_counts.txt");
         c << "3 0 7\n";
+        std::ofstream o(dir / "overflow_counts.txt");
+        o << "1 0\n9223372036854775807 1\n";
     }
     const std::vector<std::string> bad{
         "--K 1",
@@ -117,6 +119,10 @@ TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
         "--n 1:2 --counts '" + (dir / "bad_counts.txt") + "'",
         "--max-iter 0",
         "--K 60 --n 1:1,2:1,3:1,4:1",
+        "--K 2000 --n 1:1000000,1000:0",
+        "--K 4 --counts '" + (dir / "overflow_counts.txt") + "'",
+        "--counts /dev/zero",
+        "--counts '" + dir.path().string() + "'",
     };
     for (const auto& args : bad) {
         const auto out = dir / "out";

@@ -7,6 +7,7 @@
 #include <mlnc/io/npy.hpp>
 #include <mlnc/pal.hpp>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -90,15 +91,33 @@ int run_objective(const objective_options& o) {
     } catch (const mlnc::error& e) {
         throw mlnc::error(std::string("the logits W H + b overflow double precision: ") + e.what());
     }
+    if (!std::isfinite(v.total) || !dW.allFinite() || !dH.allFinite() || !db.allFinite())
+        throw mlnc::error("the objective or its gradient overflows double precision (inputs too large)");
 
     if (!o.grad_out.empty()) {
         const fs::path dir(o.grad_out);
         std::error_code ec;
         fs::create_directories(dir, ec);
         if (ec) throw mlnc::error("--grad-out " + o.grad_out + ": cannot create the directory (" + ec.message() + ")");
-        mlnc::io::write_matrix(dir / "dW.npy", dW);
-        mlnc::io::write_features(dir / "dH.npy", dH);
-        mlnc::io::write_vector(dir / "db.npy", db);
+        // All three are written under temporary names first and renamed only when every write
+        // succeeded, so a failure never leaves a mix of new and old gradient files.
+        const std::array<std::string, 3> names{"dW.npy", "dH.npy", "db.npy"};
+        const auto part = [&](const std::string& name) { return dir / ("." + name + ".partial"); };
+        for (const auto& name : names)
+            if (fs::is_directory(dir / name, ec))
+                throw mlnc::error("--grad-out " + (dir / name).string() + ": is a directory; cannot write the gradient there");
+        try {
+            mlnc::io::write_matrix(part(names[0]), dW);
+            mlnc::io::write_features(part(names[1]), dH);
+            mlnc::io::write_vector(part(names[2]), db);
+            for (const auto& name : names) {
+                fs::rename(part(name), dir / name, ec);
+                if (ec) throw mlnc::error("--grad-out " + (dir / name).string() + ": cannot write (" + ec.message() + ")");
+            }
+        } catch (...) {
+            for (const auto& name : names) fs::remove(part(name), ec);
+            throw;
+        }
     }
 
     if (o.json) {

@@ -71,8 +71,8 @@ std::vector<std::vector<index_t>> balanced_samples(index_t K, const std::vector<
     std::vector<std::vector<index_t>> sets;
     double total = 0;
     for (std::size_t j = 0; j < n.size(); ++j)
-        total += n[j] * static_cast<double>(std::exp(mlnc::log_binomial(K, static_cast<index_t>(j) + 1)));
-    if (total > static_cast<double>(max_samples))
+        if (n[j] > 0) total += n[j] * std::exp(mlnc::log_binomial(K, static_cast<index_t>(j) + 1));
+    if (!(total <= static_cast<double>(max_samples)))
         throw mlnc::error("--n: the balanced sample list would hold about " + std::to_string(static_cast<long long>(total)) +
                           " samples; verify trains on at most " + std::to_string(max_samples));
     for (std::size_t j = 0; j < n.size(); ++j) {
@@ -92,6 +92,8 @@ std::vector<std::vector<index_t>> balanced_samples(index_t K, const std::vector<
 
 // Lines "count i j k ...": `count` samples with label set {i, j, k, ...}.
 problem read_counts(const std::string& path, index_t K) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) throw mlnc::error("--counts: " + path + " is not a readable regular file");
     std::ifstream in(path);
     if (!in) throw mlnc::error("--counts: cannot open " + path);
     std::vector<std::vector<index_t>> sets;
@@ -116,8 +118,9 @@ problem read_counts(const std::string& path, index_t K) {
         std::sort(set.begin(), set.end());
         if (std::adjacent_find(set.begin(), set.end()) != set.end()) throw mlnc::error(where + "duplicate label in the set");
         if (!seen.emplace(set, count).second) throw mlnc::error(where + "this label set was already given");
+        if (count > max_samples - total)
+            throw mlnc::error("--counts: more than " + std::to_string(max_samples) + " samples");
         total += count;
-        if (total > max_samples) throw mlnc::error("--counts: more than " + std::to_string(max_samples) + " samples");
         for (long long c = 0; c < count; ++c) sets.push_back(set);
     }
     if (sets.empty()) throw mlnc::error("--counts: " + path + " gives no samples");
@@ -133,8 +136,10 @@ problem read_counts(const std::string& path, index_t K) {
         if (!fresh && it->second.first != count) balanced = false;
         ++it->second.second;
     }
-    for (const auto& [m, cs] : by_m)
-        if (static_cast<mlnc::u128>(cs.second) != mlnc::binomial(K, m)) balanced = false;
+    for (const auto& [m, cs] : by_m) {
+        mlnc::u128 all_sets = 0;  // C(K, m); beyond 2^128 the file cannot list them all
+        if (!mlnc::detail::binomial_u128(K, m, all_sets) || static_cast<mlnc::u128>(cs.second) != all_sets) balanced = false;
+    }
     if (balanced) {
         std::vector<double> n(static_cast<std::size_t>(by_m.rbegin()->first), 0.0);
         for (const auto& [m, cs] : by_m) n[static_cast<std::size_t>(m - 1)] = static_cast<double>(cs.first);

@@ -122,6 +122,11 @@ struct optimum_problem {
     double log_A2 = 0;            // log(4 lW lH (K-1)/K)
 };
 
+inline void check_optimum_options(const optimum_options& o) {
+    require(o.max_outer_iterations >= 1, "max_outer_iterations", "must be at least 1");
+    require(o.max_newton_iterations >= 1, "max_newton_iterations", "must be at least 1");
+}
+
 inline optimum_problem make_optimum_problem(index_t K, const std::vector<double>& n, const penalties& lam) {
     require(K >= 2, "K", "must be at least 2, got " + std::to_string(K));
     require(!n.empty(), "n", "needs at least one multiplicity");
@@ -261,6 +266,7 @@ inline double reduced_objective(index_t K, const std::vector<double>& n, const p
 inline optimum_result global_optimum(index_t K, const std::vector<double>& n, const penalties& lambdas,
                                      const optimum_options& opt = {}) {
     const detail::optimum_problem p = detail::make_optimum_problem(K, n, lambdas);
+    detail::check_optimum_options(opt);
     optimum_result r = detail::begin_result(p);
     if (detail::collapses_to_zero(p)) {
         detail::set_trivial(p, r);
@@ -390,6 +396,7 @@ inline optimum_result global_optimum(index_t K, const std::vector<double>& n, co
 inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& n, const penalties& lambdas,
                                           const optimum_options& opt = {}) {
     const detail::optimum_problem p = detail::make_optimum_problem(K, n, lambdas);
+    detail::check_optimum_options(opt);
     optimum_result r = detail::begin_result(p);
     const double Kd = static_cast<double>(K);
     const auto M = static_cast<index_t>(n.size());

@@ -462,7 +462,7 @@ public:
         grad(d) = r_.sum();
         grad += l2_ * x;
         const double f = loss + 0.5 * l2_ * x.squaredNorm();
-        if (!(f >= best_f_)) {
+        if (f < best_f_) {  // a NaN objective never becomes the best point
             best_f_ = f;
             best_x_ = x;
             best_loss_ = loss;

@@ -137,6 +137,9 @@ inline label_sets read_labels(const std::filesystem::path& path, index_t K = 0) 
     const fs::file_status st = fs::status(path, ec);
     if (st.type() == fs::file_type::not_found) detail::fail(path, "no such file");
     if (st.type() == fs::file_type::directory) detail::fail(path, "is a directory, not a label file");
+    // Devices and FIFOs could block or never end: only regular files (or links to them) are read.
+    if (st.type() != fs::file_type::regular && st.type() != fs::file_type::not_found && !ec)
+        detail::fail(path, "is not a regular file");
     errno = 0;
     std::ifstream in(path, std::ios::binary);
     if (!in) {

@@ -288,6 +288,9 @@ inline npy_layout open_npy(const std::filesystem::path& path, std::ifstream& in)
     const fs::file_status st = fs::status(path, ec);
     if (st.type() == fs::file_type::not_found) fail(path, "no such file");
     if (st.type() == fs::file_type::directory) fail(path, "is a directory, not a .npy file");
+    // Devices and FIFOs could block or never end: only regular files (or links to them) are read.
+    if (st.type() != fs::file_type::regular && st.type() != fs::file_type::not_found && !ec)
+        fail(path, "is not a regular file");
     errno = 0;
     in.open(path, std::ios::binary);
     if (!in) {
