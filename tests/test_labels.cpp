@@ -142,3 +142,30 @@ TEST_CASE("subset rank/unrank at K = 10^6") {
     CHECK_THROWS_AS(mlnc::subset_unrank(mlnc::binomial(K, 2), 2, K), mlnc::error);
     CHECK_THROWS_AS(mlnc::subset_rank(std::vector<label_t>{0, 1, 2, 3, 4, 5, 6, 7}, K), mlnc::error);
 }
+
+TEST_CASE("CSR offsets are all validated before any index is read") {
+    using Catch::Matchers::Contains;
+    // {0, 5, 3} with three indices: sample 0 would span [0, 5), past the end of the indices.
+    // Before the fix the range was copied first (a read past the end, caught by ASan) and the
+    // decrease noticed only at sample 1.
+    CHECK_THROWS_WITH(label_sets::from_csr({0, 5, 3}, {0, 1, 2}, 6), Contains("decrease at sample 1"));
+    CHECK_THROWS_WITH(label_sets::from_csr({0, 2, 1, 3}, {0, 1, 2}, 6), Contains("decrease at sample 1"));
+    CHECK_THROWS_WITH(label_sets::from_csr({0, -4, 3}, {0, 1, 2}, 6), Contains("decrease at sample 0"));
+    CHECK_THROWS_WITH(label_sets::from_csr({0, 4}, {0, 1, 2}, 6), Contains("end at the number of indices"));
+    CHECK_THROWS_WITH(label_sets::from_csr({}, {}, 6), Contains("offsets"));
+    CHECK_THROWS_WITH(label_sets::from_csr({0, 1}, {7}, 6), Contains("out of range"));
+    CHECK_THROWS_WITH(label_sets::from_csr({0, 1}, {-1}, 6), Contains("negative"));
+    CHECK(label_sets::from_csr({0, 2, 3}, {0, 4, 1}, 6).size() == 2);
+}
+
+TEST_CASE("distinct and absent labels cost nothing of size K") {
+    // K = 2^31 - 1 with three samples: a vector of K flags would be 2 GB, of K counts 16 GB.
+    const auto S = label_sets::from_lists({{5}, {0, 2147483646}, {5}}, 2147483647);
+    CHECK(S.distinct_labels() == std::vector<label_t>{0, 5, 2147483646});
+    const auto [first, count] = S.absent_labels(4);
+    CHECK(first == std::vector<index_t>{1, 2, 3, 4});
+    CHECK(count == 2147483647 - 3);
+    const auto small = label_sets::from_lists({{0}, {2}}, 4);
+    CHECK(small.absent_labels().first == std::vector<index_t>{1, 3});
+    CHECK(label_sets::from_lists({{0, 1}}, 2).absent_labels().second == 0);
+}

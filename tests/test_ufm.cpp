@@ -5,10 +5,14 @@
 #include <mlnc/optimum.hpp>
 #include <mlnc/ufm.hpp>
 
+#include "test_support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <limits>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -88,10 +92,10 @@ TEST_CASE("ufm: L-BFGS reaches the closed-form optimum f* to a relative gap belo
     for (const auto& c : configs) {
         const label_sets S = balanced_labels(c.K, c.n);
         const optimum_result opt = global_optimum(c.K, as_counts(c.n), c.lambdas);
-        INFO("K = " << c.K << ", d = " << c.d << ", N = " << S.size() << ", f* = " << opt.f);
-        REQUIRE_FALSE(opt.trivial);
+        INFO("K = " << c.K << ", d = " << c.d << ", N = " << S.size() << ", f* = " << opt->f);
+        REQUIRE_FALSE(opt->trivial);
         const ufm_result<double> r = train_ufm<double>(S, c.d, c.lambdas, ufm_options{});
-        const double gap = rel_gap(r.objective, opt.f);
+        const double gap = rel_gap(r.objective, opt->f);
         INFO("gap = " << gap << ", iterations = " << r.iterations << ", |grad| = " << r.gradient_norm
                       << ", seconds = " << r.seconds);
         CHECK(r.status == ufm_status::converged_gradient);
@@ -105,7 +109,7 @@ TEST_CASE("ufm: L-BFGS reaches the closed-form optimum f* to a relative gap belo
         // Structure of Theorem 1 at a point with ||grad|| <= 1e-12: the distance to the optimum is
         // about ||grad|| / (smallest curvature ~ 2 lambda ~ 2e-3), so 1e-6 is a wide margin.
         CHECK(r.b.norm() < 1e-6);
-        CHECK(std::abs(r.W.squaredNorm() - opt.rho) < 1e-6 * opt.rho);
+        CHECK(std::abs(r.W.squaredNorm() - opt->rho) < 1e-6 * opt->rho);
     }
 }
 
@@ -113,7 +117,7 @@ TEST_CASE("ufm: every L-BFGS line search reaches f*; the approximate Wolfe one a
           "[ufm]") {
     const config& c = configs[1];
     const label_sets S = balanced_labels(c.K, c.n);
-    const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas).f;
+    const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas)->f;
     for (auto ls : {ufm_line_search::approximate_wolfe, ufm_line_search::backtracking_armijo,
                     ufm_line_search::backtracking_strong_wolfe, ufm_line_search::nocedal_wright}) {
         ufm_options o;
@@ -137,7 +141,7 @@ TEST_CASE("ufm: every L-BFGS line search reaches f*; the approximate Wolfe one a
 TEST_CASE("ufm: gradient descent with momentum decreases f monotonically and reaches f*", "[ufm]") {
     const config& c = configs[0];
     const label_sets S = balanced_labels(c.K, c.n);
-    const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas).f;
+    const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas)->f;
     ufm_options o;
     o.method = ufm_method::gd;
     o.gradient_tolerance = 1e-7;  // above GD's Armijo floor (~3e-9 here); gap ~ |grad|^2 / (2 mu) ~ 1e-11
@@ -163,7 +167,7 @@ TEST_CASE("ufm: gradient descent with momentum decreases f monotonically and rea
 TEST_CASE("ufm: float reaches f* to the precision of float", "[ufm]") {
     for (const config& c : {configs[1], configs[4]}) {
         const label_sets S = balanced_labels(c.K, c.n);
-        const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas).f;
+        const double f_star = global_optimum(c.K, as_counts(c.n), c.lambdas)->f;
         ufm_options o;
         // The gradient's rounding floor in float is ~1e-6 (u = 6e-8 times O(10) terms per entry).
         o.gradient_tolerance = 1e-5;
@@ -254,21 +258,21 @@ TEST_CASE("ufm: fixed-ETF classifier stays exactly the ETF and H, b reach their 
     const config& c = configs[4];  // K = 8, d = K-1
     const label_sets S = balanced_labels(c.K, c.n);
     const optimum_result opt = global_optimum(c.K, as_counts(c.n), c.lambdas);
-    for (double w : {opt.w_norm, 0.5 * opt.w_norm, 2.0}) {
+    for (double w : {opt->w_norm, 0.5 * opt->w_norm, 2.0}) {
         ufm_options o;
         o.fix_classifier_to_etf = true;
         o.etf_row_norm = w;
         o.seed = 5;
         const auto r = train_ufm<double>(S, c.d, c.lambdas, o);
-        INFO("row norm " << w << " (optimal " << opt.w_norm << "): status " << to_string(r.status));
+        INFO("row norm " << w << " (optimal " << opt->w_norm << "): status " << to_string(r.status));
         CHECK(r.W == simplex_etf<double>(c.K, c.d, w, o.seed));
         CHECK(r.status == ufm_status::converged_gradient);
         const double f_etf = fixed_etf_optimum(c.K, c.n, c.lambdas, w);
         CHECK(rel_gap(r.objective, f_etf) < 1e-10);
         CHECK(rel_gap(r.objective, f_etf) > -1e-14);
-        CHECK(f_etf >= opt.f * (1 - 1e-14));
+        CHECK(f_etf >= opt->f * (1 - 1e-14));
         // At the optimal row norm the restricted problem has the global optimum.
-        if (w == opt.w_norm) CHECK(std::abs(rel_gap(r.objective, opt.f)) < 1e-10);
+        if (w == opt->w_norm) CHECK(std::abs(rel_gap(r.objective, opt->f)) < 1e-10);
     }
     ufm_options o;
     o.fix_classifier_to_etf = true;
@@ -475,6 +479,98 @@ TEST_CASE("ufm: the approximate Wolfe line search", "[ufm][line_search]") {
         double fx = f(xp, g);
         const Eigen::VectorXd drt = g;
         double step = 1.0;
-        CHECK_THROWS_AS(search::LineSearch(f, fx, x, g, step, drt, xp, param), std::logic_error);
+        CHECK_THROWS_AS(search::LineSearch(f, fx, x, g, step, drt, xp, param), detail::line_search_failure);
     }
+}
+
+namespace {
+// A quadratic problem in LBFGSpp's form whose evaluation number `throw_at` throws `what`, with the
+// trainer's per-iteration hook, wrapped in the exception fence as detail::ufm_problem does.
+template <class E>
+struct failing_problem {
+    int throw_at;
+    E what;
+    int evaluations = 0;
+    int iterations = 0;
+    detail::exception_fence fence;
+    double operator()(const Eigen::VectorXd& x, Eigen::VectorXd& grad) {
+        return fence([&] {
+            if (++evaluations == throw_at) throw what;
+            grad = 2.0 * x;
+            return x.squaredNorm();
+        });
+    }
+    void on_iteration(const Eigen::VectorXd&, double, const Eigen::VectorXd&) { ++iterations; }
+};
+
+// Runs L-BFGS with the trainer's hooked line search; the exception the objective threw is
+// rethrown, as train_ufm does.
+template <class E>
+void minimise(failing_problem<E>& f) {
+    LBFGSpp::LBFGSParam<double> param;
+    param.epsilon = 1e-300;
+    param.max_iterations = 50;
+    LBFGSpp::LBFGSSolver<double, detail::hooked_line_search<detail::approximate_wolfe_line_search>::type> solver(param);
+    Eigen::VectorXd x = Eigen::VectorXd::LinSpaced(4, 1.0, 4.0);
+    double fx = 0;
+    try {
+        solver.minimize(f, x, fx);
+    } catch (const detail::solver_aborted&) {
+        f.fence.rethrow();
+    }
+}
+}  // namespace
+
+TEST_CASE("ufm: an exception from the objective inside a line search propagates unchanged", "[ufm][errors]") {
+    // Before the fence, the hooked line search caught std::runtime_error and std::logic_error
+    // (so mlnc::error too) from the objective and reported line_search_failed.
+    {
+        failing_problem<std::runtime_error> f{3, std::runtime_error("device lost")};
+        CHECK_THROWS_WITH(minimise(f), "device lost");
+        CHECK(f.evaluations == 3);
+    }
+    {
+        failing_problem<mlnc::error> f{2, mlnc::error("a bug")};
+        CHECK_THROWS_AS(minimise(f), mlnc::error);
+    }
+    {
+        failing_problem<std::bad_alloc> f{4, std::bad_alloc()};
+        CHECK_THROWS_AS(minimise(f), std::bad_alloc);
+    }
+    // The failure of the line search itself is a status (ufm_search_failed), not an exception
+    // for the caller.
+    {
+        failing_problem<detail::line_search_failure> f{3, detail::line_search_failure{"no step"}};
+        CHECK_THROWS_AS(minimise(f), detail::ufm_search_failed);
+    }
+}
+
+TEST_CASE("ufm: an observer's exception propagates out of train_ufm", "[ufm][errors]") {
+    const auto S = label_sets::from_lists({{0}, {1}, {2}, {0, 1}}, 3);
+    ufm_options o;
+    o.history_every = 1;
+    int calls = 0;
+    const mlnc::ufm_observer<double> observer = [&](const mlnc::ufm_history_entry&, const auto&, const auto&, const auto&) {
+        if (++calls == 3) throw std::runtime_error("observer gave up");
+    };
+    CHECK_THROWS_WITH(mlnc::train_ufm<double>(S, 3, {1e-3, 1e-3, 1e-3}, o, observer), "observer gave up");
+}
+
+TEST_CASE("ufm: logits that overflow during training are a step too long, not an error", "[ufm][errors]") {
+    // float with a start of scale 1e9: logits ~ 1e18, squares of trial steps overflow float.
+    const auto S = label_sets::from_lists({{0}, {1}, {2}, {0, 1}, {1, 2}}, 3);
+    ufm_options o;
+    o.init_scale = 1e9;
+    o.max_iterations = 200;
+    const auto r = mlnc::train_ufm<float>(S, 3, {1e-3, 1e-3, 1e-3}, o);
+    CHECK(std::isfinite(r.objective));
+    CHECK(r.W.allFinite());
+    CHECK(r.iterations > 0);
+}
+
+TEST_CASE("ufm: a problem that cannot fit in memory is refused before anything is allocated", "[ufm][errors]") {
+    // K = 2^31 - 1 labels and d = 1000: W alone is 17 TB.
+    const auto S = label_sets::from_lists({{0}, {2147483646}}, 2147483647);
+    const auto msg = mlnc_test::error_of([&] { mlnc::train_ufm<double>(S, 1000, {1e-3, 1e-3, 0}, ufm_options{}); });
+    CHECK_THAT(msg, Catch::Contains("train_ufm") && Catch::Contains("memory"));
 }

@@ -2,7 +2,7 @@
 // (cli.md, "mlnc optimum"; docs/theory.md).
 
 #include "command.hpp"
-#include "specs.hpp"
+#include <mlnc/io/counts.hpp>
 
 #include <mlnc/labels.hpp>
 #include <mlnc/optimum.hpp>
@@ -38,7 +38,7 @@ std::string fmt(double v, int digits = 12) {
 
 int run_optimum(const optimum_options& o) {
     if (o.K < 2) throw mlnc::error("--K: must be at least 2, got " + std::to_string(o.K));
-    const std::vector<double> n = mlnc_cli::parse_n_spec(o.n, "--n", o.K);
+    const std::vector<double> n = mlnc::io::parse_multiplicity_spec(o.n, "--n", o.K);
     mlnc_cli::checked_lambda(o.lambda_w, "--lambda-w");
     mlnc_cli::checked_lambda(o.lambda_h, "--lambda-h");
     mlnc_cli::checked_lambda(o.lambda_b, "--lambda-b");
@@ -49,7 +49,7 @@ int run_optimum(const optimum_options& o) {
     if (!any) throw mlnc::error("--n: all counts are zero; at least one multiplicity needs samples");
 
     const mlnc::optimum_result r = mlnc::global_optimum(o.K, n, {o.lambda_w, o.lambda_h, o.lambda_b});
-    if (r.status != mlnc::optimum_status::success) {
+    if (r.status() != mlnc::optimum_status::success) {
         std::cerr << "mlnc optimum: the solver did not converge (" << r.outer_iterations << " outer iterations, "
                   << r.newton_iterations << " Newton steps): the optimum lies beyond the range of double or the "
                   << "iteration budget ran out" << std::endl;
@@ -58,16 +58,16 @@ int run_optimum(const optimum_options& o) {
 
     if (o.json) {
         nlohmann::json delta = nlohmann::json::array(), C = nlohmann::json::array(), c1 = nlohmann::json::array();
-        for (std::size_t j = 0; j < r.multiplicities.size(); ++j) {
-            delta.push_back(r.delta[j]);
-            C.push_back(r.C[j]);
-            c1.push_back(number_or_null(r.c1[j]));
+        for (std::size_t j = 0; j < r.multiplicities().size(); ++j) {
+            delta.push_back(r->delta[j]);
+            C.push_back(r->C[j]);
+            c1.push_back(number_or_null(r->c1[j]));
         }
-        mlnc_cli::print_json({{"trivial", r.trivial},
-                              {"f", r.f},
-                              {"rho", r.rho},
-                              {"w_norm", r.w_norm},
-                              {"multiplicities", r.multiplicities},
+        mlnc_cli::print_json({{"trivial", r->trivial},
+                              {"f", r->f},
+                              {"rho", r->rho},
+                              {"w_norm", r->w_norm},
+                              {"multiplicities", r.multiplicities()},
                               {"delta", delta},
                               {"C", C},
                               {"c1", c1}});
@@ -75,27 +75,27 @@ int run_optimum(const optimum_options& o) {
     }
 
     std::vector<double> logN;
-    for (std::size_t j = 0; j < r.multiplicities.size(); ++j) {
-        const std::int64_t m = r.multiplicities[j];
+    for (std::size_t j = 0; j < r.multiplicities().size(); ++j) {
+        const std::int64_t m = r.multiplicities()[j];
         logN.push_back(mlnc::log_binomial(o.K, m) + std::log(n[static_cast<std::size_t>(m - 1)]));
     }
     std::cout << "Global optimum of Problem (4) (Theorem 1): K = " << o.K << ", N = "
               << fmt(std::exp(mlnc::detail::log_sum_exp(logN)), 6) << " samples, lambda_w = " << fmt(o.lambda_w)
               << ", lambda_h = " << fmt(o.lambda_h) << ", lambda_b = " << fmt(o.lambda_b) << "\n"
-              << "  collapse to zero (W* = H* = 0)  " << (r.trivial ? "yes" : "no") << "\n"
-              << "  f*                              " << fmt(r.f, 17) << "\n"
-              << "  rho* = ||W*||_F^2               " << fmt(r.rho, 17) << "\n"
-              << "  row norm of W*                  " << fmt(r.w_norm, 17) << "\n"
+              << "  collapse to zero (W* = H* = 0)  " << (r->trivial ? "yes" : "no") << "\n"
+              << "  f*                              " << fmt(r->f, 17) << "\n"
+              << "  rho* = ||W*||_F^2               " << fmt(r->rho, 17) << "\n"
+              << "  row norm of W*                  " << fmt(r->w_norm, 17) << "\n"
               << "  b* = 0 and h_i = C_m * (sum of w_k over the labels of sample i)\n\n"
               << std::setw(8) << "m" << std::setw(14) << "n_m" << std::setw(24) << "Delta_m" << std::setw(24) << "C_m"
               << std::setw(24) << "c_{1,m}" << "\n";
-    for (std::size_t j = 0; j < r.multiplicities.size(); ++j) {
-        const std::int64_t m = r.multiplicities[j];
+    for (std::size_t j = 0; j < r.multiplicities().size(); ++j) {
+        const std::int64_t m = r.multiplicities()[j];
         std::cout << std::setw(8) << m << std::setw(14) << fmt(n[static_cast<std::size_t>(m - 1)])
-                  << std::setw(24) << fmt(r.delta[j], 17) << std::setw(24) << fmt(r.C[j], 17) << std::setw(24)
-                  << fmt(r.c1[j], 17) << "\n";
+                  << std::setw(24) << fmt(r->delta[j], 17) << std::setw(24) << fmt(r->C[j], 17) << std::setw(24)
+                  << fmt(r->c1[j], 17) << "\n";
     }
-    if (!r.multiplicities.empty() && r.multiplicities.back() == o.K)
+    if (!r.multiplicities().empty() && r.multiplicities().back() == o.K)
         std::cout << "  (m = K: every label; its features are 0 and c_{1,K} is infinite)\n";
     std::cout << std::flush;
     return mlnc_cli::exit_ok;

@@ -1,10 +1,17 @@
 // mlnc verify: train the UFM from a seeded random start and compare with Theorem 1's closed form
-// (the main job; `make demo` runs it with its defaults). Contract: shared/spec/cli.md.
+// (the main job; `make demo` runs it with its defaults). Contract: docs/cli.md.
+//
+// The command in four parts: the problem (samples and, inside the assumptions, n_m), training
+// (with a history of NC metrics), the comparison with the closed form (the verdict and the notes
+// that explain degenerate cases), and the outputs (history.csv, projection CSVs, SVG plots, the
+// table and the JSON object).
 
 #include "command.hpp"
-#include "specs.hpp"
+#include "plot.hpp"
 
 #include <mlnc/etf.hpp>
+#include <mlnc/io/counts.hpp>
+#include <mlnc/io/npy.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/metrics.hpp>
 #include <mlnc/optimum.hpp>
@@ -16,8 +23,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -44,6 +51,13 @@ constexpr const char* default_n = "1:30,2:10,3:3";
 // of magnitude of margin while still failing for any wrong geometry.
 constexpr double tol_gap = 1e-9;
 constexpr double tol_structure = 1e-6;
+// A trained point whose size sqrt(||W||^2 + ||H||^2 / N) is below this is numerically zero: its
+// directions (ETF error, tag-wise residuals, NC metrics) are rounding noise and are reported as
+// undefined. At the trivial minimiser the trainer reaches ~1e-20; a non-trivial minimiser has
+// size ~ sqrt(rho*), far above this unless the penalties sit within ~1e-16 of the threshold.
+constexpr double zero_size = 1e-8;
+// A gap at the rounding level of f: what a line search that can no longer decrease f leaves.
+constexpr double rounding_gap = 1e-12;
 
 constexpr index_t max_samples = 200000;
 
@@ -60,93 +74,6 @@ struct verify_args {
     std::string out = "mlnc-verify";
     bool json = false;
 };
-
-// The problem to train: its samples and, when it satisfies Theorem 1's assumptions, n_m.
-struct problem {
-    mlnc::label_sets S;
-    std::optional<std::vector<double>> n;  // n[m-1] = n_m, set when balanced and complete
-};
-
-std::vector<std::vector<index_t>> balanced_samples(index_t K, const std::vector<double>& n) {
-    std::vector<std::vector<index_t>> sets;
-    double total = 0;
-    for (std::size_t j = 0; j < n.size(); ++j)
-        if (n[j] > 0) total += n[j] * std::exp(mlnc::log_binomial(K, static_cast<index_t>(j) + 1));
-    if (!(total <= static_cast<double>(max_samples)))
-        throw mlnc::error("--n: the balanced sample list would hold about " + std::to_string(static_cast<long long>(total)) +
-                          " samples; verify trains on at most " + std::to_string(max_samples));
-    for (std::size_t j = 0; j < n.size(); ++j) {
-        const auto m = static_cast<index_t>(j) + 1;
-        const auto reps = static_cast<index_t>(n[j]);
-        if (static_cast<double>(reps) != n[j])
-            throw mlnc::error("--n: verify needs whole sample counts, got n_" + std::to_string(m) + " = " + std::to_string(n[j]));
-        if (reps == 0) continue;
-        const auto total_m = static_cast<std::uint64_t>(mlnc::binomial(K, m));
-        for (std::uint64_t r = 0; r < total_m; ++r) {
-            const auto s = mlnc::subset_unrank(r, m, K);
-            for (index_t t = 0; t < reps; ++t) sets.emplace_back(s.begin(), s.end());
-        }
-    }
-    return sets;
-}
-
-// Lines "count i j k ...": `count` samples with label set {i, j, k, ...}.
-problem read_counts(const std::string& path, index_t K) {
-    std::error_code ec;
-    if (!fs::is_regular_file(path, ec)) throw mlnc::error("--counts: " + path + " is not a readable regular file");
-    std::ifstream in(path);
-    if (!in) throw mlnc::error("--counts: cannot open " + path);
-    std::vector<std::vector<index_t>> sets;
-    std::map<std::vector<index_t>, long long> seen;
-    std::string line;
-    long long total = 0;
-    for (int lineno = 1; std::getline(in, line); ++lineno) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.find_first_not_of(" \t") == std::string::npos) continue;
-        const std::string where = "--counts: " + path + ":" + std::to_string(lineno) + ": ";
-        std::istringstream ls(line);
-        long long count = 0;
-        if (!(ls >> count) || count < 0) throw mlnc::error(where + "expected a non-negative count first");
-        std::vector<index_t> set;
-        long long k = 0;
-        while (ls >> k) {
-            if (k < 0 || k >= K) throw mlnc::error(where + "label " + std::to_string(k) + " out of range [0, " + std::to_string(K) + ")");
-            set.push_back(k);
-        }
-        if (!ls.eof()) throw mlnc::error(where + "labels must be integers");
-        if (set.empty()) throw mlnc::error(where + "a label set needs at least one label");
-        std::sort(set.begin(), set.end());
-        if (std::adjacent_find(set.begin(), set.end()) != set.end()) throw mlnc::error(where + "duplicate label in the set");
-        if (!seen.emplace(set, count).second) throw mlnc::error(where + "this label set was already given");
-        if (count > max_samples - total)
-            throw mlnc::error("--counts: more than " + std::to_string(max_samples) + " samples");
-        total += count;
-        for (long long c = 0; c < count; ++c) sets.push_back(set);
-    }
-    if (sets.empty()) throw mlnc::error("--counts: " + path + " gives no samples");
-
-    problem p{mlnc::label_sets::from_lists(sets, K), std::nullopt};
-    // Balanced and complete within each multiplicity present?
-    std::map<index_t, std::pair<long long, std::uint64_t>> by_m;  // m -> (count, number of sets)
-    bool balanced = true;
-    for (const auto& [set, count] : seen) {
-        if (count == 0) continue;
-        const auto m = static_cast<index_t>(set.size());
-        auto [it, fresh] = by_m.try_emplace(m, count, 0);
-        if (!fresh && it->second.first != count) balanced = false;
-        ++it->second.second;
-    }
-    for (const auto& [m, cs] : by_m) {
-        mlnc::u128 all_sets = 0;  // C(K, m); beyond 2^128 the file cannot list them all
-        if (!mlnc::detail::binomial_u128(K, m, all_sets) || static_cast<mlnc::u128>(cs.second) != all_sets) balanced = false;
-    }
-    if (balanced) {
-        std::vector<double> n(static_cast<std::size_t>(by_m.rbegin()->first), 0.0);
-        for (const auto& [m, cs] : by_m) n[static_cast<std::size_t>(m - 1)] = static_cast<double>(cs.first);
-        p.n = n;
-    }
-    return p;
-}
 
 std::string fmt(double v, int prec = 6) {
     std::ostringstream s;
@@ -168,32 +95,357 @@ nlohmann::json by_m_json(const std::map<index_t, double>& m) {
     return j;
 }
 
-// Writes a file through a temporary name, so a reader never sees a partial file.
-void write_atomically(const fs::path& path, const std::string& content) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-        if (!o) throw mlnc::error("--out: cannot write " + tmp.string());
-        o << content;
-        if (!o.flush()) throw mlnc::error("--out: cannot write " + tmp.string());
+// ---------------------------------------------------------------------------------------------
+// Part 1: the problem.
+
+std::vector<std::vector<index_t>> balanced_samples(index_t K, const std::vector<double>& n) {
+    std::vector<std::vector<index_t>> sets;
+    double total = 0;
+    for (std::size_t j = 0; j < n.size(); ++j)
+        if (n[j] > 0) total += n[j] * std::exp(mlnc::log_binomial(K, static_cast<index_t>(j) + 1));
+    if (!(total <= static_cast<double>(max_samples)))
+        throw mlnc::error("--n: the balanced sample list would hold about " + fmt(total, 3) +
+                          " samples; verify trains on at most " + std::to_string(max_samples));
+    for (std::size_t j = 0; j < n.size(); ++j) {
+        const auto m = static_cast<index_t>(j) + 1;
+        const auto reps = static_cast<index_t>(n[j]);
+        if (reps == 0) continue;
+        const auto total_m = static_cast<std::uint64_t>(mlnc::binomial(K, m));
+        for (std::uint64_t r = 0; r < total_m; ++r) {
+            const auto s = mlnc::subset_unrank(r, m, K);
+            for (index_t t = 0; t < reps; ++t) sets.emplace_back(s.begin(), s.end());
+        }
     }
-    fs::rename(tmp, path);
+    return sets;
 }
 
-bool have_gnuplot() { return std::system("gnuplot --version > /dev/null 2>&1") == 0; }
+mlnc::io::counted_samples build_problem(const verify_args& a, index_t K) {
+    if (!a.counts.empty())
+        return mlnc::io::read_counts(a.counts, K, max_samples);
+    const auto n = mlnc::io::parse_multiplicity_spec(a.n, "--n", K);
+    mlnc::io::counted_samples p{mlnc::label_sets::from_lists(balanced_samples(K, n), K), n};
+    if (p.S.empty()) throw mlnc::error("--n: gives no samples");
+    return p;
+}
 
-// Runs a gnuplot script; returns false (and leaves no output file) when gnuplot fails.
-bool run_gnuplot(const fs::path& dir, const std::string& script, const fs::path& svg) {
-    const fs::path gp = dir / (svg.stem().string() + ".gp");
-    write_atomically(gp, script);
-    const fs::path tmp_svg = svg.string() + ".tmp";
-    const std::string cmd = "cd '" + dir.string() + "' && gnuplot '" + gp.filename().string() + "' > /dev/null 2>&1";
-    if (std::system(cmd.c_str()) != 0 || !fs::exists(tmp_svg)) {
-        fs::remove(tmp_svg);
-        return false;
+// ---------------------------------------------------------------------------------------------
+// Part 2: training, with the NC metrics of the iterates in history.csv and a progress line.
+
+struct training {
+    mlnc::ufm_result<double> res;
+    std::string history_csv;
+};
+
+training train(const verify_args& a, const mlnc::label_sets& S, index_t d, const mlnc::penalties& lam) {
+    std::ostringstream csv;
+    csv << std::setprecision(17) << "iteration,objective,gradient_norm,seconds,nc1,nc2_w,nc2_h,nc3";
+    const index_t M = S.max_multiplicity();
+    for (index_t m = 2; m <= M; ++m) csv << ",nc_m" << m;
+    csv << "\n";
+    // Labels without a multiplicity-1 sample (possible with --counts) leave mu_k undefined: the
+    // metrics that need it are then "nan" in every row, decided once here.
+    const bool metrics_defined = mlnc::compute_class_means(Eigen::MatrixXd::Zero(1, S.size()), S).num_missing_labels() == 0;
+    const auto na = [](const std::optional<double>& v) { return v ? fmt(*v, 17) : std::string("nan"); };
+    auto observer = [&](const mlnc::ufm_history_entry& h, const Eigen::Ref<const Eigen::MatrixXd>& W,
+                        const Eigen::Ref<const Eigen::MatrixXd>& H, const Eigen::Ref<const Eigen::VectorXd>&) {
+        std::optional<mlnc::nc_metrics> nc;
+        if (metrics_defined) nc = mlnc::compute_nc_metrics(H, S, W);
+        csv << h.iteration << "," << fmt(h.objective, 17) << "," << fmt(h.gradient_norm, 17) << ","
+            << fmt(h.seconds, 6) << "," << (nc ? na(nc->nc1) : "nan") << "," << (nc ? na(nc->nc2_w) : "nan") << ","
+            << (nc ? na(nc->nc2_h) : "nan") << "," << (nc ? na(nc->nc3) : "nan");
+        for (index_t m = 2; m <= M; ++m) {
+            const auto it = nc ? nc->nc_m.find(m) : decltype(nc->nc_m.end()){};
+            csv << "," << (nc && it != nc->nc_m.end() ? na(it->second) : "nan");
+        }
+        csv << "\n";
+        std::cerr << "  iter " << std::setw(6) << h.iteration << "  f = " << std::setprecision(15) << h.objective
+                  << "  |grad| = " << std::setprecision(3) << h.gradient_norm;
+        if (nc && nc->nc1) std::cerr << "  NC1 = " << std::setprecision(3) << *nc->nc1;
+        std::cerr << "\n";
+    };
+
+    mlnc::ufm_options opt;
+    opt.method = a.method == "gd" ? mlnc::ufm_method::gd : mlnc::ufm_method::lbfgs;
+    opt.max_iterations = a.max_iter;
+    opt.seed = a.seed;
+    opt.history_every = a.every;
+    training t{mlnc::train_ufm<double>(S, d, lam, opt, observer), {}};
+    t.history_csv = csv.str();
+    return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 3: the trained structure and the comparison with the closed form.
+
+struct structure {
+    double rho = 0;   // ||W||_F^2
+    double size = 0;  // sqrt(||W||_F^2 + ||H||_F^2 / N)
+    bool zero = false;  // numerically zero: the metrics below are undefined
+    std::optional<double> etf_error;
+    std::map<index_t, double> C, residual;  // tag-wise fit; empty when zero
+    std::optional<mlnc::nc_metrics> nc;
+    std::string nc_unavailable;  // why nc is empty, when it is not because of zero
+};
+
+structure analyse(const mlnc::ufm_result<double>& res, const mlnc::label_sets& S) {
+    structure s;
+    s.rho = res.W.squaredNorm();
+    s.size = std::sqrt(s.rho + res.H.squaredNorm() / static_cast<double>(S.size()));
+    s.zero = !(s.size > zero_size);
+    if (s.zero) return s;
+    s.etf_error = mlnc::etf_deviation(res.W);
+    const auto tw = mlnc::fit_tagwise(res.H, S, res.W);
+    s.C = tw.C;
+    s.residual = tw.residual;
+    const auto cm = mlnc::compute_class_means(res.H, S);
+    if (cm.num_missing_labels() == 0) s.nc = mlnc::compute_nc_metrics(res.H, S, res.W);
+    else s.nc_unavailable = "some label has no multiplicity-1 sample, so mu_k is undefined";
+    return s;
+}
+
+struct comparison {
+    bool within = false;                       // inside the theorem's assumptions
+    std::string outside;                       // why not, when not
+    std::optional<mlnc::optimum_result> theory;  // the closed form, when within
+    std::optional<double> gap;                 // relative objective gap
+    std::map<index_t, double> C_theory;
+    bool verified = false;
+    std::vector<std::string> failures;
+    std::vector<std::string> notes;  // what a reader needs to interpret the result
+    std::optional<double> suggested_lambda;  // lambda_w = lambda_h that shows the collapse
+};
+
+// The closed form, when the problem satisfies the theorem's assumptions.
+std::optional<mlnc::optimum_result> closed_form(const mlnc::io::counted_samples& p, index_t K, index_t d,
+                                                const mlnc::penalties& lam) {
+    if (!p.n || d < K - 1) return std::nullopt;
+    return mlnc::global_optimum(K, *p.n, lam);
+}
+
+comparison compare(const mlnc::io::counted_samples& p, index_t K, index_t d, const mlnc::penalties& lam,
+                   std::optional<mlnc::optimum_result> theory, const mlnc::ufm_result<double>& res,
+                   const structure& st) {
+    comparison c;
+    c.within = theory.has_value();
+    if (!c.within) {
+        c.outside = p.n ? "d = " + std::to_string(d) + " < K-1 = " + std::to_string(K - 1)
+                        : "label sets missing or imbalanced within a multiplicity";
+        return c;
     }
-    fs::rename(tmp_svg, svg);
-    return true;
+    c.theory = std::move(theory);
+    const mlnc::optimum_result& th = *c.theory;
+    const double threshold = th.collapse_threshold();
+    if (!th.converged()) {
+        c.failures.push_back("the closed-form solver did not converge (the optimum lies beyond the range of double "
+                             "for these penalties), so there is nothing to compare with");
+        if (threshold > 0 && (std::sqrt(lam.lambda_w) * std::sqrt(lam.lambda_h)) < 1e-100 * threshold)
+            c.notes.push_back("sqrt(lambda_w lambda_h) = " + fmt((std::sqrt(lam.lambda_w) * std::sqrt(lam.lambda_h)), 3) +
+                              " is more than 1e100 times below the collapse threshold " + fmt(threshold, 3) +
+                              "; raise the penalties");
+        return c;
+    }
+    for (std::size_t t = 0; t < th.multiplicities().size(); ++t) c.C_theory[th.multiplicities()[t]] = th->C[t];
+    const double f_tr = res.objective;
+    c.gap = std::abs(f_tr - th->f) / std::max(1.0, std::abs(th->f));
+    if (!(*c.gap <= tol_gap)) c.failures.push_back("objective gap " + fmt(*c.gap, 3) + " > " + fmt(tol_gap, 3));
+
+    const double sq = (std::sqrt(lam.lambda_w) * std::sqrt(lam.lambda_h));
+    if (th->trivial) {
+        if (!st.zero)
+            c.failures.push_back("theory predicts W = H = 0 but the trained size is " + fmt(st.size, 3));
+        c.suggested_lambda = threshold / 10;
+        c.notes.push_back("the global minimiser is W = H = 0, b = 0: sqrt(lambda_w lambda_h) = " + fmt(sq, 3) +
+                          " is at or above the collapse threshold " + fmt(threshold, 6) + " for K = " +
+                          std::to_string(K) + " and these n_m, so there is no collapse geometry to compare");
+        c.notes.push_back("the structure metrics of a zero solution are undefined (reported as n/a, null in JSON)");
+        c.notes.push_back("to see the collapse, lower the penalties below the threshold, e.g. --lambda-w " +
+                          fmt(*c.suggested_lambda, 3) + " --lambda-h " + fmt(*c.suggested_lambda, 3));
+    } else if (st.zero) {
+        c.failures.push_back("the trained point is numerically zero (size " + fmt(st.size, 3) +
+                             ") but the optimum has rho = " + fmt(th->rho, 3));
+    } else {
+        const double rho_err = std::abs(st.rho - th->rho) / th->rho;
+        if (!(rho_err <= tol_structure)) c.failures.push_back("rho relative error " + fmt(rho_err, 3));
+        if (!(*st.etf_error <= tol_structure)) c.failures.push_back("ETF error " + fmt(*st.etf_error, 3));
+        for (const auto& [m, r] : st.residual) {
+            if (m == K) continue;  // prototype 0: checked through the residual scale below
+            if (!(r <= tol_structure))
+                c.failures.push_back("tag-wise residual at m = " + std::to_string(m) + " is " + fmt(r, 3));
+            const double c_err = std::abs(st.C.at(m) - c.C_theory.at(m)) / std::abs(c.C_theory.at(m));
+            if (!(c_err <= tol_structure))
+                c.failures.push_back("C_" + std::to_string(m) + " relative error " + fmt(c_err, 3));
+        }
+        if (st.residual.count(K) && !(st.residual.at(K) <= tol_structure))
+            c.failures.push_back("features of the full label set are not 0 (relative size " + fmt(st.residual.at(K), 3) +
+                                 ")");
+    }
+    if (res.status == mlnc::ufm_status::line_search_failed && *c.gap <= rounding_gap)
+        c.notes.push_back("the trainer stopped on line_search_failed with a gap of " + fmt(*c.gap, 2) +
+                          ": no step decreases f by more than its rounding error, so the objective is at the floor "
+                          "of double precision (this is convergence, not a failure)");
+    c.verified = c.failures.empty();
+    return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 4: outputs.
+
+// history.csv, the projection data and, where gnuplot runs, the two SVG plots. Returns the plots
+// written.
+std::vector<std::string> write_outputs(const fs::path& out_dir, const training& t, const mlnc::label_sets& S,
+                                       index_t K, index_t d, std::ostream& human) {
+    const auto write = [&](const fs::path& path, const std::string& content) {
+        mlnc::io::detail::atomic_write(path, [&](std::ostream& o) {
+            o.write(content.data(), static_cast<std::streamsize>(content.size()));
+        });
+    };
+    write(out_dir / "history.csv", t.history_csv);
+
+    // Features on their top two right singular vectors (of the N x d feature matrix), and the
+    // label-set means, as the paper's Figure 1 (bottom row) shows them.
+    const Eigen::MatrixXd& H = t.res.H;
+    Eigen::JacobiSVD<Eigen::MatrixXd> svd(H.transpose(), Eigen::ComputeThinV);
+    const Eigen::MatrixXd V2 = svd.matrixV().leftCols(std::min<index_t>(2, svd.matrixV().cols()));
+    Eigen::MatrixXd P = H.transpose() * V2;
+    if (P.cols() < 2) P.conservativeResize(Eigen::NoChange, 2), P.col(1).setZero();
+    std::ostringstream pts, means;
+    pts << std::setprecision(9) << "x,y,multiplicity\n";
+    means << std::setprecision(9) << "x,y,multiplicity,label_set\n";
+    for (index_t i = 0; i < S.size(); ++i) pts << P(i, 0) << "," << P(i, 1) << "," << S.multiplicity(i) << "\n";
+    const auto groups = mlnc::group_by_label_set(S);
+    for (index_t g = 0; g < groups.size(); ++g) {
+        Eigen::Vector2d mu = Eigen::Vector2d::Zero();
+        for (index_t i : groups.members[static_cast<std::size_t>(g)]) mu += P.row(i).transpose();
+        mu /= static_cast<double>(groups.members[static_cast<std::size_t>(g)].size());
+        std::string name = "{";
+        for (auto k : groups.sets[g]) {
+            if (name.size() > 1) name += ',';
+            name += std::to_string(k);
+        }
+        means << mu.x() << "," << mu.y() << "," << groups.sets.multiplicity(g) << ",\"" << name << "}\"\n";
+    }
+    write(out_dir / "features_2d.csv", pts.str());
+    write(out_dir / "means_2d.csv", means.str());
+
+    std::vector<std::string> plots;
+    if (!have_gnuplot()) {
+        human << "note: gnuplot not found (apt-get install gnuplot-nox): no plots, history.csv is written\n";
+        return plots;
+    }
+    // The scripts hold fixed text and numbers only, and name only the files of plot_svg's folder.
+    const index_t M = S.max_multiplicity();
+    std::ostringstream s1;
+    s1 << "set terminal svg size 900,600 dynamic enhanced font 'sans,12'\n"
+       << "set output 'plot.svg'\nset datafile separator ','\nset datafile missing 'nan'\n"
+       << "set logscale y\nset format y '10^{%L}'\nset xlabel 'iteration'\nset ylabel 'metric'\n"
+       << "set title 'Neural-collapse metrics during training (K = " << K << ", d = " << d << ")'\n"
+       << "set key outside right\nset grid\n"
+       << "f(x) = (x > 1e-300 ? x : 1e-300)\n"
+       << "plot 'history.csv' using 1:(f($5)) with lines lw 2 title 'NC1', "
+       << "'' using 1:(f($6)) with lines lw 2 title 'NC2 (W)', '' using 1:(f($7)) with lines lw 2 title 'NC2 (H)', "
+       << "'' using 1:(f($8)) with lines lw 2 title 'NC3'";
+    for (index_t m = 2; m <= M; ++m) s1 << ", '' using 1:(f($" << 7 + m << ")) with lines lw 2 title 'NC_m, m = " << m << "'";
+    s1 << ", '' using 1:(f($3)) with lines dt 2 lc rgb 'gray40' title '|grad f|'\n";
+    if (plot_svg({{"history.csv", t.history_csv}}, s1.str(), out_dir / "nc_metrics.svg"))
+        plots.push_back((out_dir / "nc_metrics.svg").string());
+    std::ostringstream s2;
+    s2 << "set terminal svg size 800,800 dynamic enhanced font 'sans,11'\n"
+       << "set output 'plot.svg'\nset datafile separator ','\n"
+       << "set title 'Trained features on their top two singular directions; label-set means marked'\n"
+       << "set size ratio -1\nset key outside bottom center horizontal\nset grid\n"
+       << "plot ";
+    for (index_t m = 1; m <= M; ++m)
+        s2 << "'features_2d.csv' every ::1 using 1:($3 == " << m << " ? $2 : NaN) with points pt 7 ps 0.6 title 'samples, m = "
+           << m << "', ";
+    s2 << "'means_2d.csv' every ::1 using 1:2 with points pt 6 ps 2.5 lw 2 lc rgb 'black' title 'label-set mean', "
+       << "'means_2d.csv' every ::1 using 1:2:4 with labels noenhanced offset 0,1.3 font 'sans,8' notitle\n";
+    if (plot_svg({{"features_2d.csv", pts.str()}, {"means_2d.csv", means.str()}}, s2.str(), out_dir / "features_2d.svg"))
+        plots.push_back((out_dir / "features_2d.svg").string());
+    if (plots.size() < 2) human << "note: gnuplot failed on some plots; the CSV files are written\n";
+    return plots;
+}
+
+void print_report(std::ostream& human, index_t K, const training& t, const structure& st, const comparison& c,
+                  double seconds, const fs::path& out_dir) {
+    const auto row = [&](const std::string& name, const std::string& th, const std::string& tr) {
+        human << "  " << std::left << std::setw(28) << name << std::setw(24) << th << tr << "\n" << std::right;
+    };
+    const bool have_theory = c.theory && c.theory->converged();
+    const std::string undefined = "n/a (zero solution)";
+    human << "\n";
+    row("quantity", "theory", "trained");
+    row("objective f", have_theory ? fmt((*c.theory)->f, 15) : "-", fmt(t.res.objective, 15));
+    row("relative gap", "", c.gap ? fmt(*c.gap, 3) : "-");
+    row("rho = ||W||_F^2", have_theory ? fmt((*c.theory)->rho, 10) : "-", fmt(st.rho, 10));
+    row("ETF error (NC2 on W)", "0", st.etf_error ? fmt(*st.etf_error, 3) : undefined);
+    if (st.zero) {
+        for (const auto& [m, cth] : c.C_theory) row("C_" + std::to_string(m), fmt(cth, 10), undefined);
+    } else {
+        for (const auto& [m, cm] : st.C) {
+            row("C_" + std::to_string(m), c.C_theory.count(m) ? fmt(c.C_theory.at(m), 10) : "-", fmt(cm, 10));
+            row("  tag-wise residual, m = " + std::to_string(m), "0", fmt(st.residual.at(m), 3));
+        }
+    }
+    if (st.nc) {
+        row("NC1", "0", st.nc->nc1 ? fmt(*st.nc->nc1, 3) : "n/a");
+        row("NC2 (feature means)", "0", st.nc->nc2_h ? fmt(*st.nc->nc2_h, 3) : "n/a");
+        row("NC3", "0", st.nc->nc3 ? fmt(*st.nc->nc3, 3) : "n/a");
+        // The centred NC_K is never defined (the centred label means sum to 0): not listed.
+        for (const auto& [m, v] : st.nc->nc_m)
+            if (m < K) row("NC_m, m = " + std::to_string(m), "0", v ? fmt(*v, 3) : "n/a");
+    } else {
+        row("NC metrics", "0", st.zero ? undefined : "n/a (" + st.nc_unavailable + ")");
+    }
+    if (have_theory) row("collapse threshold", fmt(c.theory->collapse_threshold(), 6), "(on sqrt(lambda_w lambda_h))");
+    human << "  iterations " << t.res.iterations << " (" << mlnc::to_string(t.res.status) << "), " << fmt(seconds, 3)
+          << " s; output in " << mlnc::detail::printable(out_dir.string()) << "\n\n";
+    for (const auto& note : c.notes) human << "note: " << note << "\n";
+    if (!c.within) {
+        human << "verdict: OUTSIDE the theorem's assumptions (" << c.outside
+              << "): no closed form to compare; structure reported above\n";
+    } else if (c.verified) {
+        human << "verdict: VERIFIED: trained UFM matches Theorem 1 (gap " << fmt(*c.gap, 2)
+              << ((*c.theory)->trivial ? ", both at W = H = 0" : ", structure within " + fmt(tol_structure, 1)) << ")\n";
+    } else {
+        human << "verdict: NOT VERIFIED: ";
+        for (std::size_t i = 0; i < c.failures.size(); ++i) human << (i ? "; " : "") << c.failures[i];
+        human << "\n";
+    }
+}
+
+nlohmann::json report_json(const training& t, const structure& st, const comparison& c, double seconds,
+                           const std::vector<std::string>& plots) {
+    const bool have_theory = c.theory && c.theory->converged();
+    const auto null = nlohmann::json(nullptr);
+    nlohmann::json j;
+    j["verified"] = c.verified;
+    j["within_assumptions"] = c.within;
+    j["f_trained"] = t.res.objective;
+    j["f_theory"] = have_theory ? nlohmann::json((*c.theory)->f) : null;
+    j["rel_gap"] = c.gap ? nlohmann::json(*c.gap) : null;
+    j["rho_trained"] = st.rho;
+    j["rho_theory"] = have_theory ? nlohmann::json((*c.theory)->rho) : null;
+    j["trivial"] = have_theory ? nlohmann::json((*c.theory)->trivial) : null;
+    j["collapse_threshold"] = c.theory ? nlohmann::json(c.theory->collapse_threshold()) : null;
+    j["suggested_lambda"] = c.suggested_lambda ? nlohmann::json(*c.suggested_lambda) : null;
+    j["trained_size"] = st.size;
+    j["trained_zero"] = st.zero;
+    j["etf_error"] = opt_json(st.etf_error);
+    j["tagwise_residual"] = st.zero ? null : by_m_json(st.residual);
+    j["C_trained"] = st.zero ? null : by_m_json(st.C);
+    j["C_theory"] = have_theory ? by_m_json(c.C_theory) : null;
+    j["nc1"] = st.nc ? opt_json(st.nc->nc1) : null;
+    j["nc2_w"] = st.nc ? opt_json(st.nc->nc2_w) : null;
+    j["nc2_h"] = st.nc ? opt_json(st.nc->nc2_h) : null;
+    j["nc3"] = st.nc ? opt_json(st.nc->nc3) : null;
+    j["nc_m"] = st.nc ? by_m_json(st.nc->nc_m) : nlohmann::json::object();
+    j["iterations"] = t.res.iterations;
+    j["status"] = mlnc::to_string(t.res.status);
+    j["seconds"] = seconds;
+    j["failures"] = c.failures;
+    j["notes"] = c.notes;
+    j["plots"] = plots;
+    return j;
 }
 
 std::function<int()> setup(CLI::App& app) {
@@ -219,6 +471,8 @@ std::function<int()> setup(CLI::App& app) {
         const auto t0 = std::chrono::steady_clock::now();
         const index_t K = a->K;
         if (K < 2) throw mlnc::error("--K: must be at least 2, got " + std::to_string(K));
+        if (K > std::numeric_limits<mlnc::label_t>::max())
+            throw mlnc::error("--K: must be below 2^31, got " + std::to_string(K));
         const index_t d = a->d == 0 ? K : a->d;
         if (d < 1) throw mlnc::error("--d: must be at least 1");
         const mlnc::penalties lam{checked_lambda(a->lambda_w, "--lambda-w"), checked_lambda(a->lambda_h, "--lambda-h"),
@@ -227,233 +481,40 @@ std::function<int()> setup(CLI::App& app) {
         if (lam.lambda_w == 0.0) throw mlnc::error("--lambda-w: must be > 0 (with 0 the objective has no minimiser)");
         if (lam.lambda_h == 0.0) throw mlnc::error("--lambda-h: must be > 0 (with 0 the objective has no minimiser)");
 
-        problem p;
-        if (!a->counts.empty()) {
-            p = read_counts(a->counts, K);
-        } else {
-            const auto n = parse_n_spec(a->n, "--n", K);
-            p.S = mlnc::label_sets::from_lists(balanced_samples(K, n), K);
-            if (p.S.empty()) throw mlnc::error("--n: gives no samples");
-            p.n = n;
-        }
-        const bool within = p.n.has_value() && d >= K - 1;
-        std::optional<mlnc::optimum_result> theory;
-        if (within) theory = mlnc::global_optimum(K, *p.n, lam);
-
+        const mlnc::io::counted_samples p = build_problem(*a, K);
+        auto theory = closed_form(p, K, d, lam);
+        if (a->out.empty()) throw mlnc::error("--out: empty folder name");
         const fs::path out_dir(a->out);
+        // The folder is made now (a bad --out fails before training) and removed again if the run
+        // fails before writing into it.
         std::error_code ec;
+        const bool existed = fs::exists(out_dir, ec);
         fs::create_directories(out_dir, ec);
-        if (ec || !fs::is_directory(out_dir)) throw mlnc::error("--out: cannot create folder " + a->out);
+        if (ec || !fs::is_directory(out_dir))
+            throw mlnc::error("--out: cannot create folder " + mlnc::detail::printable(a->out));
+        struct remove_if_unused {
+            const fs::path& dir;
+            bool armed;
+            ~remove_if_unused() {
+                std::error_code e;
+                if (armed && fs::is_empty(dir, e)) fs::remove(dir, e);
+            }
+        } guard{out_dir, !existed};
 
         std::ostream& human = a->json ? std::cerr : std::cout;
         human << "mlnc verify: K = " << K << ", d = " << d << ", N = " << p.S.size() << ", lambdas (W, H, b) = ("
               << lam.lambda_w << ", " << lam.lambda_h << ", " << lam.lambda_b << "), " << a->method << ", seed "
               << a->seed << "\n";
 
-        // History with NC metrics every `every` iterations (the observer), and a progress line.
-        std::ostringstream csv;
-        csv << std::setprecision(17) << "iteration,objective,gradient_norm,seconds,nc1,nc2_w,nc2_h,nc3";
-        const index_t M = p.S.max_multiplicity();
-        for (index_t m = 2; m <= M; ++m) csv << ",nc_m" << m;
-        csv << "\n";
-        const auto na = [](const std::optional<double>& v) { return v ? fmt(*v, 17) : std::string("nan"); };
-        auto observer = [&](const mlnc::ufm_history_entry& h, const Eigen::Ref<const Eigen::MatrixXd>& W,
-                            const Eigen::Ref<const Eigen::MatrixXd>& H, const Eigen::Ref<const Eigen::VectorXd>&) {
-            mlnc::nc_metrics nc;
-            bool have = true;
-            try {
-                nc = mlnc::compute_nc_metrics(H, p.S, W);
-            } catch (const mlnc::error&) {
-                have = false;  // e.g. a label without a multiplicity-1 sample (--counts)
-            }
-            csv << h.iteration << "," << fmt(h.objective, 17) << "," << fmt(h.gradient_norm, 17) << ","
-                << fmt(h.seconds, 6) << "," << (have ? na(nc.nc1) : "nan") << "," << (have ? na(nc.nc2_w) : "nan")
-                << "," << (have ? na(nc.nc2_h) : "nan") << "," << (have ? na(nc.nc3) : "nan");
-            for (index_t m = 2; m <= M; ++m) {
-                const auto it = nc.nc_m.find(m);
-                csv << "," << (have && it != nc.nc_m.end() ? na(it->second) : "nan");
-            }
-            csv << "\n";
-            std::cerr << "  iter " << std::setw(6) << h.iteration << "  f = " << std::setprecision(15) << h.objective
-                      << "  |grad| = " << std::setprecision(3) << h.gradient_norm;
-            if (have && nc.nc1) std::cerr << "  NC1 = " << std::setprecision(3) << *nc.nc1;
-            std::cerr << "\n";
-        };
-
-        mlnc::ufm_options opt;
-        opt.method = a->method == "gd" ? mlnc::ufm_method::gd : mlnc::ufm_method::lbfgs;
-        opt.max_iterations = a->max_iter;
-        opt.seed = a->seed;
-        opt.history_every = a->every;
-        const auto res = mlnc::train_ufm<double>(p.S, d, lam, opt, observer);
-
-        // The trained structure.
-        const double rho_tr = res.W.squaredNorm();
-        const double f_tr = res.objective;
-        std::optional<mlnc::nc_metrics> nc;
-        try {
-            nc = mlnc::compute_nc_metrics(res.H, p.S, res.W);
-        } catch (const mlnc::error& e) {
-            human << "note: NC metrics unavailable: " << e.what() << "\n";
-        }
-        const auto tw = mlnc::fit_tagwise(res.H, p.S, res.W);
-        const double etf_err = mlnc::etf_deviation(res.W);
-
-        // Theory and verdict.
-        nlohmann::json j;
-        std::map<index_t, double> C_th;
-        std::optional<double> gap;
-        bool verified = false;
-        std::vector<std::string> failures;
-        if (theory) {
-            if (theory->status != mlnc::optimum_status::success) {
-                failures.push_back("the closed-form solver did not converge");
-            }
-            for (std::size_t t = 0; t < theory->multiplicities.size(); ++t) C_th[theory->multiplicities[t]] = theory->C[t];
-            gap = std::abs(f_tr - theory->f) / std::max(1.0, std::abs(theory->f));
-            if (!(*gap <= tol_gap)) failures.push_back("objective gap " + fmt(*gap, 3) + " > " + fmt(tol_gap, 3));
-            if (theory->trivial) {
-                const double size = std::sqrt(rho_tr + res.H.squaredNorm() / static_cast<double>(p.S.size()));
-                if (!(size <= tol_structure)) failures.push_back("theory predicts W = H = 0 but the trained size is " + fmt(size, 3));
-            } else {
-                const double rho_err = std::abs(rho_tr - theory->rho) / theory->rho;
-                if (!(rho_err <= tol_structure)) failures.push_back("rho relative error " + fmt(rho_err, 3));
-                if (!(etf_err <= tol_structure)) failures.push_back("ETF error " + fmt(etf_err, 3));
-                for (const auto& [m, r] : tw.residual) {
-                    if (m == K) continue;  // prototype 0: checked through the residual scale below
-                    if (!(r <= tol_structure)) failures.push_back("tag-wise residual at m = " + std::to_string(m) + " is " + fmt(r, 3));
-                    const double c_err = std::abs(tw.C.at(m) - C_th.at(m)) / std::abs(C_th.at(m));
-                    if (!(c_err <= tol_structure))
-                        failures.push_back("C_" + std::to_string(m) + " relative error " + fmt(c_err, 3));
-                }
-                if (tw.residual.count(K) && !(tw.residual.at(K) <= tol_structure))
-                    failures.push_back("features of the full label set are not 0 (relative size " + fmt(tw.residual.at(K), 3) + ")");
-            }
-            verified = failures.empty();
-        }
+        const training t = train(*a, p.S, d, lam);
+        const structure st = analyse(t.res, p.S);
+        const comparison c = compare(p, K, d, lam, std::move(theory), t.res, st);
+        guard.armed = false;
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-        // Outputs: history.csv, the projection data and the plots.
-        write_atomically(out_dir / "history.csv", csv.str());
-        {
-            // Features on their top two right singular vectors (of the N x d feature matrix), and
-            // the label-set means, as the paper's Figure 1 (bottom row) shows them.
-            Eigen::JacobiSVD<Eigen::MatrixXd> svd(res.H.transpose(), Eigen::ComputeThinV);
-            const Eigen::MatrixXd V2 = svd.matrixV().leftCols(std::min<index_t>(2, svd.matrixV().cols()));
-            Eigen::MatrixXd P = res.H.transpose() * V2;
-            if (P.cols() < 2) P.conservativeResize(Eigen::NoChange, 2), P.col(1).setZero();
-            std::ostringstream pts, means;
-            pts << std::setprecision(9) << "x,y,multiplicity\n";
-            means << std::setprecision(9) << "x,y,multiplicity,label_set\n";
-            for (index_t i = 0; i < p.S.size(); ++i) pts << P(i, 0) << "," << P(i, 1) << "," << p.S.multiplicity(i) << "\n";
-            const auto groups = mlnc::group_by_label_set(p.S);
-            for (index_t g = 0; g < groups.size(); ++g) {
-                Eigen::Vector2d mu = Eigen::Vector2d::Zero();
-                for (index_t i : groups.members[static_cast<std::size_t>(g)]) mu += P.row(i).transpose();
-                mu /= static_cast<double>(groups.members[static_cast<std::size_t>(g)].size());
-                std::string name = "{";
-                for (auto k : groups.sets[g]) name += (name.size() > 1 ? "," : "") + std::to_string(k);
-                means << mu.x() << "," << mu.y() << "," << groups.sets.multiplicity(g) << ",\"" << name << "}\"\n";
-            }
-            write_atomically(out_dir / "features_2d.csv", pts.str());
-            write_atomically(out_dir / "means_2d.csv", means.str());
-        }
-        std::vector<std::string> plots;
-        if (have_gnuplot()) {
-            std::ostringstream s1;
-            s1 << "set terminal svg size 900,600 dynamic enhanced font 'sans,12'\n"
-               << "set output 'nc_metrics.svg.tmp'\nset datafile separator ','\nset datafile missing 'nan'\n"
-               << "set logscale y\nset format y '10^{%L}'\nset xlabel 'iteration'\nset ylabel 'metric'\n"
-               << "set title 'Neural-collapse metrics during training (K = " << K << ", d = " << d << ")'\n"
-               << "set key outside right\nset grid\n"
-               << "f(x) = (x > 1e-300 ? x : 1e-300)\n"
-               << "plot 'history.csv' using 1:(f($5)) with lines lw 2 title 'NC1', "
-               << "'' using 1:(f($6)) with lines lw 2 title 'NC2 (W)', '' using 1:(f($7)) with lines lw 2 title 'NC2 (H)', "
-               << "'' using 1:(f($8)) with lines lw 2 title 'NC3'";
-            for (index_t m = 2; m <= M; ++m) s1 << ", '' using 1:(f($" << 7 + m << ")) with lines lw 2 title 'NC_m, m = " << m << "'";
-            s1 << ", '' using 1:(f($3)) with lines dt 2 lc rgb 'gray40' title '|grad f|'\n";
-            if (run_gnuplot(out_dir, s1.str(), out_dir / "nc_metrics.svg")) plots.push_back((out_dir / "nc_metrics.svg").string());
-            std::ostringstream s2;
-            s2 << "set terminal svg size 800,800 dynamic enhanced font 'sans,11'\n"
-               << "set output 'features_2d.svg.tmp'\nset datafile separator ','\n"
-               << "set title 'Trained features on their top two singular directions; label-set means marked'\n"
-               << "set size ratio -1\nset key outside bottom center horizontal\nset grid\n"
-               << "plot ";
-            for (index_t m = 1; m <= M; ++m)
-                s2 << "'features_2d.csv' every ::1 using 1:($3 == " << m << " ? $2 : NaN) with points pt 7 ps 0.6 title 'samples, m = "
-                   << m << "', ";
-            s2 << "'means_2d.csv' every ::1 using 1:2 with points pt 6 ps 2.5 lw 2 lc rgb 'black' title 'label-set mean', "
-               << "'means_2d.csv' every ::1 using 1:2:4 with labels noenhanced offset 0,1.3 font 'sans,8' notitle\n";
-            if (run_gnuplot(out_dir, s2.str(), out_dir / "features_2d.svg")) plots.push_back((out_dir / "features_2d.svg").string());
-            if (plots.size() < 2) human << "note: gnuplot failed on some plots; the CSV files are written\n";
-        } else {
-            human << "note: gnuplot not found (apt-get install gnuplot-nox): no plots, " << (out_dir / "history.csv").string()
-                  << " is written\n";
-        }
-
-        // The table.
-        const auto row = [&](const std::string& name, const std::string& th, const std::string& tr) {
-            human << "  " << std::left << std::setw(28) << name << std::setw(24) << th << tr << "\n" << std::right;
-        };
-        human << "\n";
-        row("quantity", "theory", "trained");
-        row("objective f", theory ? fmt(theory->f, 15) : "-", fmt(f_tr, 15));
-        row("relative gap", "", gap ? fmt(*gap, 3) : "-");
-        row("rho = ||W||_F^2", theory ? fmt(theory->rho, 10) : "-", fmt(rho_tr, 10));
-        row("ETF error (NC2 on W)", "0", fmt(etf_err, 3));
-        for (const auto& [m, c] : tw.C) {
-            row("C_" + std::to_string(m), C_th.count(m) ? fmt(C_th.at(m), 10) : "-", fmt(c, 10));
-            row("  tag-wise residual, m = " + std::to_string(m), "0", fmt(tw.residual.at(m), 3));
-        }
-        if (nc) {
-            row("NC1", "0", nc->nc1 ? fmt(*nc->nc1, 3) : "n/a");
-            row("NC2 (feature means)", "0", nc->nc2_h ? fmt(*nc->nc2_h, 3) : "n/a");
-            row("NC3", "0", nc->nc3 ? fmt(*nc->nc3, 3) : "n/a");
-            // The centred NC_K is never defined (the centred label means sum to 0): not listed.
-            for (const auto& [m, v] : nc->nc_m)
-                if (m < K) row("NC_m, m = " + std::to_string(m), "0", v ? fmt(*v, 3) : "n/a");
-        }
-        human << "  iterations " << res.iterations << " (" << mlnc::to_string(res.status) << "), " << fmt(seconds, 3)
-              << " s; output in " << out_dir.string() << "\n\n";
-        if (!theory) {
-            human << "verdict: OUTSIDE the theorem's assumptions ("
-                  << (p.n ? "d < K-1" : "label sets missing or imbalanced within a multiplicity")
-                  << "): no closed form to compare; structure reported above\n";
-        } else if (verified) {
-            human << "verdict: VERIFIED: trained UFM matches Theorem 1 (gap " << fmt(*gap, 2) << ", structure within "
-                  << fmt(tol_structure, 1) << ")\n";
-        } else {
-            human << "verdict: NOT VERIFIED: ";
-            for (std::size_t t = 0; t < failures.size(); ++t) human << (t ? "; " : "") << failures[t];
-            human << "\n";
-        }
-
-        if (a->json) {
-            j["verified"] = verified;
-            j["within_assumptions"] = within;
-            j["f_trained"] = f_tr;
-            j["f_theory"] = theory ? nlohmann::json(theory->f) : nlohmann::json(nullptr);
-            j["rel_gap"] = gap ? nlohmann::json(*gap) : nlohmann::json(nullptr);
-            j["rho_trained"] = rho_tr;
-            j["rho_theory"] = theory ? nlohmann::json(theory->rho) : nlohmann::json(nullptr);
-            j["trivial"] = theory ? nlohmann::json(theory->trivial) : nlohmann::json(nullptr);
-            j["etf_error"] = etf_err;
-            j["tagwise_residual"] = by_m_json(tw.residual);
-            j["C_trained"] = by_m_json(tw.C);
-            j["C_theory"] = theory ? by_m_json(C_th) : nlohmann::json(nullptr);
-            j["nc1"] = nc ? opt_json(nc->nc1) : nlohmann::json(nullptr);
-            j["nc2_w"] = nc ? opt_json(nc->nc2_w) : nlohmann::json(nullptr);
-            j["nc2_h"] = nc ? opt_json(nc->nc2_h) : nlohmann::json(nullptr);
-            j["nc3"] = nc ? opt_json(nc->nc3) : nlohmann::json(nullptr);
-            j["nc_m"] = nc ? by_m_json(nc->nc_m) : nlohmann::json::object();
-            j["iterations"] = res.iterations;
-            j["status"] = mlnc::to_string(res.status);
-            j["seconds"] = seconds;
-            j["failures"] = failures;
-            j["plots"] = plots;
-            print_json(j);
-        }
-        return theory && !verified ? exit_check_failed : exit_ok;
+        const auto plots = write_outputs(out_dir, t, p.S, K, d, human);
+        print_report(human, K, t, st, c, seconds, out_dir);
+        if (a->json) print_json(report_json(t, st, c, seconds, plots));
+        return c.within && !c.verified ? exit_check_failed : exit_ok;
     };
 }
 

@@ -6,6 +6,29 @@
 #include <exception>
 #include <string>
 
+namespace {
+
+// The error line as printed: control characters and non-ASCII bytes escaped (\xNN), so that a
+// message quoting hostile input (a file name with a newline, an escape sequence) stays one line
+// of plain text. Library messages escape what they quote already; this covers the rest.
+std::string one_line(const std::string& message) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string s;
+    for (const char ch : message) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c >= 0x20 && c < 0x7f) {
+            s += ch;
+        } else {
+            s += "\\x";
+            s += hex[c >> 4];
+            s += hex[c & 0xf];
+        }
+    }
+    return s;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     using namespace mlnc_cli;
     CLI::App app{"mlnc: multi-label neural collapse in the unconstrained feature model"};
@@ -39,16 +62,16 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         for (auto& [sub, run] : runners)
             if (sub->parsed()) where = "mlnc " + sub->get_name();
-        std::cerr << where << ": " << e.what() << " (see --help)" << std::endl;
+        std::cerr << one_line(where + ": " + e.what()) << " (see --help)" << std::endl;
         return exit_bad_input;
     } catch (const mlnc::error& e) {
-        std::cerr << where << ": " << e.what() << std::endl;
+        std::cerr << one_line(where + ": " + e.what()) << std::endl;
         return exit_bad_input;
     } catch (const std::bad_alloc&) {
         std::cerr << where << ": out of memory" << std::endl;
         return exit_bad_input;
     } catch (const std::exception& e) {
-        std::cerr << where << ": " << e.what() << std::endl;
+        std::cerr << one_line(where + ": " + e.what()) << std::endl;
         return exit_bad_input;
     }
 }

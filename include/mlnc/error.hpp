@@ -1,11 +1,20 @@
 #pragma once
-// The one exception type of mlnc: bad input (shapes, labels, non-finite values, files).
-// Numerical non-convergence is never an exception; solvers return a status instead.
+// The error model of mlnc.
+//  - Bad input (shapes, labels, non-finite values, files, sizes that cannot be honoured) throws
+//    mlnc::error, whose message names the argument and the problem on one line of printable text.
+//  - Numerical outcomes (a solver that did not converge, logits that overflow during a line-search
+//    trial) are returned as statuses, never thrown. Kernels report them and throw nothing, so they
+//    can run inside parallel regions.
+//  - Everything else (std::bad_alloc, a failing device, a bug) propagates unchanged: no mlnc
+//    function turns a foreign exception into a status.
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace mlnc {
 
@@ -27,6 +36,29 @@ inline std::string num(double v) {
         if (std::strtod(b, nullptr) == v || v != v) return b;
     }
     return buf;
+}
+
+// Text taken from input (a path, a token, a command-line value) as it may appear inside a one-line
+// message: printable ASCII is kept, a backslash and every other byte (newlines, escape sequences,
+// UTF-8) become \\ and \xNN. Longer text is cut at max_bytes with "...".
+inline std::string printable(std::string_view text, std::size_t max_bytes = 256) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string s;
+    s.reserve(std::min(text.size(), max_bytes) + 8);
+    for (std::size_t i = 0; i < text.size() && i < max_bytes; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c == '\\') {
+            s += "\\\\";
+        } else if (c >= 0x20 && c < 0x7f) {
+            s += static_cast<char>(c);
+        } else {
+            s += "\\x";
+            s += hex[c >> 4];
+            s += hex[c & 0xf];
+        }
+    }
+    if (text.size() > max_bytes) s += "...";
+    return s;
 }
 
 // Throws mlnc::error("<what>: <problem>") when cond is false.

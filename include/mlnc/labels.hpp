@@ -17,6 +17,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mlnc {
@@ -77,12 +78,18 @@ public:
         if (offsets.empty() || offsets.front() != 0 ||
             offsets.back() != static_cast<index_t>(indices.size()))
             throw error("labels: CSR offsets must start at 0 and end at the number of indices");
+        // All offsets are validated before any index is read: a decreasing pair would otherwise
+        // make a range that runs past the end of the indices.
+        for (std::size_t i = 0; i + 1 < offsets.size(); ++i)
+            if (offsets[i + 1] < offsets[i])
+                throw error("labels: CSR offsets decrease at sample " + std::to_string(i) + " (" +
+                            std::to_string(offsets[i]) + " then " + std::to_string(offsets[i + 1]) + ")");
         label_sets s;
         s.k_ = K;
+        s.offsets_.reserve(offsets.size());
+        s.indices_.reserve(indices.size());
         std::vector<index_t> row;
         for (std::size_t i = 0; i + 1 < offsets.size(); ++i) {
-            if (offsets[i + 1] < offsets[i])
-                throw error("labels: CSR offsets decrease at sample " + std::to_string(i));
             row.assign(indices.begin() + offsets[i], indices.begin() + offsets[i + 1]);
             if (!std::is_sorted(row.begin(), row.end()))
                 throw error("labels: sample " + std::to_string(i) + ": CSR indices are not sorted");
@@ -112,6 +119,28 @@ public:
         std::vector<index_t> h(static_cast<std::size_t>(max_multiplicity()) + 1, 0);
         for (index_t i = 0; i < size(); ++i) ++h[static_cast<std::size_t>(multiplicity(i))];
         return h;
+    }
+
+    // The labels that occur in some sample, ascending. O(nnz log nnz) time and O(nnz) memory,
+    // nothing of size K (K may be far larger than the data when it comes from an index in a file).
+    std::vector<label_t> distinct_labels() const {
+        std::vector<label_t> v = indices_;
+        std::sort(v.begin(), v.end());
+        v.erase(std::unique(v.begin(), v.end()), v.end());
+        return v;
+    }
+
+    // The first `limit` labels in [0, K) that occur in no sample, ascending, and their number.
+    std::pair<std::vector<index_t>, index_t> absent_labels(std::size_t limit = 10) const {
+        const std::vector<label_t> present = distinct_labels();
+        std::vector<index_t> first;
+        index_t k = 0;
+        for (std::size_t j = 0; j <= present.size() && first.size() < limit; ++j) {
+            const index_t next = j < present.size() ? static_cast<index_t>(present[j]) : k_;
+            for (; k < next && first.size() < limit; ++k) first.push_back(k);
+            k = next + 1;
+        }
+        return {std::move(first), k_ - static_cast<index_t>(present.size())};
     }
 
     const std::vector<index_t>& offsets() const noexcept { return offsets_; }

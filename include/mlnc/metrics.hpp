@@ -46,7 +46,10 @@ struct class_means {
     Eigen::MatrixXd means;           // d x G: column g is mu_S for S = sets[g]
     std::vector<index_t> counts;     // G: number of samples with that set
     std::vector<index_t> group_of;   // N: the group (column of means) of each sample
-    std::vector<index_t> singleton;  // K: the group of {k}, or -1 when no sample is labelled exactly {k}
+    // Groups 0 .. num_singletons-1 are the sets {k} present, by ascending k (sets are ordered by
+    // multiplicity, then lexicographically). Nothing here is of size K: K may be as large as a
+    // label index in the input allows, while the means need a sample for every label.
+    index_t num_singletons = 0;
 
     index_t dim() const noexcept { return means.rows(); }
     index_t num_groups() const noexcept { return sets.size(); }
@@ -63,25 +66,44 @@ struct class_means {
         return r;
     }
 
-    // Labels k with no sample labelled exactly {k} (ascending).
-    std::vector<index_t> missing_labels() const {
+    // The group of {k}, or -1 when no sample is labelled exactly {k}. O(log K).
+    index_t singleton_group(index_t k) const {
+        index_t lo = 0, hi = num_singletons;
+        while (lo < hi) {
+            const index_t mid = lo + (hi - lo) / 2;
+            if (sets[mid][0] < k) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo < num_singletons && sets[lo][0] == k ? lo : -1;
+    }
+
+    // Number of labels with no sample labelled exactly {k}.
+    index_t num_missing_labels() const noexcept { return num_labels() - num_singletons; }
+
+    // The first (at most `limit`) labels k with no sample labelled exactly {k}, ascending.
+    // O(num_singletons + limit), whatever K is.
+    std::vector<index_t> missing_labels(std::size_t limit = std::numeric_limits<std::size_t>::max()) const {
         std::vector<index_t> missing;
-        for (index_t k = 0; k < num_labels(); ++k)
-            if (singleton[static_cast<std::size_t>(k)] < 0) missing.push_back(k);
+        index_t k = 0;
+        for (index_t g = 0; g <= num_singletons && missing.size() < limit; ++g) {
+            const index_t next = g < num_singletons ? static_cast<index_t>(sets[g][0]) : num_labels();
+            for (; k < next && missing.size() < limit; ++k) missing.push_back(k);
+            k = next + 1;
+        }
         return missing;
     }
 
     // Throws mlnc::error naming the labels without a multiplicity-1 sample, if any.
     void require_label_means() const {
-        const auto missing = missing_labels();
-        if (missing.empty()) return;
+        const index_t count = num_missing_labels();
+        if (count == 0) return;
         constexpr std::size_t shown = 10;
+        const auto missing = missing_labels(shown);
         std::string list;
-        for (std::size_t j = 0; j < std::min(missing.size(), shown); ++j)
-            list += (j ? ", " : "") + std::to_string(missing[j]);
-        if (missing.size() > shown) list += " and " + std::to_string(missing.size() - shown) + " more";
-        throw error(std::string(missing.size() == 1 ? "labels: label " : "labels: labels ") + list +
-                    (missing.size() == 1 ? " has" : " have") +
+        for (std::size_t j = 0; j < missing.size(); ++j) list += (j ? ", " : "") + std::to_string(missing[j]);
+        if (count > static_cast<index_t>(shown)) list += " and " + std::to_string(count - static_cast<index_t>(shown)) + " more";
+        throw error(std::string(count == 1 ? "labels: label " : "labels: labels ") + list +
+                    (count == 1 ? " has" : " have") +
                     " no multiplicity-1 sample, so mu_k and mu_G are undefined (NC2 on features, NC3 and "
                     "NC_m need a sample labelled with just k for every label k)");
     }
@@ -90,7 +112,7 @@ struct class_means {
     Eigen::MatrixXd label_means() const {
         require_label_means();
         Eigen::MatrixXd mu(dim(), num_labels());
-        for (index_t k = 0; k < num_labels(); ++k) mu.col(k) = means.col(singleton[static_cast<std::size_t>(k)]);
+        for (index_t k = 0; k < num_labels(); ++k) mu.col(k) = means.col(k);  // group k is {k} when none is missing
         return mu;
     }
 
@@ -262,9 +284,7 @@ class_means compute_class_means(const Eigen::MatrixBase<DH>& H, const label_sets
     }
     cm.group_of = std::move(groups.group_of);
     cm.sets = std::move(groups.sets);
-    cm.singleton.assign(static_cast<std::size_t>(S.num_labels()), -1);
-    for (index_t g = 0; g < G && cm.sets.multiplicity(g) == 1; ++g)
-        cm.singleton[static_cast<std::size_t>(cm.sets[g][0])] = g;
+    while (cm.num_singletons < G && cm.sets.multiplicity(cm.num_singletons) == 1) ++cm.num_singletons;
     return cm;
 }
 

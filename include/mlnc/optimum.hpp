@@ -46,27 +46,89 @@ enum class optimum_status {
     no_convergence,  // an iteration budget ran out or the root left the range of double
 };
 
-// The closed-form optimum. Arrays have one entry per multiplicity m with n_m > 0, ascending.
+// The closed-form optimum at a solver's success. Arrays have one entry per multiplicity m with
+// n_m > 0, ascending (optimum_result::multiplicities()).
 // For m = K (every label) the loss is K log K whatever the logits, the optimal features are 0 and
 // the logit gap does not exist; the entries are then delta = 0, C = 0 and c1 = +infinity (the
 // out-of-set probability mass is 0, and c_{1,m} is the ratio in-set mass / out-of-set mass; the
 // formula m log(m (1 + 1/c1)) for the loss still holds). JSON writers print that c1 as null.
 // In the trivial case (W = H = 0): rho = w_norm = s = 0, delta = 0, C = 0 and c1 = m/(K-m), the
 // mass ratio of equal logits.
-struct optimum_result {
-    optimum_status status = optimum_status::no_convergence;
-    bool trivial = false;    // the optimum is the collapse to zero W = H = 0
-    double f = std::numeric_limits<double>::quiet_NaN();       // f* = min of Problem (4)
-    double rho = std::numeric_limits<double>::quiet_NaN();     // ||W*||_F^2
-    double w_norm = std::numeric_limits<double>::quiet_NaN();  // row norm of W*, sqrt(rho / K)
-    std::vector<index_t> multiplicities;  // the m with n_m > 0, ascending
+struct optimum_solution {
+    bool trivial = false;   // the optimum is the collapse to zero W = H = 0
+    double f = 0;           // f* = min of Problem (4)
+    double rho = 0;         // ||W*||_F^2
+    double w_norm = 0;      // row norm of W*, sqrt(rho / K)
+    double s = 0;           // the common value of Delta_m (m e^{Delta_m} + K - m) over m < K
     std::vector<double> delta;  // logit gap z_in - z_out of a sample of multiplicity m
     std::vector<double> C;      // h_i = C_m sum_{k in S_i} w_k
     std::vector<double> c1;     // the paper's c_{1,m} = (m/(K-m)) e^{Delta_m}
-    double s = 0;               // the common value of Delta_m (m e^{Delta_m} + K - m) over m < K
+};
+
+// What a closed-form solver returns. The problem's data (K, the multiplicities present, the
+// collapse threshold) and the iteration counts are always there; the solution exists only when
+// the solver converged, and every access to it is checked: solution() (or ->) on a result that
+// did not converge throws mlnc::error instead of handing out empty arrays.
+class optimum_result {
+public:
+    optimum_result() = default;
+    optimum_result(index_t K, std::vector<index_t> multiplicities,
+                   double collapse_threshold = std::numeric_limits<double>::quiet_NaN())
+        : K_(K), m_(std::move(multiplicities)), threshold_(collapse_threshold) {}
+
+    optimum_status status() const noexcept { return sol_ ? optimum_status::success : optimum_status::no_convergence; }
+    bool converged() const noexcept { return sol_.has_value(); }
+    explicit operator bool() const noexcept { return converged(); }
+
+    index_t K() const noexcept { return K_; }
+    const std::vector<index_t>& multiplicities() const noexcept { return m_; }  // the m with n_m > 0, ascending
+    // The largest sqrt(lambda_w lambda_h) for which the optimum is not W = H = 0 (theory.md):
+    // sqrt(sum_{m<K} N_m m (K-m) / N^2 / (4 K (K-1))); 0 when only m = K is present.
+    double collapse_threshold() const noexcept { return threshold_; }
+
+    const optimum_solution& solution() const {
+        if (!sol_)
+            throw error("optimum_result: the closed-form solver did not converge (status no_convergence), so there "
+                        "is no f*, rho, Delta_m or C_m; check status() or converged() first");
+        return *sol_;
+    }
+    const optimum_solution* operator->() const { return &solution(); }
+
+    // C_m of a multiplicity present; throws when m has no samples or the solver did not converge.
+    double C(index_t m) const {
+        const auto it = std::lower_bound(m_.begin(), m_.end(), m);
+        require_present(it, m);
+        return solution().C[static_cast<std::size_t>(it - m_.begin())];
+    }
+    double delta(index_t m) const {
+        const auto it = std::lower_bound(m_.begin(), m_.end(), m);
+        require_present(it, m);
+        return solution().delta[static_cast<std::size_t>(it - m_.begin())];
+    }
+
+    // Marks the result converged with this solution; its arrays must have one entry per multiplicity.
+    void set_solution(optimum_solution s) {
+        const std::size_t n = m_.size();
+        if (s.delta.size() != n || s.C.size() != n || s.c1.size() != n)
+            throw error("optimum_result: a solution needs one delta, C and c1 per multiplicity (" + std::to_string(n) +
+                        "), got " + std::to_string(s.delta.size()) + ", " + std::to_string(s.C.size()) + " and " +
+                        std::to_string(s.c1.size()));
+        sol_ = std::move(s);
+    }
+
     int outer_iterations = 0;   // evaluations of the outer (common-factor) equation
     int newton_iterations = 0;  // Newton steps of all the per-m solves together
-    index_t K = 0;
+
+private:
+    void require_present(std::vector<index_t>::const_iterator it, index_t m) const {
+        if (it == m_.end() || *it != m)
+            throw error("optimum_result: multiplicity " + std::to_string(m) + " has no samples (n_m = 0)");
+    }
+
+    index_t K_ = 0;
+    std::vector<index_t> m_;
+    double threshold_ = std::numeric_limits<double>::quiet_NaN();
+    std::optional<optimum_solution> sol_;
 };
 
 // Iteration budgets; tolerances are fixed at machine precision.
@@ -187,12 +249,10 @@ inline bool solve_delta(index_t m, index_t K, double s, int budget, double& delt
     return false;
 }
 
-inline void set_trivial(const optimum_problem& p, optimum_result& r) {
+inline optimum_solution trivial_solution(const optimum_problem& p) {
     const double Kd = static_cast<double>(p.K);
+    optimum_solution r;
     r.trivial = true;
-    r.rho = 0;
-    r.w_norm = 0;
-    r.s = 0;
     double loss = 0;
     for (std::size_t j = 0; j < p.m.size(); ++j) {
         const index_t m = p.m[j];
@@ -203,15 +263,20 @@ inline void set_trivial(const optimum_problem& p, optimum_result& r) {
                                : std::numeric_limits<double>::infinity());
     }
     r.f = loss * std::log(Kd);
-    r.status = optimum_status::success;
-}
-
-inline optimum_result begin_result(const optimum_problem& p) {
-    optimum_result r;
-    r.K = p.K;
-    r.multiplicities = p.m;
     return r;
 }
+
+// sqrt(sum_{m<K} q_m / (4 K (K-1))), q_m = N_m m (K-m) / N^2, in log space; 0 with only m = K.
+inline double collapse_threshold(const optimum_problem& p) {
+    std::vector<double> lq;
+    for (std::size_t j = 0; j < p.m.size(); ++j)
+        if (p.m[j] < p.K) lq.push_back(p.log_Nm[j] - 2.0 * p.log_N + log_mk(p.m[j], p.K));
+    if (lq.empty()) return 0.0;
+    const double Kd = static_cast<double>(p.K);
+    return std::exp(0.5 * (log_sum_exp(lq) - std::log(4.0) - std::log(Kd) - std::log(Kd - 1.0)));
+}
+
+inline optimum_result begin_result(const optimum_problem& p) { return {p.K, p.m, collapse_threshold(p)}; }
 
 // The exact collapse test in log space: sum_m q_m <= K^2 A2 (theory.md), i.e. the subgradient of F at
 // Delta = 0 contains 0. Only m < K contribute; with only m = K present the optimum is always trivial.
@@ -269,7 +334,7 @@ inline optimum_result global_optimum(index_t K, const std::vector<double>& n, co
     detail::check_optimum_options(opt);
     optimum_result r = detail::begin_result(p);
     if (detail::collapses_to_zero(p)) {
-        detail::set_trivial(p, r);
+        r.set_solution(detail::trivial_solution(p));
         return r;
     }
     const double Kd = static_cast<double>(K);
@@ -364,24 +429,27 @@ inline optimum_result global_optimum(index_t K, const std::vector<double>& n, co
                                        detail::log_sum_exp(lrho)));
     const double f = detail::reduced_objective_value(p, delta);
     if (!std::isfinite(rho) || !(rho > 0) || !std::isfinite(f)) return r;
-    r.trivial = false;
-    r.s = s;
-    r.rho = rho;
-    r.w_norm = std::sqrt(rho / Kd);
-    r.f = f;
+    optimum_solution sol;
+    sol.s = s;
+    sol.rho = rho;
+    sol.w_norm = std::sqrt(rho / Kd);
+    sol.f = f;
     for (std::size_t j = 0; j < p.m.size(); ++j) {
         const index_t m = p.m[j];
         if (m == K) {
-            r.delta.push_back(0.0);
-            r.C.push_back(0.0);
-            r.c1.push_back(std::numeric_limits<double>::infinity());
+            sol.delta.push_back(0.0);
+            sol.C.push_back(0.0);
+            sol.c1.push_back(std::numeric_limits<double>::infinity());
             continue;
         }
-        r.delta.push_back(delta[j]);
-        r.C.push_back((Kd - 1.0) * delta[j] / rho);
-        r.c1.push_back(std::exp(std::log(static_cast<double>(m)) - std::log(static_cast<double>(K - m)) + delta[j]));
+        sol.delta.push_back(delta[j]);
+        sol.C.push_back((Kd - 1.0) * delta[j] / rho);
+        sol.c1.push_back(std::exp(std::log(static_cast<double>(m)) - std::log(static_cast<double>(K - m)) + delta[j]));
     }
-    r.status = optimum_status::success;
+    if (!std::isfinite(sol.w_norm) || !(sol.w_norm > 0)) return r;
+    for (std::size_t j = 0; j < sol.C.size(); ++j)
+        if (!std::isfinite(sol.C[j]) || !std::isfinite(sol.delta[j])) return r;
+    r.set_solution(std::move(sol));
     return r;
 }
 
@@ -427,7 +495,7 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
         std::vector<double> x;
         for (std::size_t j : idx) x.push_back(log_w[j] + 2.0 * (log_C_base(p.m[j]) - std::log(Kd / static_cast<double>(K - p.m[j]))));
         if (x.empty() || detail::log_sum_exp(x) + std::log(p.lh) - std::log(p.lw) <= 0) {
-            detail::set_trivial(p, r);
+            r.set_solution(detail::trivial_solution(p));
             return r;
         }
     }
@@ -477,15 +545,16 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
 
     double loss = 0;
     std::vector<double> lh2;
+    optimum_solution sol;
     for (std::size_t j = 0; j < p.m.size(); ++j) {
         const index_t m = p.m[j];
         const double md = static_cast<double>(m);
         const double pm = std::exp(log_Nm[j] - log_N);
         if (m == K) {
             loss += pm * md * std::log(md);  // m log(m (1 + 1/c)) with c = infinity
-            r.delta.push_back(0.0);
-            r.C.push_back(0.0);
-            r.c1.push_back(std::numeric_limits<double>::infinity());
+            sol.delta.push_back(0.0);
+            sol.C.push_back(0.0);
+            sol.c1.push_back(std::numeric_limits<double>::infinity());
             continue;
         }
         const double Km = static_cast<double>(K - m);
@@ -493,17 +562,16 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
         loss += pm * md * (std::log(md) + std::log1p(1.0 / c[j]));
         const double logC = log_C_base(m) - std::log1p(c[j]);
         lh2.push_back(log_Nm[j] + 2.0 * logC + std::log(rho) - std::log(Kd) + detail::log_mk(m, K) - std::log(Kd - 1.0));
-        r.delta.push_back(std::log(Km * c[j] / md));
-        r.C.push_back(std::exp(logC));
-        r.c1.push_back(c[j]);
+        sol.delta.push_back(std::log(Km * c[j] / md));
+        sol.C.push_back(std::exp(logC));
+        sol.c1.push_back(c[j]);
     }
-    r.f = loss + p.lw * rho + p.lh * std::exp(detail::log_sum_exp(lh2));
-    r.rho = rho;
-    r.w_norm = std::sqrt(rho / Kd);
-    r.s = std::exp(log_s_of_rho + std::log(rho));
-    r.trivial = false;
-    if (!std::isfinite(r.f)) return r;
-    r.status = optimum_status::success;
+    sol.f = loss + p.lw * rho + p.lh * std::exp(detail::log_sum_exp(lh2));
+    sol.rho = rho;
+    sol.w_norm = std::sqrt(rho / Kd);
+    sol.s = std::exp(log_s_of_rho + std::log(rho));
+    if (!std::isfinite(sol.f) || !std::isfinite(sol.w_norm) || !(sol.w_norm > 0)) return r;
+    r.set_solution(std::move(sol));
     return r;
 }
 
@@ -513,21 +581,22 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
 // every multiplicity in S must be one of result.multiplicities.
 inline ufm_point<double> optimum_point(const optimum_result& res, const label_sets& S, index_t d,
                                        std::optional<std::uint64_t> rotation_seed = std::nullopt) {
-    detail::require(res.status == optimum_status::success, "optimum_point: result", "status is not success");
-    detail::require(S.num_labels() == res.K, "optimum_point: labels",
-                    "K = " + std::to_string(S.num_labels()) + " differs from the result's K = " + std::to_string(res.K));
+    detail::require(res.converged(), "optimum_point: result", "the closed-form solver did not converge");
+    detail::require(S.num_labels() == res.K(), "optimum_point: labels",
+                    "K = " + std::to_string(S.num_labels()) + " differs from the result's K = " + std::to_string(res.K()));
     detail::require(!S.empty(), "optimum_point: labels", "no samples");
+    const auto& ms = res.multiplicities();
     ufm_point<double> pt;
-    pt.W = simplex_etf<double>(res.K, d, res.w_norm, rotation_seed);
+    pt.W = simplex_etf<double>(res.K(), d, res->w_norm, rotation_seed);
     pt.H.resize(d, S.size());
-    pt.b = vector<double>::Zero(res.K);
+    pt.b = vector<double>::Zero(res.K());
     for (index_t i = 0; i < S.size(); ++i) {
         const index_t m = S.multiplicity(i);
-        const auto it = std::lower_bound(res.multiplicities.begin(), res.multiplicities.end(), m);
-        detail::require(it != res.multiplicities.end() && *it == m, "optimum_point: labels",
+        const auto it = std::lower_bound(ms.begin(), ms.end(), m);
+        detail::require(it != ms.end() && *it == m, "optimum_point: labels",
                         "sample " + std::to_string(i) + " has multiplicity " + std::to_string(m) +
                             ", which has no samples (n_m = 0) in the result");
-        const double Cm = res.C[static_cast<std::size_t>(it - res.multiplicities.begin())];
+        const double Cm = res->C[static_cast<std::size_t>(it - ms.begin())];
         auto h = pt.H.col(i);
         h.setZero();
         for (label_t k : S[i]) h += pt.W.row(k).transpose();

@@ -14,6 +14,7 @@
 // (additions, multiplications and comparisons; training excluded).
 
 #include <mlnc/backend.hpp>
+#include <mlnc/detail/exception_fence.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/metrics.hpp>
@@ -28,6 +29,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -71,18 +73,14 @@ void check_predict_features(const Eigen::MatrixBase<DH>& H, index_t d, const cha
     check_finite(H, name);
 }
 
-// Labels in 0..K-1 with at least one training sample.
-inline std::vector<bool> labels_present(const label_sets& S) {
-    std::vector<bool> seen(static_cast<std::size_t>(S.num_labels()), false);
-    for (const label_t k : S.indices()) seen[static_cast<std::size_t>(k)] = true;
-    return seen;
-}
-
-inline std::string label_list(const std::vector<index_t>& labels) {
+// "3, 5, 9" for the first labels of a list of `count`, with "and N more" beyond those shown.
+inline std::string label_list(const std::vector<index_t>& labels, index_t count = -1) {
     constexpr std::size_t shown = 10;
+    if (count < 0) count = static_cast<index_t>(labels.size());
     std::string s;
     for (std::size_t j = 0; j < std::min(labels.size(), shown); ++j) s += (j ? ", " : "") + std::to_string(labels[j]);
-    if (labels.size() > shown) s += " and " + std::to_string(labels.size() - shown) + " more";
+    if (count > static_cast<index_t>(std::min(labels.size(), shown)))
+        s += " and " + std::to_string(count - static_cast<index_t>(std::min(labels.size(), shown))) + " more";
     return s;
 }
 
@@ -110,11 +108,10 @@ inline void require_labels_seen(const label_sets& train, const label_sets& test,
     detail::require(train.num_labels() == test.num_labels(), test_name,
                     "K = " + std::to_string(test.num_labels()) + " differs from the training labels' K = " +
                         std::to_string(train.num_labels()));
-    const auto seen = detail::labels_present(train);
-    const auto used = detail::labels_present(test);
+    const auto seen = train.distinct_labels();
+    const auto used = test.distinct_labels();
     std::vector<index_t> missing;
-    for (std::size_t k = 0; k < seen.size(); ++k)
-        if (used[k] && !seen[k]) missing.push_back(static_cast<index_t>(k));
+    std::set_difference(used.begin(), used.end(), seen.begin(), seen.end(), std::back_inserter(missing));
     if (!missing.empty())
         throw error(test_name + ": label" + (missing.size() == 1 ? " " : "s ") + detail::label_list(missing) +
                     (missing.size() == 1 ? " does" : " do") + " not occur in the training labels");
@@ -510,15 +507,13 @@ public:
         detail::check_features(H_train, S_train.size());
         const Eigen::MatrixXd H = H_train.template cast<double>();
         const index_t K = S_train.num_labels(), d = H.rows(), N = H.cols();
+        // Checked before anything of size K exists: K may come from a large index in a file.
+        if (const auto [missing, count] = S_train.absent_labels(); count > 0)
+            throw error(std::string("training labels: label") + (count == 1 ? " " : "s ") +
+                        detail::label_list(missing, count) + (count == 1 ? " has" : " have") +
+                        " no training sample, so its one-vs-all classifier cannot be learned");
         std::vector<index_t> positives(static_cast<std::size_t>(K), 0);
         for (const label_t k : S_train.indices()) ++positives[static_cast<std::size_t>(k)];
-        std::vector<index_t> missing;
-        for (index_t k = 0; k < K; ++k)
-            if (positives[static_cast<std::size_t>(k)] == 0) missing.push_back(k);
-        if (!missing.empty())
-            throw error(std::string("training labels: label") + (missing.size() == 1 ? " " : "s ") +
-                        detail::label_list(missing) + (missing.size() == 1 ? " has" : " have") +
-                        " no training sample, so its one-vs-all classifier cannot be learned");
 
         const double scale = std::sqrt(H.colwise().squaredNorm().maxCoeff() + 1.0);
         LBFGSpp::LBFGSParam<double> param;
@@ -545,11 +540,18 @@ public:
             ova_label_fit& fit = fits_[static_cast<std::size_t>(k)];
             fit.positives = positives[static_cast<std::size_t>(k)];
             bool search_failed = false;
+            // LBFGSpp reports a failed line search with std::runtime_error or std::logic_error ("the
+            // moving direction increases ..." from rounding): a status. Anything the objective
+            // throws passes those handlers through the fence and propagates unchanged.
+            detail::exception_fence fence;
+            auto fenced = [&](const Eigen::VectorXd& xv, Eigen::VectorXd& gv) { return fence([&] { return f(xv, gv); }); };
             try {
-                fit.iterations = solver.minimize(f, x, fx);
+                fit.iterations = solver.minimize(fenced, x, fx);
+            } catch (const detail::solver_aborted&) {
+                fence.rethrow();
             } catch (const std::runtime_error&) {
                 search_failed = true;
-            } catch (const std::logic_error&) {  // "the moving direction increases ..." from rounding
+            } catch (const std::logic_error&) {
                 search_failed = true;
             }
             const Eigen::VectorXd& xb = f.best_x();

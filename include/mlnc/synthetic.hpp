@@ -89,12 +89,12 @@ inline synthetic_data make_synthetic(const synthetic_options& o) {
     if (o.C.empty()) {
         std::vector<double> nd(o.n.begin(), o.n.end());
         const optimum_result opt = global_optimum(K, nd, o.lambdas);
-        detail::require(opt.status == optimum_status::success, "lambdas", "the closed-form optimum did not converge");
-        detail::require(!opt.trivial, "lambdas",
+        detail::require(opt.status() == optimum_status::success, "lambdas", "the closed-form optimum did not converge");
+        detail::require(!opt->trivial, "lambdas",
                         "the optimum for these counts and penalties is W = H = 0; lower the penalties");
-        for (std::size_t j = 0; j < opt.multiplicities.size(); ++j)
-            out.C[static_cast<std::size_t>(opt.multiplicities[j] - 1)] = opt.C[j];
-        if (w_norm == 0) w_norm = opt.w_norm;
+        for (std::size_t j = 0; j < opt.multiplicities().size(); ++j)
+            out.C[static_cast<std::size_t>(opt.multiplicities()[j] - 1)] = opt->C[j];
+        if (w_norm == 0) w_norm = opt->w_norm;
     } else {
         detail::require(static_cast<index_t>(o.C.size()) == M, "C",
                         "needs one entry per entry of n (" + std::to_string(M) + "), got " + std::to_string(o.C.size()));

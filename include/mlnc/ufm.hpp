@@ -6,6 +6,8 @@
 // simplex ETF and only (H, b) are trained. The library never prints: progress goes to an
 // optional observer. See docs/ufm.md.
 
+#include <mlnc/detail/exception_fence.hpp>
+#include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
@@ -119,11 +121,15 @@ namespace detail {
 
 // Control flow out of LBFGSpp's solver, which has no callback: the per-iteration hook throws
 // ufm_stop to end the run, the line-search wrapper throws ufm_search_failed after restoring the
-// last accepted iterate. Neither derives from std::exception, so nothing else catches them.
+// last accepted iterate. None of these derives from std::exception, so nothing else catches them.
 struct ufm_stop {
     ufm_status status;
 };
 struct ufm_search_failed {};
+// How mlnc's own line search says it found no acceptable step (a numerical outcome).
+struct line_search_failure {
+    const char* why;
+};
 
 inline void check_ufm_options(const ufm_options& o) {
     const auto fin = [](double v) { return std::isfinite(v); };
@@ -215,23 +221,30 @@ public:
     Eigen::Map<const matrix<T>> H(const vec& x) const { return {x.data() + w_size(), d_, N_}; }
     Eigen::Map<const vector<T>> b(const vec& x) const { return {x.data() + w_size() + d_ * N_, K_}; }
 
-    // f(x) and its gradient. A point where the logits overflow gets f = +inf (and a NaN gradient):
-    // every line search treats that as a step too long.
+    // f(x) and its gradient. A trial point that left the range of T, or whose logits overflow,
+    // gets f = +inf and a NaN gradient: every line search treats that as a step too long. Any
+    // exception (std::bad_alloc, a device failure, a bug) passes the solver's handlers through the
+    // fence and is rethrown by train_ufm.
     T operator()(const vec& x, vec& grad) {
-        ++evaluations_;
-        grad.resize(x.size());
-        Eigen::Map<matrix<T>> dH(grad.data() + w_size(), d_, N_);
-        Eigen::Map<vector<T>> db(grad.data() + w_size() + d_ * N_, K_);
-        try {
-            if (fixed_)
-                return obj_.evaluate(W(x), H(x), b(x), dW_scratch_, dH, db).total;
-            Eigen::Map<matrix<T>> dW(grad.data(), K_, d_);
-            return obj_.evaluate(W(x), H(x), b(x), dW, dH, db).total;
-        } catch (const error&) {
-            grad.setConstant(std::numeric_limits<T>::quiet_NaN());
-            return std::numeric_limits<T>::infinity();
-        }
+        return fence_([&]() -> T {
+            ++evaluations_;
+            grad.resize(x.size());
+            if (!x.allFinite()) return overflowed(grad);
+            Eigen::Map<matrix<T>> dH(grad.data() + w_size(), d_, N_);
+            Eigen::Map<vector<T>> db(grad.data() + w_size() + d_ * N_, K_);
+            objective_value<T> v;
+            if (fixed_) {
+                v = obj_.evaluate(W(x), H(x), b(x), dW_scratch_, dH, db);
+            } else {
+                Eigen::Map<matrix<T>> dW(grad.data(), K_, d_);
+                v = obj_.evaluate(W(x), H(x), b(x), dW, dH, db);
+            }
+            if (!v.ok()) return overflowed(grad);
+            return v.total;
+        });
     }
+
+    const exception_fence& fence() const noexcept { return fence_; }
 
     // The starting point (iteration 0): records it and applies the stopping rules.
     void start(const vec& x, T fx, const vec& grad) {
@@ -266,6 +279,11 @@ public:
 private:
     Eigen::Index w_size() const noexcept { return fixed_ ? 0 : K_ * d_; }
 
+    static T overflowed(vec& grad) {
+        grad.setConstant(std::numeric_limits<T>::quiet_NaN());
+        return std::numeric_limits<T>::infinity();
+    }
+
     void accept(const vec& x, T fx, const vec& grad, bool is_step) {
         const double f_prev = f_;
         f_ = static_cast<double>(fx);
@@ -297,6 +315,7 @@ private:
     std::chrono::steady_clock::time_point start_;
     double observer_seconds_ = 0;
     std::vector<ufm_history_entry> history_;
+    exception_fence fence_;
     int iterations_ = 0, since_restart_ = 0, evaluations_ = 0;
     double f_ = 0, gnorm_ = 0;
 };
@@ -322,8 +341,8 @@ public:
                            const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
         const Scalar f0 = fx;
         const Scalar g0 = grad.dot(drt);
-        if (!(g0 < 0)) throw std::logic_error("the search direction is not a descent direction");
-        if (!(step > 0)) throw std::logic_error("the initial step must be positive");
+        if (!(g0 < 0)) throw line_search_failure{"the search direction is not a descent direction"};
+        if (!(step > 0)) throw line_search_failure{"the initial step must be positive"};
         const Scalar u = std::numeric_limits<Scalar>::epsilon();
         const Scalar eps_f = Scalar(16) * u * std::max(Scalar(1), std::abs(f0));
         const Scalar c1 = param.ftol, c2 = param.wolfe;
@@ -356,13 +375,13 @@ public:
                 g_hi = std::isfinite(ga) ? ga : Scalar(-1);  // g_hi <= 0: bisect, not secant
             }
             if (std::isinf(hi)) {
-                if (a >= param.max_step) throw std::runtime_error("the line search step reached max_step");
+                if (a >= param.max_step) throw line_search_failure{"the line search step reached max_step"};
                 a = std::min(Scalar(4) * a, param.max_step);
                 continue;
             }
             const Scalar width = hi - lo;
             if (width <= u * hi || hi < param.min_step)
-                throw std::runtime_error("the line search bracket collapsed (rounding floor)");
+                throw line_search_failure{"the line search bracket collapsed (rounding floor)"};
             // Secant on phi' while it shrinks the bracket well; otherwise one bisection, so the
             // width at least halves every two steps.
             Scalar next = lo + width / 2;
@@ -373,7 +392,7 @@ public:
             last_width = width;
             a = next;
         }
-        throw std::runtime_error("the line search reached max_line_search evaluations");
+        throw line_search_failure{"the line search reached max_line_search evaluations"};
     }
 };
 
@@ -397,7 +416,10 @@ struct hooked_line_search {
                 const Scalar slack = Scalar(16) * std::numeric_limits<Scalar>::epsilon() *
                                      std::max(Scalar(1), std::abs(f0));
                 ok = std::isfinite(fx) && fx <= f0 + slack && grad.allFinite();
+            } catch (const line_search_failure&) {
             } catch (const std::runtime_error&) {
+                // LBFGSpp's own line searches report their failures so. Exceptions from the
+                // objective cannot arrive here: its fence turns them into solver_aborted.
             } catch (const std::logic_error&) {
             }
             if (!ok) {
@@ -517,12 +539,50 @@ ufm_result<T> unpack(ufm_problem<T, B>& problem, const vector<T>& x, ufm_status 
     return r;
 }
 
+// The run from the evaluated start x: the stopping rules at iteration 0, then the method.
+template <class T, class B>
+ufm_result<T> run_from_start(ufm_problem<T, B>& problem, vector<T>& x, vector<T>& grad, const ufm_options& options) {
+    const T f0 = problem(x, grad);
+    int restarts = 0;
+    try {
+        problem.start(x, f0, grad);
+    } catch (const ufm_stop& s) {
+        return unpack(problem, x, s.status, restarts);
+    }
+
+    ufm_status status = ufm_status::line_search_failed;
+    if (options.method == ufm_method::gd) {
+        status = run_gd(problem, x, f0, grad, options);
+    } else {
+        switch (options.line_search) {
+            case ufm_line_search::approximate_wolfe:
+                status = run_lbfgs<T, B, approximate_wolfe_line_search>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
+                break;
+            case ufm_line_search::backtracking_armijo:
+                status = run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_ARMIJO, restarts);
+                break;
+            case ufm_line_search::backtracking_strong_wolfe:
+                status = run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
+                break;
+            case ufm_line_search::nocedal_wright:
+                status = run_lbfgs<T, B, LBFGSpp::LineSearchNocedalWright>(
+                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
+                break;
+        }
+    }
+    return unpack(problem, x, status, restarts);
+}
+
 }  // namespace detail
 
 // Minimises Problem (4) for the label sets S in feature dimension d. Start: W, H, b with i.i.d.
 // N(0, init_scale^2) entries drawn in that order (column-major) from mt19937_64(seed); with
 // fix_classifier_to_etf, W = simplex_etf(K, d, etf_row_norm, seed) instead and is never changed.
-// Non-convergence is reported in the status, never thrown; bad arguments throw mlnc::error.
+// Non-convergence is reported in the status, never thrown; bad arguments throw mlnc::error; any
+// other exception (from the objective, the observer or an allocation) propagates unchanged.
 template <class T, class B = cpu>
 ufm_result<T> train_ufm(const label_sets& S, index_t d, const penalties& lambdas, const ufm_options& options,
                         const ufm_observer<T>& observer = {}) {
@@ -537,6 +597,15 @@ ufm_result<T> train_ufm(const label_sets& S, index_t d, const penalties& lambdas
         detail::require(d >= K - 1, "d",
                         "a fixed simplex-ETF classifier needs d >= K - 1 = " + std::to_string(K - 1) + ", got " +
                             std::to_string(d));
+
+    // What the run holds: the logits workspace, the parameters and the vectors of the method
+    // (L-BFGS: 2 m correction vectors and about 8 more of the parameters' size).
+    const double N = static_cast<double>(S.size()), Kd = static_cast<double>(K), dd = static_cast<double>(d);
+    const double params = (options.fix_classifier_to_etf ? 0.0 : Kd * dd) + dd * N + Kd;
+    const double vectors = options.method == ufm_method::lbfgs ? 2.0 * options.lbfgs_memory + 8.0 : 8.0;
+    detail::require_memory(sizeof(T) * (Kd * N + Kd * dd + vectors * params), "train_ufm",
+                           "K = " + std::to_string(K) + ", d = " + std::to_string(d) + ", N = " +
+                               std::to_string(S.size()) + ": logits, parameters and the optimiser's vectors");
 
     matrix<T> W_fixed;
     if (options.fix_classifier_to_etf)
@@ -555,38 +624,11 @@ ufm_result<T> train_ufm(const label_sets& S, index_t d, const penalties& lambdas
     for (; pos < x.size(); ++pos) x[pos] = static_cast<T>(options.init_scale * gauss());
 
     vector<T> grad(x.size());
-    const T f0 = problem(x, grad);
-    int restarts = 0;
     try {
-        problem.start(x, f0, grad);
-    } catch (const detail::ufm_stop& s) {
-        return detail::unpack(problem, x, s.status, restarts);
+        return detail::run_from_start(problem, x, grad, options);
+    } catch (const detail::solver_aborted&) {
+        problem.fence().rethrow();
     }
-
-    ufm_status status = ufm_status::line_search_failed;
-    if (options.method == ufm_method::gd) {
-        status = detail::run_gd(problem, x, f0, grad, options);
-    } else {
-        switch (options.line_search) {
-            case ufm_line_search::approximate_wolfe:
-                status = detail::run_lbfgs<T, B, detail::approximate_wolfe_line_search>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
-                break;
-            case ufm_line_search::backtracking_armijo:
-                status = detail::run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_ARMIJO, restarts);
-                break;
-            case ufm_line_search::backtracking_strong_wolfe:
-                status = detail::run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
-                break;
-            case ufm_line_search::nocedal_wright:
-                status = detail::run_lbfgs<T, B, LBFGSpp::LineSearchNocedalWright>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
-                break;
-        }
-    }
-    return detail::unpack(problem, x, status, restarts);
 }
 
 }  // namespace mlnc

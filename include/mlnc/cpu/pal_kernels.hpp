@@ -1,14 +1,17 @@
 #pragma once
 // CPU kernel of the PAL-CE / PAL-N loss at the logits level: one pass over the columns of Z,
 // each column read once from memory (max, exp, sum and gradient stay in cache).
+//
+// The kernel throws nothing: a non-finite logit is reported in its result (the first one in
+// column order, at its true position even when the gradient overwrites Z), and the front ends
+// decide whether that is bad input (a Z the caller gave) or a numerical event (logits that
+// overflowed inside the objective).
 
-#include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
 
 #include <Eigen/Core>
 
 #include <cmath>
-#include <string>
 #include <vector>
 
 namespace mlnc {
@@ -18,32 +21,65 @@ enum class pal_variant {
     pal_n,  // the same divided by |S| (what the published code trains with)
 };
 
+// A strided K x N view: entry (k, i) at data[k * inner + i * outer]. Column-major storage has
+// inner = 1; a row-major K x N matrix has inner = N (its leading dimension), outer = 1.
+template <class T>
+struct strided_view {
+    T* data = nullptr;
+    Eigen::Index rows = 0, cols = 0;
+    Eigen::Index inner = 1, outer = 0;
+};
+
+// What the kernel found: the sum of the per-sample losses (in double), or the position of the
+// first non-finite logit (column order), in which case the outputs are unspecified.
+struct pal_kernel_result {
+    double sum = 0;
+    Eigen::Index bad_row = -1;
+    Eigen::Index bad_col = -1;
+    bool finite() const noexcept { return bad_col < 0; }
+};
+
 namespace cpu_kernels {
 
-template <class Col>
-[[noreturn]] void throw_non_finite(const Col& zc, Eigen::Index i) {
+template <class T>
+Eigen::Index first_non_finite(const T* p, Eigen::Index n) noexcept {
     Eigen::Index k = 0;
-    while (k + 1 < zc.size() && std::isfinite(zc[k])) ++k;
-    throw error("Z: non-finite logit at (" + std::to_string(k) + ", " + std::to_string(i) + ")");
+    while (k + 1 < n && std::isfinite(p[k])) ++k;
+    return k;
 }
 
-// Z is K x N with leading dimension ldz. For each column i:
-//   per_sample[i] (if not null) = loss of sample i,
-//   G(:, i) (if not null, leading dimension ldg) = d(mean loss)/dz_i.
-// G may alias Z (ldg == ldz, g == z): each column is read completely before it is written.
-// Returns the sum of the per-sample losses, accumulated in double.
 template <class T>
-double pal_columns(const T* z, Eigen::Index ldz, Eigen::Index K, Eigen::Index N, const label_sets& S,
-                   pal_variant variant, T* per_sample, T* g, Eigen::Index ldg) {
+Eigen::Index first_nan(const T* p, Eigen::Index n) noexcept {
+    Eigen::Index k = 0;
+    while (k + 1 < n && !std::isnan(p[k])) ++k;
+    return k;
+}
+
+// For each column i of Z (K x N):
+//   per_sample[i] (if not null) = loss of sample i,
+//   G(:, i) (if g.data is not null) = d(sum of losses)/dz_i * scale, with scale = 1/N_total.
+// G may alias Z (same data and strides): each column is read completely before it is written.
+// Columns with a non-unit inner stride go through a K-entry scratch column (no K x N copy).
+// Stops at the first column holding a non-finite logit and reports it; throws nothing but
+// std::bad_alloc for its two scratch columns.
+template <class T>
+pal_kernel_result pal_columns(strided_view<const T> z, const label_sets& S, pal_variant variant, T* per_sample,
+                              strided_view<T> g, double scale) {
     using col_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
     using out_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-    const double inv_n = 1.0 / static_cast<double>(N);
-    double total = 0.0;
+    const Eigen::Index K = z.rows, N = z.cols;
+    const bool want_grad = g.data != nullptr;
+    pal_kernel_result result;
     // Logits of the sample's labels, saved before an in-place gradient overwrites them.
     std::vector<T> z_in;
-    std::vector<T> scratch(g != nullptr ? 0 : static_cast<std::size_t>(K));
+    std::vector<T> z_buf(z.inner != 1 ? static_cast<std::size_t>(K) : 0);
+    std::vector<T> scratch(!want_grad || g.inner != 1 ? static_cast<std::size_t>(K) : 0);
     for (Eigen::Index i = 0; i < N; ++i) {
-        const T* zi = z + i * ldz;
+        const T* zi = z.data + i * z.outer;
+        if (z.inner != 1) {
+            for (Eigen::Index k = 0; k < K; ++k) z_buf[static_cast<std::size_t>(k)] = zi[k * z.inner];
+            zi = z_buf.data();
+        }
         const col_map zc(zi, K);
         const auto set = S[i];
         const auto m = static_cast<double>(set.size());
@@ -52,14 +88,25 @@ double pal_columns(const T* z, Eigen::Index ldz, Eigen::Index K, Eigen::Index N,
 
         const T mx = zc.maxCoeff();
         const T mn = zc.minCoeff();
+        // +-Inf shows in the max or the min (a NaN may too): located before anything is written.
+        if (!std::isfinite(mx) || !std::isfinite(mn)) {
+            result.bad_row = first_non_finite(zi, K);
+            result.bad_col = i;
+            return result;
+        }
         // exp(z - max) goes to the gradient column, or to a scratch column, in T (vectorised),
         // and is summed in double.
-        out_map ec(g != nullptr ? g + i * ldg : scratch.data(), K);
+        T* e = want_grad && g.inner == 1 ? g.data + i * g.outer : scratch.data();
+        out_map ec(e, K);
         ec = (zc - mx).exp();
         const double sum_exp = ec.template cast<double>().sum();
-        // A NaN anywhere makes sum_exp NaN and +-Inf shows in the max or the min, so finiteness
-        // is checked without a separate pass over the column.
-        if (!std::isfinite(mx) || !std::isfinite(mn) || !std::isfinite(sum_exp)) throw_non_finite(zc, i);
+        // With finite max and min, z - max is finite or -Inf, so exp(z - max) is NaN exactly where
+        // z is NaN, and the NaN is located in the written column wherever that is.
+        if (!std::isfinite(sum_exp)) {
+            result.bad_row = first_nan(e, K);
+            result.bad_col = i;
+            return result;
+        }
         // sum_exp >= 1 (the max contributes exp(0)), so its log is finite and >= 0, and every
         // term (mx - z_k) + log(sum_exp) is a non-negative number: no cancellation, no overflow
         // for finite logits of any magnitude the type holds.
@@ -67,19 +114,22 @@ double pal_columns(const T* z, Eigen::Index ldz, Eigen::Index K, Eigen::Index N,
         double loss = 0.0;
         for (const T zk : z_in) loss += (static_cast<double>(mx) - static_cast<double>(zk)) + log_sum;
         if (variant == pal_variant::pal_n) loss /= m;
-        total += loss;
+        result.sum += loss;
         if (per_sample != nullptr) per_sample[i] = static_cast<T>(loss);
 
-        if (g != nullptr) {
-            auto& gc = ec;
-            // PAL:   g = (m p - y) / N      PAL-N: g = (p - y / m) / N
-            const double p_scale = (variant == pal_variant::pal ? m : 1.0) * inv_n / sum_exp;
-            const double y_value = (variant == pal_variant::pal ? 1.0 : 1.0 / m) * inv_n;
-            gc *= static_cast<T>(p_scale);
-            for (const label_t k : set) gc[k] -= static_cast<T>(y_value);
+        if (want_grad) {
+            // PAL:   g = (m p - y) scale      PAL-N: g = (p - y / m) scale
+            const double p_scale = (variant == pal_variant::pal ? m : 1.0) * scale / sum_exp;
+            const double y_value = (variant == pal_variant::pal ? 1.0 : 1.0 / m) * scale;
+            ec *= static_cast<T>(p_scale);
+            for (const label_t k : set) e[k] -= static_cast<T>(y_value);
+            if (g.inner != 1) {
+                T* gi = g.data + i * g.outer;
+                for (Eigen::Index k = 0; k < K; ++k) gi[k * g.inner] = e[k];
+            }
         }
     }
-    return total;
+    return result;
 }
 
 }  // namespace cpu_kernels

@@ -9,6 +9,7 @@
 //    reads), recognised by its magic bytes whatever the file's extension.
 // Errors are mlnc::error messages starting with the path ("<path>:<line>: ..." for text).
 
+#include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/io/npy.hpp>
 #include <mlnc/labels.hpp>
@@ -22,6 +23,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -31,46 +33,67 @@ namespace mlnc::io {
 
 namespace detail {
 
-inline label_sets read_multi_hot_labels(const std::filesystem::path& path, index_t K) {
-    const npy_array a = read_npy(path);
-    if (a.ndim() != 2)
-        fail(path, "a multi-hot label array must be 2-D (N samples x K labels), got shape " + shape_string(a.shape));
-    const index_t N = a.shape[0], cols = a.shape[1];
-    if (N == 0) fail(path, "no samples (shape " + shape_string(a.shape) + ")");
+// An N x K multi-hot array from an .npy stream, row by row: the values are converted in chunks of
+// at most 64 KiB of file bytes and go straight into the CSR arrays (nothing of size N x K beyond
+// the file itself, which is never held in memory).
+inline label_sets read_multi_hot_stream(std::istream& in, std::uint64_t size, const std::string& name, index_t K) {
+    const npy_layout L = parse_npy_layout(in, size, name);
+    if (L.shape.size() != 2)
+        fail(name, "a multi-hot label array must be 2-D (N samples x K labels), got shape " + shape_string(L.shape));
+    const index_t N = L.shape[0], cols = L.shape[1];
+    if (N == 0) fail(name, "no samples (shape " + shape_string(L.shape) + ")");
     if (K != 0 && cols != K)
-        fail(path, "multi-hot label array has " + std::to_string(cols) + " columns, expected K = " + std::to_string(K));
-    if (cols < 2) fail(path, "multi-hot label array needs at least 2 columns (K >= 2), got " + std::to_string(cols));
+        fail(name, "multi-hot label array has " + std::to_string(cols) + " columns, expected K = " + std::to_string(K));
+    if (cols < 2) fail(name, "multi-hot label array needs at least 2 columns (K >= 2), got " + std::to_string(cols));
     if (cols > std::numeric_limits<label_t>::max())
-        fail(path, "K = " + std::to_string(cols) + " exceeds the supported 2^31 - 1");
+        fail(name, "K = " + std::to_string(cols) + " exceeds the supported 2^31 - 1");
     std::vector<index_t> offsets{0};
-    offsets.reserve(static_cast<std::size_t>(N) + 1);
     std::vector<label_t> indices;
-    for (index_t i = 0; i < N; ++i) {
-        const double* row = a.data.data() + i * cols;
-        for (index_t k = 0; k < cols; ++k) {
-            if (row[k] == 1.0) {
+    constexpr std::size_t chunk_bytes = std::size_t{1} << 16;
+    std::vector<unsigned char> buf(chunk_bytes);
+    const std::size_t per_chunk = chunk_bytes / L.type.itemsize;
+    index_t i = 0, k = 0;  // the entry the next value belongs to
+    for (std::uint64_t done = 0; done < L.count;) {
+        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(per_chunk, L.count - done));
+        in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n * L.type.itemsize));
+        if (in.gcount() != static_cast<std::streamsize>(n * L.type.itemsize)) fail(name, "read error in the data");
+        for (std::size_t j = 0; j < n; ++j) {
+            const double v = convert_one(L.type.kind, buf.data() + j * L.type.itemsize);
+            if (v == 1.0) {
                 indices.push_back(static_cast<label_t>(k));
-            } else if (row[k] != 0.0) {
-                fail(path, "row " + std::to_string(i) + ", column " + std::to_string(k) +
+            } else if (v != 0.0) {
+                fail(name, "row " + std::to_string(i) + ", column " + std::to_string(k) +
                                ": multi-hot entry is neither 0 nor 1");
             }
+            if (++k == cols) {
+                if (static_cast<index_t>(indices.size()) == offsets.back())
+                    fail(name, "row " + std::to_string(i) + " has no label (every sample needs at least one)");
+                offsets.push_back(static_cast<index_t>(indices.size()));
+                k = 0;
+                ++i;
+            }
         }
-        if (static_cast<index_t>(indices.size()) == offsets.back())
-            fail(path, "row " + std::to_string(i) + " has no label (every sample needs at least one)");
-        offsets.push_back(static_cast<index_t>(indices.size()));
+        done += n;
     }
     return label_sets::from_csr(std::move(offsets), std::move(indices), cols);
 }
 
-// A token as it may appear in a one-line message: printable ASCII only, at most 24 characters.
-inline std::string printable_token(std::string_view tok) {
-    std::string s;
-    for (const char c : tok.substr(0, 24)) s += (c >= 0x20 && c < 0x7f) ? c : '?';
-    if (tok.size() > 24) s += "...";
-    return s;
+// A token as it may appear in a one-line message: printable text, at most 24 bytes.
+inline std::string printable_token(std::string_view tok) { return mlnc::detail::printable(tok, 24); }
+
+inline void check_k_argument(const std::string& name, index_t K) {
+    if (K < 0 || K == 1) fail(name, "K must be 0 (infer) or at least 2, got " + std::to_string(K));
+    if (K > std::numeric_limits<label_t>::max())
+        fail(name, "K = " + std::to_string(K) + " exceeds the supported 2^31 - 1");
 }
 
-inline label_sets read_text_labels(const std::filesystem::path& path, std::string_view text, index_t K) {
+inline bool starts_with_npy_magic(std::string_view head) {
+    return head.size() >= npy_magic.size() &&
+           std::equal(npy_magic.begin(), npy_magic.end(), head.begin(),
+                      [](unsigned char a, char b) { return a == static_cast<unsigned char>(b); });
+}
+
+inline label_sets read_text_labels(const std::string& path, std::string_view text, index_t K) {
     // Indices must fit label_t; with K given they must also be below K.
     const index_t limit = K != 0 ? K : std::numeric_limits<label_t>::max();
     std::vector<index_t> offsets{0};
@@ -84,7 +107,7 @@ inline label_sets read_text_labels(const std::filesystem::path& path, std::strin
         pos = nl == std::string_view::npos ? text.size() : nl + 1;
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         const auto bad = [&](const std::string& problem) {
-            throw error(path.string() + ":" + std::to_string(line_no) + ": " + problem);
+            throw error(path + ":" + std::to_string(line_no) + ": " + problem);
         };
 
         row.clear();
@@ -128,38 +151,53 @@ inline label_sets read_text_labels(const std::filesystem::path& path, std::strin
 
 // The label sets of a text or .npy label file. K = 0 infers the number of labels (text: the
 // largest index + 1, at least 2; .npy: the number of columns); K > 0 requires the file to agree.
+// An inferred K is only as large as the data's largest index: nothing of size K is allocated
+// here, and the library allocates O(K) only where every label must have samples anyway.
 inline label_sets read_labels(const std::filesystem::path& path, index_t K = 0) {
     namespace fs = std::filesystem;
-    if (K < 0 || K == 1) detail::fail(path, "K must be 0 (infer) or at least 2, got " + std::to_string(K));
-    if (K > std::numeric_limits<label_t>::max())
-        detail::fail(path, "K = " + std::to_string(K) + " exceeds the supported 2^31 - 1");
+    const std::string name = mlnc::detail::printable(path.string());
+    detail::check_k_argument(name, K);
     std::error_code ec;
     const fs::file_status st = fs::status(path, ec);
-    if (st.type() == fs::file_type::not_found) detail::fail(path, "no such file");
-    if (st.type() == fs::file_type::directory) detail::fail(path, "is a directory, not a label file");
+    if (st.type() == fs::file_type::not_found) detail::fail(name, "no such file");
+    if (st.type() == fs::file_type::directory) detail::fail(name, "is a directory, not a label file");
     // Devices and FIFOs could block or never end: only regular files (or links to them) are read.
     if (st.type() != fs::file_type::regular && st.type() != fs::file_type::not_found && !ec)
-        detail::fail(path, "is not a regular file");
+        detail::fail(name, "is not a regular file");
     errno = 0;
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         const int err = errno;
-        detail::fail(path, "cannot open for reading" +
+        detail::fail(name, "cannot open for reading" +
                                (err != 0 ? " (" + std::generic_category().message(err) + ")" : std::string()));
     }
+    in.seekg(0, std::ios::end);
+    const std::streamoff file_size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (file_size < 0 || !in) detail::fail(name, "cannot determine the file size (not a regular file?)");
+    const auto size = static_cast<std::uint64_t>(file_size);
     std::array<char, 6> head{};
     in.read(head.data(), static_cast<std::streamsize>(head.size()));
-    if (in.gcount() == static_cast<std::streamsize>(head.size()) &&
-        std::equal(head.begin(), head.end(), detail::npy_magic.begin(),
-                   [](char a, unsigned char b) { return static_cast<unsigned char>(a) == b; })) {
-        in.close();
-        return detail::read_multi_hot_labels(path, K);
-    }
+    const std::string_view h(head.data(), static_cast<std::size_t>(in.gcount()));
     in.clear();
     in.seekg(0, std::ios::beg);
-    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (in.bad()) detail::fail(path, "read error");
-    return detail::read_text_labels(path, text, K);
+    if (detail::starts_with_npy_magic(h)) return detail::read_multi_hot_stream(in, size, name, K);
+    // The text and its CSR arrays (at most one label_t per two bytes of text, one offset per line).
+    mlnc::detail::require_memory(3.0 * static_cast<double>(size), name, "the text of the label file and its label sets");
+    std::string text(static_cast<std::size_t>(size), '\0');
+    in.read(text.data(), static_cast<std::streamsize>(size));
+    if (in.gcount() != static_cast<std::streamsize>(size)) detail::fail(name, "read error");
+    return detail::read_text_labels(name, text, K);
+}
+
+// The same from the bytes of a label file held in memory; `name` starts error messages.
+inline label_sets parse_labels(std::string_view bytes, index_t K = 0, const std::string& name = "<memory>") {
+    detail::check_k_argument(name, K);
+    if (detail::starts_with_npy_magic(bytes)) {
+        std::istringstream in{std::string(bytes)};
+        return detail::read_multi_hot_stream(in, bytes.size(), name, K);
+    }
+    return detail::read_text_labels(name, bytes, K);
 }
 
 // Writes the text format (one line per sample, ascending indices separated by one space),

@@ -16,6 +16,7 @@
 // A C-order N x d array and a column-major d x N Eigen matrix are the same memory: features are
 // read and written without a transpose (see theory.md, "Notation").
 
+#include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
 
 #include <Eigen/Core>
@@ -29,8 +30,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <istream>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -53,9 +56,15 @@ inline constexpr std::array<unsigned char, 6> npy_magic{0x93, 'N', 'U', 'M', 'P'
 // NumPy itself refuses headers above 10000 bytes by default; this bound only guards allocation.
 inline constexpr std::uint64_t npy_max_header = std::uint64_t{1} << 20;
 
-[[noreturn]] inline void fail(const std::filesystem::path& path, const std::string& problem) {
-    throw error(path.string() + ": " + problem);
+// Errors start with the source's name: a path as printable text (other bytes escaped, so the
+// message stays one line whatever the file is called), or a name such as "<memory>".
+[[noreturn]] inline void fail(const std::string& name, const std::string& problem) {
+    throw error(name + ": " + problem);
 }
+[[noreturn]] inline void fail(const std::filesystem::path& path, const std::string& problem) {
+    fail(mlnc::detail::printable(path.string()), problem);
+}
+[[noreturn]] inline void fail(const char* name, const std::string& problem) { fail(std::string(name), problem); }
 
 enum class npy_kind { f4, f8, b1, u1, i1, i2, u2, i4, u4, i8, u8 };
 
@@ -76,7 +85,7 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) {
 }
 
 // The dtype of a descr string, or a refusal that says why.
-inline npy_dtype parse_dtype(const std::filesystem::path& path, const std::string& descr) {
+inline npy_dtype parse_dtype(const std::string& path, const std::string& descr) {
     static constexpr std::string_view supported =
         "supported: <f4, <f8, and for label arrays |b1, |u1, |i1, <i2, <u2, <i4, <u4, <i8, <u8";
     if (descr.size() >= 2) {
@@ -104,11 +113,11 @@ inline npy_dtype parse_dtype(const std::filesystem::path& path, const std::strin
             if (code != e.code) continue;
             if (order == '<') return e.type;
             if (order == '>')
-                fail(path, "big-endian dtype '" + descr +
+                fail(path, "big-endian dtype '" + mlnc::detail::printable(descr, 32) +
                                "' is not supported (convert with arr.astype('<" + std::string(code) + "'))");
         }
     }
-    fail(path, "unsupported dtype '" + descr + "' (" + std::string(supported) + ")");
+    fail(path, "unsupported dtype '" + mlnc::detail::printable(descr, 32) + "' (" + std::string(supported) + ")");
 }
 
 // A little-endian value of type T from raw bytes, on any host.
@@ -144,7 +153,7 @@ inline double convert_one(npy_kind kind, const unsigned char* p) {
 // Only what NumPy writes is accepted: string keys, string / True / False / tuple-of-int values.
 class npy_header_parser {
 public:
-    npy_header_parser(const std::filesystem::path& path, std::string_view text) : path_(path), s_(text) {}
+    npy_header_parser(const std::string& name, std::string_view text) : path_(name), s_(text) {}
 
     struct result {
         std::string descr;
@@ -159,7 +168,7 @@ public:
         skip_space();
         while (peek() != '}') {
             const std::string key = string_literal("a quoted key");
-            expect(':', "expected ':' after key '" + key + "'");
+            expect(':', "expected ':' after key '" + mlnc::detail::printable(key, 32) + "'");
             if (key == "descr") {
                 if (have_descr) malformed("duplicate key 'descr'");
                 skip_space();
@@ -176,14 +185,14 @@ public:
                 r.shape = tuple();
                 have_shape = true;
             } else {
-                malformed("unexpected key '" + key + "'");
+                malformed("unexpected key '" + mlnc::detail::printable(key, 32) + "'");
             }
             skip_space();
             if (peek() == ',') {
                 ++pos_;
                 skip_space();
             } else if (peek() != '}') {
-                malformed("expected ',' or '}' after the value of '" + key + "'");
+                malformed("expected ',' or '}' after the value of '" + mlnc::detail::printable(key, 32) + "'");
             }
         }
         ++pos_;
@@ -268,7 +277,7 @@ private:
         return v;
     }
 
-    const std::filesystem::path& path_;
+    const std::string& path_;
     std::string_view s_;
     std::size_t pos_ = 0;
 };
@@ -280,34 +289,15 @@ struct npy_layout {
     std::uint64_t count;  // number of elements
 };
 
-// Opens path, validates the header and the file length against it; on return `in` is positioned
-// at the first data byte and exactly count * itemsize bytes remain.
-inline npy_layout open_npy(const std::filesystem::path& path, std::ifstream& in) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::file_status st = fs::status(path, ec);
-    if (st.type() == fs::file_type::not_found) fail(path, "no such file");
-    if (st.type() == fs::file_type::directory) fail(path, "is a directory, not a .npy file");
-    // Devices and FIFOs could block or never end: only regular files (or links to them) are read.
-    if (st.type() != fs::file_type::regular && st.type() != fs::file_type::not_found && !ec)
-        fail(path, "is not a regular file");
-    errno = 0;
-    in.open(path, std::ios::binary);
-    if (!in) {
-        const int err = errno;
-        fail(path, "cannot open for reading" + (err != 0 ? " (" + std::generic_category().message(err) + ")" : ""));
-    }
-    in.seekg(0, std::ios::end);
-    const std::streamoff file_size = in.tellg();
-    in.seekg(0, std::ios::beg);
-    if (file_size < 0 || !in) fail(path, "cannot determine the file size (not a regular file?)");
-    const auto size = static_cast<std::uint64_t>(file_size);
-
+// Validates the header of an .npy byte stream of `size` bytes in all, positioned at its start,
+// and the length against it; on return `in` is positioned at the first data byte and exactly
+// count * itemsize bytes remain. `name` starts every error message.
+inline npy_layout parse_npy_layout(std::istream& in, std::uint64_t size, const std::string& name) {
+    const std::string& path = name;
     const auto read_exact = [&](unsigned char* dst, std::size_t n, const char* what) {
         in.read(reinterpret_cast<char*>(dst), static_cast<std::streamsize>(n));
         if (in.gcount() != static_cast<std::streamsize>(n)) fail(path, std::string("truncated file: ") + what);
     };
-
     std::array<unsigned char, 8> pre{};
     if (size == 0) fail(path, "empty file, not a .npy file");
     if (size < pre.size()) {
@@ -380,8 +370,31 @@ inline npy_layout open_npy(const std::filesystem::path& path, std::ifstream& in)
     return {std::move(dict.shape), std::move(dict.descr), type, count};
 }
 
+// Opens path (a regular file) and validates it as parse_npy_layout does.
+inline npy_layout open_npy(const std::filesystem::path& path, std::ifstream& in) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (st.type() == fs::file_type::not_found) fail(path, "no such file");
+    if (st.type() == fs::file_type::directory) fail(path, "is a directory, not a .npy file");
+    // Devices and FIFOs could block or never end: only regular files (or links to them) are read.
+    if (st.type() != fs::file_type::regular && st.type() != fs::file_type::not_found && !ec)
+        fail(path, "is not a regular file");
+    errno = 0;
+    in.open(path, std::ios::binary);
+    if (!in) {
+        const int err = errno;
+        fail(path, "cannot open for reading" + (err != 0 ? " (" + std::generic_category().message(err) + ")" : ""));
+    }
+    in.seekg(0, std::ios::end);
+    const std::streamoff file_size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (file_size < 0 || !in) fail(path, "cannot determine the file size (not a regular file?)");
+    return parse_npy_layout(in, static_cast<std::uint64_t>(file_size), mlnc::detail::printable(path.string()));
+}
+
 // Reads the data of an opened file into out[0..count), converted to double.
-inline void read_npy_data(const std::filesystem::path& path, std::ifstream& in, const npy_layout& L, double* out) {
+inline void read_npy_data(const std::string& path, std::istream& in, const npy_layout& L, double* out) {
     if (L.type.kind == npy_kind::f8 && std::endian::native == std::endian::little) {
         in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(L.count * 8));
         if (in.gcount() != static_cast<std::streamsize>(L.count * 8)) fail(path, "read error in the data");
@@ -400,7 +413,7 @@ inline void read_npy_data(const std::filesystem::path& path, std::ifstream& in, 
 }
 
 // The checks shared by the float readers: dtype, dimensions, non-empty, finite.
-inline void require_float(const std::filesystem::path& path, std::string_view name, const npy_layout& L,
+inline void require_float(const std::string& path, std::string_view name, const npy_layout& L,
                           std::size_t ndim, const char* expected) {
     if (!L.type.is_float)
         fail(path, std::string(name) + " has dtype '" + L.descr + "'; expected float32 (<f4) or float64 (<f8)");
@@ -409,7 +422,7 @@ inline void require_float(const std::filesystem::path& path, std::string_view na
     if (L.count == 0) fail(path, std::string(name) + " is empty, shape " + shape_string(L.shape));
 }
 
-inline void require_finite(const std::filesystem::path& path, std::string_view name, const double* p,
+inline void require_finite(const std::string& path, std::string_view name, const double* p,
                            std::size_t n) {
     for (std::size_t i = 0; i < n; ++i)
         if (!std::isfinite(p[i])) fail(path, std::string(name) + " contains NaN or Inf");
@@ -438,13 +451,14 @@ void atomic_write(const std::filesystem::path& path, Body&& body) {
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
     std::error_code ec;
     if (fs::is_directory(path, ec)) fail(path, "is a directory; cannot write a file there");
-    if (!fs::is_directory(dir, ec)) fail(path, "cannot write: folder " + dir.string() + " does not exist");
+    if (!fs::is_directory(dir, ec))
+        fail(path, "cannot write: folder " + mlnc::detail::printable(dir.string()) + " does not exist");
 
     std::random_device rd;
     const auto tag = (static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(rd());
     const fs::path tmp = dir / ("." + path.filename().string() + ".tmp-" + std::to_string(tag));
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, "cannot create a temporary file in " + dir.string());
+    if (!out) fail(path, "cannot create a temporary file in " + mlnc::detail::printable(dir.string()));
     try {
         body(static_cast<std::ostream&>(out));
         out.close();
@@ -488,16 +502,39 @@ inline std::uint64_t checked_count(const std::filesystem::path& path, const std:
 
 }  // namespace detail
 
+namespace detail {
+
+// Before the values of an array are read into doubles: the array is honest (its bytes are in the
+// file) but the doubles may still exceed the memory.
+inline void require_memory_for(const std::string& name, const npy_layout& L) {
+    mlnc::detail::require_memory(static_cast<double>(L.count) * sizeof(double), name,
+                                 "the values of shape " + shape_string(L.shape) + " as float64");
+}
+
+inline npy_array read_whole(std::istream& in, const npy_layout& L, const std::string& name) {
+    require_memory_for(name, L);
+    npy_array a;
+    a.data.resize(static_cast<std::size_t>(L.count));
+    read_npy_data(name, in, L, a.data.data());
+    a.shape = L.shape;
+    a.dtype = L.descr;
+    return a;
+}
+
+}  // namespace detail
+
 // The whole file: shape, descr and the values converted to double, in C order.
 inline npy_array read_npy(const std::filesystem::path& path) {
     std::ifstream in;
-    detail::npy_layout L = detail::open_npy(path, in);
-    npy_array a;
-    a.data.resize(static_cast<std::size_t>(L.count));
-    detail::read_npy_data(path, in, L, a.data.data());
-    a.shape = std::move(L.shape);
-    a.dtype = std::move(L.descr);
-    return a;
+    const detail::npy_layout L = detail::open_npy(path, in);
+    return detail::read_whole(in, L, mlnc::detail::printable(path.string()));
+}
+
+// The same from the bytes of an .npy file held in memory; `name` starts error messages.
+inline npy_array parse_npy(std::string_view bytes, const std::string& name = "<memory>") {
+    std::istringstream in{std::string(bytes)};
+    const detail::npy_layout L = detail::parse_npy_layout(in, bytes.size(), name);
+    return detail::read_whole(in, L, name);
 }
 
 // A 2-D float32/float64 array (rows x cols, e.g. W as K x d), finite and non-empty.
@@ -505,11 +542,13 @@ inline npy_array read_npy(const std::filesystem::path& path) {
 inline Eigen::MatrixXd read_matrix(const std::filesystem::path& path, std::string_view name) {
     std::ifstream in;
     const detail::npy_layout L = detail::open_npy(path, in);
-    detail::require_float(path, name, L, 2, "a 2-D array");
+    const std::string where = mlnc::detail::printable(path.string());
+    detail::require_float(where, name, L, 2, "a 2-D array");
+    detail::require_memory_for(where, L);
     // C order rows x cols is column-major cols x rows: read it as such, then transpose once.
     Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> M(L.shape[0], L.shape[1]);
-    detail::read_npy_data(path, in, L, M.data());
-    detail::require_finite(path, name, M.data(), static_cast<std::size_t>(L.count));
+    detail::read_npy_data(where, in, L, M.data());
+    detail::require_finite(where, name, M.data(), static_cast<std::size_t>(L.count));
     return M;
 }
 
@@ -518,10 +557,12 @@ inline Eigen::MatrixXd read_matrix(const std::filesystem::path& path, std::strin
 inline Eigen::MatrixXd read_features(const std::filesystem::path& path, std::string_view name) {
     std::ifstream in;
     const detail::npy_layout L = detail::open_npy(path, in);
-    detail::require_float(path, name, L, 2, "a 2-D array (N samples x d features)");
+    const std::string where = mlnc::detail::printable(path.string());
+    detail::require_float(where, name, L, 2, "a 2-D array (N samples x d features)");
+    detail::require_memory_for(where, L);
     Eigen::MatrixXd H(L.shape[1], L.shape[0]);
-    detail::read_npy_data(path, in, L, H.data());
-    detail::require_finite(path, name, H.data(), static_cast<std::size_t>(L.count));
+    detail::read_npy_data(where, in, L, H.data());
+    detail::require_finite(where, name, H.data(), static_cast<std::size_t>(L.count));
     return H;
 }
 
@@ -529,10 +570,12 @@ inline Eigen::MatrixXd read_features(const std::filesystem::path& path, std::str
 inline Eigen::VectorXd read_vector(const std::filesystem::path& path, std::string_view name) {
     std::ifstream in;
     const detail::npy_layout L = detail::open_npy(path, in);
-    detail::require_float(path, name, L, 1, "a 1-D array");
+    const std::string where = mlnc::detail::printable(path.string());
+    detail::require_float(where, name, L, 1, "a 1-D array");
+    detail::require_memory_for(where, L);
     Eigen::VectorXd v(L.shape[0]);
-    detail::read_npy_data(path, in, L, v.data());
-    detail::require_finite(path, name, v.data(), static_cast<std::size_t>(L.count));
+    detail::read_npy_data(where, in, L, v.data());
+    detail::require_finite(where, name, v.data(), static_cast<std::size_t>(L.count));
     return v;
 }
 
