@@ -4,13 +4,16 @@
 
 #include "test_support.hpp"
 
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace mlnc_test {
 
@@ -59,6 +62,46 @@ inline cli_result run_cli(const std::string& args) {
     r.out = read_bytes(io.path() / "out");
     r.err = read_bytes(io.path() / "err");
     return r;
+}
+
+// Runs the mlnc program with exactly these arguments (no shell: any byte may appear in them) in
+// folder cwd, stdin from /dev/null.
+inline cli_result run_cli_argv(const std::vector<std::string>& args, const std::filesystem::path& cwd) {
+    static int counter = 0;
+    const temp_dir io("cli-argv-" + std::to_string(counter++));
+    const std::string out = io / "out", err = io / "err";
+    std::vector<std::string> argv{MLNC_CLI_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargs;
+    for (auto& a : argv) cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        const int in_fd = open("/dev/null", O_RDONLY);
+        const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in_fd < 0 || out_fd < 0 || err_fd < 0 || dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0 ||
+            chdir(cwd.c_str()) != 0)
+            _exit(126);
+        execv(cargs[0], cargs.data());
+        _exit(127);
+    }
+    int status = 0;
+    REQUIRE(pid > 0);
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    cli_result r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    r.out = read_bytes(io.path() / "out");
+    r.err = read_bytes(io.path() / "err");
+    return r;
+}
+
+// File and folder names that break shell lines, gnuplot strings and one-line messages.
+inline const std::vector<std::string>& hostile_names() {
+    static const std::vector<std::string> names{
+        "a'; touch INJECTED; echo '", "quote\"dq", "back`touch INJECTED`tick", "dollar$(touch INJECTED)",
+        "with space", "new\nline", "-leading-dash", "--looks-like-an-option", "esc\x1b[31mred"};
+    return names;
 }
 
 }  // namespace mlnc_test

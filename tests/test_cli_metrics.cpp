@@ -196,6 +196,28 @@ TEST_CASE("cli metrics: bad input exits 2 with one line naming the problem", "[c
     check_refusal(run("--features " + q(dir / "nan.npy") + " --labels " + q(L)), "NaN");
 
     check_refusal(run("--features " + q(H)), "--labels");
+
+    // A label file naming label 2147483646 (K inferred): before, O(K) tables were allocated first
+    // and the process was killed (exit 137). Now the missing labels are found in O(N log N).
+    mlnc::io::write_features(dir / "H2.npy", Eigen::MatrixXd::Ones(2, 2));
+    mlnc_test::write_bytes(dir / "big.txt", "0\n2147483646\n");
+    check_refusal(run("--features " + q(dir / "H2.npy") + " --labels " + q(dir / "big.txt")),
+                  "labels 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2147483635 more have no multiplicity-1 sample");
+}
+
+TEST_CASE("cli metrics: hostile file names appear as one printable line", "[cli][metrics]") {
+    const mlnc_test::temp_dir dir("metrics-hostile");
+    for (const auto& name : mlnc_test::hostile_names()) {
+        mlnc_test::write_bytes(dir.path() / name, "not an npy file");
+        const auto r = mlnc_test::run_cli_argv({"metrics", "--features", (dir.path() / name).string(), "--labels",
+                                                (dir.path() / name).string()},
+                                               dir.path());
+        INFO(name << "\n" << r.err);
+        CHECK(r.exit_code == 2);
+        CHECK(r.err_lines() == 1);
+        CHECK(r.err.find("bad magic") != std::string::npos);
+        for (const char ch : r.err.substr(0, r.err.size() - 1)) CHECK((ch >= 0x20 && ch < 0x7f));
+    }
 }
 
 #endif

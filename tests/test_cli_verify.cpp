@@ -147,3 +147,112 @@ TEST_CASE("verify: without gnuplot it says so and still writes the CSV") {
     CHECK(std::filesystem::exists(dir.path() / "out" / "history.csv"));
     CHECK_FALSE(std::filesystem::exists(dir.path() / "out" / "nc_metrics.svg"));
 }
+
+namespace {
+bool gnuplot_available() { return std::system("gnuplot --version > /dev/null 2>&1") == 0; }
+
+// No file named INJECTED anywhere under dir.
+bool injected(const std::filesystem::path& dir) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+        if (e.path().filename() == "INJECTED") return true;
+    return false;
+}
+}  // namespace
+
+TEST_CASE("verify: hostile --out names reach no shell and no gnuplot script") {
+    // Before: plots were drawn through std::system with the folder pasted into a shell line, and
+    // --out "a'; touch INJECTED; echo '" created a file named INJECTED.
+    const temp_dir dir("verify-hostile-out");
+    for (const auto& name : mlnc_test::hostile_names()) {
+        const auto r = mlnc_test::run_cli_argv({"verify", "--K", "3", "--n", "1:3,2:1", "--out=" + name}, dir.path());
+        INFO("--out " << name << "\n" << r.err);
+        CHECK(r.exit_code == 0);
+        CHECK(std::filesystem::exists(dir.path() / name / "history.csv"));
+        if (gnuplot_available()) {
+            CHECK(mlnc_test::read_bytes(dir.path() / name / "nc_metrics.svg").find("<svg") != std::string::npos);
+            CHECK(mlnc_test::read_bytes(dir.path() / name / "features_2d.svg").find("<svg") != std::string::npos);
+        }
+        // Nothing but the outputs: no scripts or temporary files are left in the folder.
+        for (const auto& e : std::filesystem::directory_iterator(dir.path() / name)) {
+            const auto ext = e.path().extension();
+            CHECK((ext == ".csv" || ext == ".svg"));
+        }
+    }
+    CHECK_FALSE(injected(dir.path()));
+}
+
+TEST_CASE("verify: hostile --counts names are read, and refused in one printable line") {
+    const temp_dir dir("verify-hostile-counts");
+    for (const auto& name : mlnc_test::hostile_names()) {
+        {
+            std::ofstream c(dir.path() / name);
+            c << "3 0\n3 1\n3 2\n1 0 1\n1 0 2\n1 1 2\n";
+        }
+        const auto ok = mlnc_test::run_cli_argv(
+            {"verify", "--K", "3", "--counts", (dir.path() / name).string(), "--json", "--out=out"}, dir.path());
+        INFO("--counts " << name << "\n" << ok.err);
+        CHECK(ok.exit_code == 0);
+        CHECK(nlohmann::json::parse(ok.out)["within_assumptions"] == true);
+        const auto bad = mlnc_test::run_cli_argv(
+            {"verify", "--K", "3", "--counts", (dir.path() / (name + "-missing")).string(), "--out=out2"}, dir.path());
+        CHECK(bad.exit_code == 2);
+        CHECK(bad.err_lines() == 1);
+        for (const char ch : bad.err.substr(0, bad.err.size() - 1)) CHECK((ch >= 0x20 && ch < 0x7f));
+        CHECK_FALSE(std::filesystem::exists(dir.path() / "out2"));
+    }
+    CHECK_FALSE(injected(dir.path()));
+}
+
+TEST_CASE("verify: above the collapse threshold it says why the optimum is zero and what to change") {
+    // Before: an ETF error of 1.04 and tag-wise residuals of 0.95 were printed for W, H ~ 1e-20,
+    // next to a bare VERIFIED.
+    const temp_dir dir("verify-trivial");
+    const auto r = run_cli("verify --K 50 --d 64 --n 1:20,2:1 --json --out '" + (dir / "out") + "'");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["verified"] == true);
+    CHECK(j["trivial"] == true);
+    CHECK(j["trained_zero"] == true);
+    CHECK(j["trained_size"].get<double>() < 1e-8);
+    // Undefined at zero: null, not numbers.
+    for (const auto* key : {"etf_error", "tagwise_residual", "C_trained", "nc1", "nc2_w", "nc2_h", "nc3"})
+        CHECK(j[key].is_null());
+    // sqrt(sum_m N_m m (K-m) / N^2 / (4 K (K-1))) for K = 50, n = (20, 1): N_1 = 1000, N_2 = 1225.
+    const double N = 2225, q = (1000.0 * 49 + 1225.0 * 2 * 48) / (N * N);
+    const double tau = std::sqrt(q / (4.0 * 50 * 49));
+    CHECK(std::abs(j["collapse_threshold"].get<double>() / tau - 1) < 1e-12);
+    CHECK(j["suggested_lambda"].get<double>() < tau);
+    const auto notes = j["notes"].dump();
+    CHECK(notes.find("collapse threshold") != std::string::npos);
+    CHECK(notes.find("--lambda-w") != std::string::npos);
+    const auto text = run_cli("verify --K 50 --d 64 --n 1:20,2:1 --out '" + (dir / "out2") + "'");
+    CHECK(text.out.find("n/a (zero solution)") != std::string::npos);
+    CHECK(text.out.find("both at W = H = 0") != std::string::npos);
+}
+
+TEST_CASE("verify: a closed form beyond the range of double is reported, not read") {
+    // Before: a segmentation fault (exit 139) after training.
+    const temp_dir dir("verify-tiny-lambdas");
+    const auto r = run_cli("verify --lambda-w 1e-300 --lambda-h 1e-300 --json --out '" + (dir / "out") + "'");
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["verified"] == false);
+    CHECK(j["f_theory"].is_null());
+    CHECK(j["failures"].dump().find("did not converge") != std::string::npos);
+    CHECK(j["collapse_threshold"].get<double>() > 0);
+}
+
+TEST_CASE("verify: a run that ends at the rounding floor says so") {
+    // Gradient descent reaches f* to ~1e-16 within a few hundred iterations, and then cannot
+    // bring the gradient to 1e-12: it stops on its budget with the gap at the floor.
+    const temp_dir dir("verify-floor");
+    const auto r = run_cli("verify --method gd --max-iter 500 --json --out '" + (dir / "out") + "'");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["status"] == "max_iterations");
+    CHECK(j["verified"] == true);
+    CHECK(j["notes"].dump().find("floor of double precision") != std::string::npos);
+}

@@ -4,6 +4,7 @@
 
 #include "test_support.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -107,7 +108,7 @@ TEST_CASE("label file: every text error names the file and the line", "[io][labe
     refused("0x1\n", ":1: '0x1' is not a label index (a non-negative integer)");
     refused("-\n", ":1: '-' is not a label index (a non-negative integer)");
     refused("1,2\n", ":1: '1,2' is not a label index (a non-negative integer)");
-    refused("1\r2\n", ":1: '1?2' is not a label index (a non-negative integer)");
+    refused("1\r2\n", ":1: '1\\x0d2' is not a label index (a non-negative integer)");
     refused("0 1\n3 2 3\n", ":2: duplicate label index 3");
     refused("0 1\n4 5\n", ":2: label index 5 out of range [0, 5)", 5);
     refused("0 1\n4 99999999999999999999999\n", ":2: label index 99999999999999999999999 out of range [0, 5)", 5);
@@ -161,4 +162,46 @@ TEST_CASE("label file: .npy multi-hot arrays, recognised by their magic bytes", 
     CHECK_THAT(error_of([&] { read_labels(p); }), StartsWith(p.string() + ": truncated data"));
     write_bytes(p, npy_bytes(">i4", "(1, 2)", std::string(8, '\0')));
     CHECK_THAT(error_of([&] { read_labels(p); }), StartsWith(p.string() + ": big-endian"));
+}
+
+TEST_CASE("label file: multi-hot .npy is streamed, never held as N x K doubles", "[io][labels]") {
+    const temp_dir dir;
+    // 3000 x 2000 uint8 (6 MB): as doubles 48 MB. With the memory limit at 16 MB the old reader
+    // (a double matrix of N x K) is refused; the streaming one needs the CSR arrays only.
+    const index_t N = 3000, K = 2000;
+    std::string data(static_cast<std::size_t>(N * K), '\0');
+    for (index_t i = 0; i < N; ++i) {
+        data[static_cast<std::size_t>(i * K + i % K)] = 1;
+        data[static_cast<std::size_t>(i * K + (7 * i + 3) % K)] = 1;
+    }
+    write_bytes(dir / "y.npy", npy_bytes("|u1", "(3000, 2000)", data));
+    setenv("MLNC_MEMORY_LIMIT", "16000000", 1);
+    label_sets S;
+    REQUIRE_NOTHROW(S = read_labels(dir / "y.npy"));
+    unsetenv("MLNC_MEMORY_LIMIT");
+    REQUIRE(S.size() == N);
+    CHECK(S.num_labels() == K);
+    for (index_t i : {0, 1, 1234, 2999}) {
+        std::vector<index_t> want{i % K, (7 * i + 3) % K};
+        std::sort(want.begin(), want.end());
+        want.erase(std::unique(want.begin(), want.end()), want.end());
+        CHECK(std::vector<index_t>(S[i].begin(), S[i].end()) == want);
+    }
+}
+
+TEST_CASE("label file: a huge label index infers a huge K without allocating it", "[io][labels]") {
+    const temp_dir dir;
+    write_bytes(dir / "big.txt", "0\n2147483646\n");
+    const auto S = read_labels(dir / "big.txt");
+    CHECK(S.num_labels() == 2147483647);
+    CHECK(S.size() == 2);
+    CHECK_THAT(error_of([&] { read_labels(dir / "big.txt", 10); }), Contains(":2: label index 2147483646 out of range"));
+    CHECK_THAT(error_of([&] { mlnc::io::parse_labels("2147483647\n"); }), Contains("too large"));
+}
+
+TEST_CASE("label file: parse_labels reads bytes held in memory like a file", "[io][labels]") {
+    CHECK(lists_of(mlnc::io::parse_labels("0 2\n1\n")) == std::vector<std::vector<index_t>>{{0, 2}, {1}});
+    CHECK(mlnc::io::parse_labels(npy_bytes("|b1", "(2, 3)", "\x01\x00\x01\x00\x01\x00"s)).num_labels() == 3);
+    CHECK_THAT(error_of([&] { mlnc::io::parse_labels("0\n\n1\n", 0, "labels.txt"); }), StartsWith("labels.txt:2: empty line"));
+    CHECK_THAT(error_of([&] { mlnc::io::parse_labels("0 \x1b[2J\n"); }), Contains("'\\x1b[2J'"));
 }

@@ -449,3 +449,50 @@ TEST_CASE("npy: files written by NumPy itself", "[io][npy][numpy]") {
                               "sys.exit(0 if a.dtype == np.float64 and a.shape == (2, 3) and a[1, 0] == 4 else 1)";
     CHECK(std::system(("python3 -c \"" + check + "\" '" + (dir / "w.npy").string() + "'").c_str()) == 0);
 }
+
+TEST_CASE("npy: an honest size beyond the memory is refused with one line, nothing allocated", "[io][npy]") {
+    const temp_dir dir;
+    // A sparse file whose length matches its header: 200000 x 100000 float64 = 160 GB of data
+    // that occupies no disk. The reader must not try to allocate it (Linux would kill it).
+    const std::string header = npy_bytes(dict("<f8", "(200000, 100000)"), "");
+    const auto path = dir / "huge.npy";
+    write_bytes(path, header);
+    std::error_code ec;
+    fs::resize_file(path, header.size() + std::uint64_t{200000} * 100000 * 8, ec);
+    if (ec) {
+        WARN("this file system cannot hold a sparse 160 GB file: " << ec.message());
+        return;
+    }
+    for (const auto& msg : {error_of([&] { mlnc::io::read_features(path, "H"); }),
+                            error_of([&] { mlnc::io::read_matrix(path, "W"); }), npy_error(path)}) {
+        CHECK_THAT(msg, Contains("needs 160 GB of memory") && Contains("available"));
+        CHECK(msg.find('\n') == std::string::npos);
+    }
+    // The limit can be lowered for a shared machine: 80 bytes of values do not fit in 64.
+    write_bytes(dir / "small.npy", npy_bytes(dict("<f8", "(10,)"), le_bytes(std::vector<double>(10, 1.0))));
+    setenv("MLNC_MEMORY_LIMIT", "64", 1);
+    CHECK_THAT(npy_error(dir / "small.npy"), Contains("needs 80 bytes of memory"));
+    unsetenv("MLNC_MEMORY_LIMIT");
+    CHECK(mlnc::io::read_npy(dir / "small.npy").size() == 10);
+}
+
+TEST_CASE("npy: messages show hostile file names as one line of printable text", "[io][npy]") {
+    const temp_dir dir;
+    for (const std::string name : {"new\nline.npy", "esc\x1b[31m.npy", "quote'\"`$(x).npy", "-dash.npy", "t\xc3\xa9st.npy"}) {
+        write_bytes(dir / name, "not npy at all");
+        const auto msg = npy_error(dir / name);
+        INFO(msg);
+        CHECK_THAT(msg, Contains("bad magic"));
+        for (const char c : msg) CHECK((c >= 0x20 && c < 0x7f));
+    }
+    CHECK_THAT(npy_error(dir / "new\nline.npy"), Contains("new\\x0aline.npy"));
+}
+
+TEST_CASE("npy: parse_npy reads bytes held in memory like a file", "[io][npy]") {
+    const auto bytes = npy_bytes(dict("<f4", "(2, 2)"), le_bytes(std::vector<float>{1, 2, 3, 4}));
+    const auto a = mlnc::io::parse_npy(bytes, "buffer");
+    CHECK(a.shape == std::vector<std::int64_t>{2, 2});
+    CHECK(a.data == std::vector<double>{1, 2, 3, 4});
+    CHECK_THAT(error_of([&] { mlnc::io::parse_npy(bytes.substr(0, bytes.size() - 1), "buffer"); }),
+               StartsWith("buffer: truncated data"));
+}

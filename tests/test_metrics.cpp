@@ -555,3 +555,20 @@ TEST_CASE("bad input is refused with a message naming the argument") {
         CHECK_THROWS_WITH(mlnc::nc2(W), Contains("W: contains NaN or Inf"));
     }
 }
+
+TEST_CASE("a K far beyond the data is refused before anything of size K is allocated", "[metrics]") {
+    // Labels 0..3 and 2147483646: K = 2^31 - 1 as a label file with K inferred gives. Before,
+    // compute_class_means built a K-entry table (16 GB) and the process was killed.
+    const auto S = mlnc::label_sets::from_lists({{0}, {1}, {2}, {3}, {0, 2147483646}}, 2147483647);
+    const Eigen::MatrixXd H = Eigen::MatrixXd::Random(3, 5);
+    const auto cm = mlnc::compute_class_means(H, S);
+    CHECK(cm.num_singletons == 4);
+    CHECK(cm.num_missing_labels() == 2147483647 - 4);
+    CHECK(cm.missing_labels(3) == std::vector<index_t>{4, 5, 6});
+    CHECK(cm.singleton_group(2) == 2);
+    CHECK(cm.singleton_group(2147483646) == -1);
+    const auto msg = mlnc_test::error_of([&] { mlnc::compute_nc_metrics(H, S); });
+    CHECK_THAT(msg, Catch::Contains("labels 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and 2147483633 more have no multiplicity-1"));
+    // NC1 needs no label means and still works.
+    CHECK(mlnc::nc1_by_multiplicity(H, S).count(1) == 1);
+}

@@ -488,6 +488,7 @@ namespace {
 // trainer's per-iteration hook, wrapped in the exception fence as detail::ufm_problem does.
 template <class E>
 struct failing_problem {
+    failing_problem(int at, E e) : throw_at(at), what(std::move(e)) {}
     int throw_at;
     E what;
     int evaluations = 0;
@@ -534,14 +535,26 @@ TEST_CASE("ufm: an exception from the objective inside a line search propagates 
         CHECK_THROWS_AS(minimise(f), mlnc::error);
     }
     {
-        failing_problem<std::bad_alloc> f{4, std::bad_alloc()};
+        failing_problem<std::bad_alloc> f{2, std::bad_alloc()};
         CHECK_THROWS_AS(minimise(f), std::bad_alloc);
     }
-    // The failure of the line search itself is a status (ufm_search_failed), not an exception
-    // for the caller.
+    // The failure of the line search itself (here: no descent along a NaN direction) is what the
+    // wrapper turns into ufm_search_failed, the trainer's line_search_failed status.
     {
-        failing_problem<detail::line_search_failure> f{3, detail::line_search_failure{"no step"}};
-        CHECK_THROWS_AS(minimise(f), detail::ufm_search_failed);
+        struct nan_problem {
+            int iterations = 0;
+            double operator()(const Eigen::VectorXd& x, Eigen::VectorXd& grad) {
+                grad = Eigen::VectorXd::Constant(x.size(), std::numeric_limits<double>::quiet_NaN());
+                return 1.0;
+            }
+            void on_iteration(const Eigen::VectorXd&, double, const Eigen::VectorXd&) { ++iterations; }
+        } f;
+        LBFGSpp::LBFGSParam<double> param;
+        LBFGSpp::LBFGSSolver<double, detail::hooked_line_search<detail::approximate_wolfe_line_search>::type> solver(param);
+        Eigen::VectorXd x = Eigen::VectorXd::Ones(3);
+        double fx = 0;
+        CHECK_THROWS_AS(solver.minimize(f, x, fx), detail::ufm_search_failed);
+        CHECK(f.iterations == 0);
     }
 }
 

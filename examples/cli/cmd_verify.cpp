@@ -279,10 +279,15 @@ comparison compare(const mlnc::io::counted_samples& p, index_t K, index_t d, con
             c.failures.push_back("features of the full label set are not 0 (relative size " + fmt(st.residual.at(K), 3) +
                                  ")");
     }
+    // Stops other than the gradient test, with the objective already at its rounding floor.
     if (res.status == mlnc::ufm_status::line_search_failed && *c.gap <= rounding_gap)
         c.notes.push_back("the trainer stopped on line_search_failed with a gap of " + fmt(*c.gap, 2) +
                           ": no step decreases f by more than its rounding error, so the objective is at the floor "
                           "of double precision (this is convergence, not a failure)");
+    if (res.status == mlnc::ufm_status::max_iterations && *c.gap <= rounding_gap)
+        c.notes.push_back("the trainer used its whole iteration budget, but the gap of " + fmt(*c.gap, 2) +
+                          " is at the floor of double precision: more iterations cannot lower f (the gradient "
+                          "norm " + fmt(res.gradient_norm, 2) + " stays above the gradient tolerance)");
     c.verified = c.failures.empty();
     return c;
 }

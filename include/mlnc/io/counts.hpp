@@ -8,6 +8,7 @@
 // quotes the offending text as printable characters. Sizes are bounded before anything of that
 // size is allocated.
 
+#include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/io/npy.hpp>
 #include <mlnc/labels.hpp>
@@ -85,6 +86,10 @@ inline std::vector<double> parse_multiplicity_spec(std::string_view spec, const 
     // 16 GB. n is a dense vector up to M, so M must be plausible for a list of entries.
     if (K <= 0 && M > std::max<std::uint64_t>(1024, 64 * entries.size()))
         throw error(arg + ": multiplicity " + std::to_string(M) + " is implausibly large without K");
+    // n and the per-multiplicity tables of the closed form (log-binomial row, logs of the counts)
+    // are dense in m: a few doubles per multiplicity up to M.
+    mlnc::detail::require_memory(32.0 * static_cast<double>(M), arg,
+                                 "dense tables up to multiplicity " + std::to_string(M));
     std::vector<double> n(static_cast<std::size_t>(M), 0.0);
     for (const auto& [m, count] : entries) n[static_cast<std::size_t>(m - 1)] = static_cast<double>(count);
     return n;
