@@ -337,3 +337,32 @@ TEST_CASE("predictors: perfect scores on separable synthetic data") {
         CHECK(r.by_multiplicity.size() == 3);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Extreme but valid input
+
+TEST_CASE("predictors: features of norm 1e150 give the answers of the unscaled features") {
+    // Squared norms reach 1e300, near the top of double: every predictor must stay finite and
+    // scale-invariant (ONN's nearest mean, the tag-wise decoder's scores, OvA's logistic fits).
+    const auto s = separated(0.05);
+    const double scale = 1e150 / s.train.H.colwise().norm().maxCoeff();
+    const Eigen::MatrixXd Htr = s.train.H * scale, Hte = s.test.H * scale;
+    const mlnc::onn_predictor onn(Htr, s.train.S);
+    CHECK(onn.predict(Hte) == s.test.S);
+    const auto tw = mlnc::tagwise_decoder<>::fit(s.train.W, Htr, s.train.S);
+    CHECK(tw.predict(Hte) == s.test.S);
+    const mlnc::ova_classifier ova(Htr, s.train.S);
+    CHECK(ova.weights().allFinite());
+    CHECK(ova.predict(Hte) == s.test.S);
+}
+
+TEST_CASE("predictors: a single training sample per label set and a single test sample") {
+    const auto S = label_sets::from_lists({{0}, {1}, {0, 1}}, 2);
+    Eigen::MatrixXd H(2, 3);
+    H << 1, -1, 0.1, 0, 0, 2;
+    const mlnc::onn_predictor onn(H, S);
+    const Eigen::VectorXd h = H.col(2);
+    CHECK(as_vector(onn.predict(h)[0]) == std::vector<mlnc::label_t>{0, 1});
+    const mlnc::ova_classifier ova(H, S);
+    CHECK(ova.predict(H.col(0)).size() == 1);
+}

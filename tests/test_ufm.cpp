@@ -587,3 +587,15 @@ TEST_CASE("ufm: a problem that cannot fit in memory is refused before anything i
     const auto msg = mlnc_test::error_of([&] { mlnc::train_ufm<double>(S, 1000, {1e-3, 1e-3, 0}, ufm_options{}); });
     CHECK_THAT(msg, Catch::Contains("train_ufm") && Catch::Contains("memory"));
 }
+
+TEST_CASE("ufm: a single sample, and a sample carrying every label, train without trouble", "[ufm]") {
+    // One sample with label set {1} of K = 3: the optimum is closed form (n_1 = 1 for label 1
+    // only is outside the assumptions, so only finiteness and the gradient test are checked).
+    for (const auto& sets : std::vector<std::vector<std::vector<index_t>>>{{{1}}, {{0, 1, 2}}, {{0}, {0, 1, 2}}}) {
+        const auto S = label_sets::from_lists(sets, 3);
+        const auto r = train_ufm<double>(S, 2, {1e-3, 1e-3, 1e-3}, ufm_options{});
+        INFO("N = " << S.size() << ", status " << to_string(r.status));
+        CHECK(std::isfinite(r.objective));
+        CHECK(r.status == ufm_status::converged_gradient);
+    }
+}
