@@ -16,6 +16,8 @@ TEST_CASE("cli objective: the mlnc program was not built", "[cli][objective]") {
 
 #else
 
+#include "cli_runner.hpp"
+
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -457,7 +459,6 @@ TEST_CASE("cli objective: bad input exits 2 with one line on stderr and writes n
     }
 }
 
-#endif
 
 TEST_CASE("objective --grad-out: a failed write leaves no gradient file behind") {
     temp_dir dir;
@@ -487,3 +488,29 @@ TEST_CASE("objective: a device or FIFO as input is refused, not read forever") {
         CHECK(r.err.find("not a regular file") != std::string::npos);
     }
 }
+
+TEST_CASE("objective: hostile --grad-out and input names are written and quoted safely") {
+    temp_dir dir;
+    mlnc::io::write_matrix(dir / "W.npy", Eigen::MatrixXd::Ones(3, 2));
+    mlnc::io::write_features(dir / "H.npy", Eigen::MatrixXd::Ones(2, 2));
+    write_bytes(dir / "labels.txt", "0\n1 2\n");
+    for (const auto& name : mlnc_test::hostile_names()) {
+        const auto r = mlnc_test::run_cli_argv({"objective", "--W", (dir / "W.npy").string(), "--H",
+                                                (dir / "H.npy").string(), "--labels", (dir / "labels.txt").string(),
+                                                "--grad-out=" + name},
+                                               dir.path);
+        INFO(name << "\n" << r.err);
+        CHECK(r.exit_code == 0);
+        for (const auto* f : {"dW.npy", "dH.npy", "db.npy"}) CHECK(fs::is_regular_file(dir.path / name / f));
+        // The same name as a missing input: one printable line.
+        const auto bad = mlnc_test::run_cli_argv({"objective", "--W", (dir / name).string() + ".npy", "--H",
+                                                  (dir / "H.npy").string(), "--labels", (dir / "labels.txt").string()},
+                                                 dir.path);
+        CHECK(bad.exit_code == 2);
+        CHECK(bad.err_lines() == 1);
+        for (const char ch : bad.err.substr(0, bad.err.size() - 1)) CHECK((ch >= 0x20 && ch < 0x7f));
+    }
+    CHECK_FALSE(fs::exists(dir / "INJECTED"));
+}
+
+#endif  // MLNC_CLI_PATH

@@ -6,6 +6,7 @@
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/etf.hpp>
+#include <mlnc/io/counts.hpp>
 #include <mlnc/io/label_file.hpp>
 #include <mlnc/io/npy.hpp>
 #include <mlnc/metrics.hpp>
