@@ -64,7 +64,7 @@ fuzz: fuzz-deps
 	  $(FUZZ_BUILD)/tests/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/findings/$$f/ \
 	    $(FUZZ_BUILD)/corpus/$$f tests/fuzz/corpus/$$f > $(FUZZ_BUILD)/fuzz_$$f.log 2>&1 || failed="$$failed $$f"; \
-	  grep -E "^(stat::number_of_executed_runs|stat::new_units_added|==[0-9]+==ERROR|SUMMARY)" $(FUZZ_BUILD)/fuzz_$$f.log; \
+	  grep -E "^(stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)" $(FUZZ_BUILD)/fuzz_$$f.log; \
 	done; \
 	if [ -n "$$failed" ]; then echo "mlnc: findings in:$$failed (inputs in $(FUZZ_BUILD)/findings/)"; exit 1; fi; \
 	echo "mlnc: no findings"
