@@ -229,6 +229,15 @@ TEST_CASE("verify: above the collapse threshold it says why the optimum is zero 
     const auto text = run_cli("verify --K 50 --d 64 --n 1:20,2:1 --out '" + (dir / "out2") + "'");
     CHECK(text.out.find("n/a (zero solution)") != std::string::npos);
     CHECK(text.out.find("both at W = H = 0") != std::string::npos);
+    // Only m = K: the threshold is 0, no penalties show a collapse, and none are suggested.
+    const auto all = run_cli("verify --K 3 --n 3:4 --json --out '" + (dir / "out3") + "'");
+    INFO(all.err);
+    REQUIRE(all.exit_code == 0);
+    const auto ja = nlohmann::json::parse(all.out);
+    CHECK(ja["trivial"] == true);
+    CHECK(ja["collapse_threshold"].get<double>() == 0.0);
+    CHECK(ja["suggested_lambda"].is_null());
+    CHECK(ja["notes"].dump().find("for all penalties") != std::string::npos);
 }
 
 TEST_CASE("verify: a closed form beyond the range of double is reported, not read") {

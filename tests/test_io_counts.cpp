@@ -72,6 +72,13 @@ TEST_CASE("counts file: samples, balance detection, and every error names the li
     CHECK_THAT(err("0 1\n\n"), Contains("gives no samples"));
     CHECK_THAT(err("1 a\x01\n"), Contains("'a\\x01'"));
     CHECK_THAT(err("1 0\n", 1), Contains("K must be"));
+    // The sample cap does not bound the labels: 100000 samples of a 1000-label set expand to
+    // 400 MB of indices, checked before expanding.
+    std::string wide = "100000";
+    for (int k = 0; k < 1000; ++k) wide += " " + std::to_string(k);
+    setenv("MLNC_MEMORY_LIMIT", "100000000", 1);
+    CHECK_THAT(err(wide + "\n", 1000, 200000), Contains("needs") && Contains("the label sets the counts expand to"));
+    unsetenv("MLNC_MEMORY_LIMIT");
 }
 
 TEST_CASE("counts file: read_counts refuses what is not a regular file", "[io][counts]") {

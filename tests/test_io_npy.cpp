@@ -463,11 +463,12 @@ TEST_CASE("npy: an honest size beyond the memory is refused with one line, nothi
         WARN("this file system cannot hold a sparse 160 GB file: " << ec.message());
         return;
     }
-    for (const auto& msg : {error_of([&] { mlnc::io::read_features(path, "H"); }),
-                            error_of([&] { mlnc::io::read_matrix(path, "W"); }), npy_error(path)}) {
+    for (const auto& msg : {error_of([&] { mlnc::io::read_features(path, "H"); }), npy_error(path)}) {
         CHECK_THAT(msg, Contains("needs 160 GB of memory") && Contains("available"));
         CHECK(msg.find('\n') == std::string::npos);
     }
+    // read_matrix holds the values twice while it transposes them.
+    CHECK_THAT(error_of([&] { mlnc::io::read_matrix(path, "W"); }), Contains("needs 320 GB of memory"));
     // The limit can be lowered for a shared machine: 80 bytes of values do not fit in 64.
     write_bytes(dir / "small.npy", npy_bytes(dict("<f8", "(10,)"), le_bytes(std::vector<double>(10, 1.0))));
     setenv("MLNC_MEMORY_LIMIT", "64", 1);

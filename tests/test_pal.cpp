@@ -305,6 +305,22 @@ TEST_CASE("a non-finite logit is reported at its place in the input, in place or
     }
 }
 
+TEST_CASE("a column holding both Inf and NaN is reported at its first bad entry") {
+    // Eigen's default (PropagateFast) max and min can drop both a NaN and an Inf of one column
+    // (SSE's max returns its second operand when one is NaN): the kernel asks for PropagateNaN.
+    const auto S = label_sets::from_lists({{0}, {1, 2}}, 4);
+    const float finf = std::numeric_limits<float>::infinity(), fnan = std::numeric_limits<float>::quiet_NaN();
+    Eigen::MatrixXf Zf(4, 2);
+    Zf << 0, finf, 0, 1, 0, fnan, 0, 2;
+    CHECK_THROWS_WITH(mlnc::pal_loss_grad_inplace(Zf, S), Catch::Contains("(0, 1)"));
+    Eigen::MatrixXd Zd(4, 2);
+    Zd << 0, 1, 0, std::nan(""), 0, -std::numeric_limits<double>::infinity(), 0, 2;
+    CHECK_THROWS_WITH(mlnc::pal_loss_grad_inplace(Zd, S), Catch::Contains("(1, 1)"));
+    // A temporary Block of Z is accepted in place.
+    Eigen::MatrixXd Z = Eigen::MatrixXd::Zero(4, 3);
+    CHECK(mlnc::pal_loss_grad_inplace(Z.leftCols(2), S) == Approx(1.5 * std::log(4.0)));
+}
+
 TEST_CASE("row-major, strided and block logits are read where they are, never copied") {
     const auto S = label_sets::from_lists({{0}, {1, 2}, {0, 2}, {3}}, 4);
     std::mt19937_64 rng(11);

@@ -99,3 +99,16 @@ TEST_CASE("scores: inconsistent inputs are refused naming the argument") {
                       Catch::Contains("truth") && Catch::Contains("no samples"));
     CHECK_THROWS_AS(mlnc::f1_micro(truth, label_sets::from_lists({{0}}, 3)), mlnc::error);
 }
+
+// K = 2^31 - 1 as a label file with K inferred can give: per-label counts of size K would be
+// 48 GB. Only the labels in use are counted; the scores divide by K as the definitions say.
+TEST_CASE("scores: a K far beyond the labels in use costs nothing of size K") {
+    const mlnc::index_t K = 2147483647;
+    const auto truth = label_sets::from_lists({{0}, {2147483646}}, K);
+    const auto pred = label_sets::from_lists({{0}, {5}}, K);
+    const auto r = mlnc::evaluate(truth, pred);
+    // Labels 0 (f1 1), 5 (0) and 2147483646 (0): f1_macro = 1/K; hamming = 2 / (2 K).
+    CHECK(r.overall.f1_macro == Approx(1.0 / static_cast<double>(K)).epsilon(1e-15));
+    CHECK(r.overall.hamming_loss == Approx(1.0 / static_cast<double>(K)).epsilon(1e-15));
+    CHECK(r.overall.subset_accuracy == 0.5);
+}

@@ -76,10 +76,10 @@ int run_metrics(const metrics_options& o) {
     if (!o.classifier.empty()) {
         W = from_option("--classifier", [&] { return mlnc::io::read_matrix(o.classifier, "W"); });
         if (W->rows() < 2)
-            throw mlnc::error("--classifier " + o.classifier + ": W has " + std::to_string(W->rows()) +
+            throw mlnc::error("--classifier " + mlnc::detail::printable(o.classifier) + ": W has " + std::to_string(W->rows()) +
                               " row; need K >= 2 labels (W is K x d)");
         if (W->cols() != d)
-            throw mlnc::error("--classifier " + o.classifier + ": W is " + std::to_string(W->rows()) + " x " +
+            throw mlnc::error("--classifier " + mlnc::detail::printable(o.classifier) + ": W is " + std::to_string(W->rows()) + " x " +
                               std::to_string(W->cols()) + " (K x d) but the features have d = " + std::to_string(d));
     }
 
@@ -87,12 +87,12 @@ int run_metrics(const metrics_options& o) {
         return mlnc::io::read_labels(o.labels, W ? W->rows() : 0);
     });
     if (S.size() != N)
-        throw mlnc::error("--labels " + o.labels + ": " + std::to_string(S.size()) +
+        throw mlnc::error("--labels " + mlnc::detail::printable(o.labels) + ": " + std::to_string(S.size()) +
                           " label sets but the features have N = " + std::to_string(N) + " samples");
     const Eigen::Index K = S.num_labels();
 
     // Inputs are validated above; what remains is a label without a multiplicity-1 sample.
-    const mlnc::nc_metrics r = from_option("--labels " + o.labels + ":", [&] {
+    const mlnc::nc_metrics r = from_option("--labels " + mlnc::detail::printable(o.labels) + ":", [&] {
         return W ? mlnc::compute_nc_metrics(H, S, *W) : mlnc::compute_nc_metrics(H, S);
     });
 

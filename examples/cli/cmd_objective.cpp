@@ -46,18 +46,18 @@ int run_objective(const objective_options& o) {
     if (!o.grad_out.empty()) {
         std::error_code ec;
         if (fs::exists(o.grad_out, ec) && !fs::is_directory(o.grad_out, ec))
-            throw mlnc::error("--grad-out " + o.grad_out + ": exists and is not a directory");
+            throw mlnc::error("--grad-out " + mlnc::detail::printable(o.grad_out) + ": exists and is not a directory");
     }
 
     const Eigen::MatrixXd W = from_option("--W", [&] { return mlnc::io::read_matrix(o.W, "W"); });
     const Eigen::Index K = W.rows(), d = W.cols();
     if (K < 2)
-        throw mlnc::error("--W " + o.W + ": W has " + std::to_string(K) + " row; need K >= 2 labels (W is K x d)");
+        throw mlnc::error("--W " + mlnc::detail::printable(o.W) + ": W has " + std::to_string(K) + " row; need K >= 2 labels (W is K x d)");
 
     const Eigen::MatrixXd H = from_option("--H", [&] { return mlnc::io::read_features(o.H, "H"); });
     const Eigen::Index N = H.cols();
     if (H.rows() != d)
-        throw mlnc::error("--H " + o.H + ": H is " + std::to_string(N) + " x " + std::to_string(H.rows()) +
+        throw mlnc::error("--H " + mlnc::detail::printable(o.H) + ": H is " + std::to_string(N) + " x " + std::to_string(H.rows()) +
                           " (N x d) but W is " + std::to_string(K) + " x " + std::to_string(d) +
                           " (K x d): the feature dimensions differ");
 
@@ -65,13 +65,13 @@ int run_objective(const objective_options& o) {
     if (!o.b.empty()) {
         b = from_option("--b", [&] { return mlnc::io::read_vector(o.b, "b"); });
         if (b.size() != K)
-            throw mlnc::error("--b " + o.b + ": b has " + std::to_string(b.size()) + " entries, expected K = " +
+            throw mlnc::error("--b " + mlnc::detail::printable(o.b) + ": b has " + std::to_string(b.size()) + " entries, expected K = " +
                               std::to_string(K) + " (rows of W)");
     }
 
     mlnc::label_sets S = from_option("--labels", [&] { return mlnc::io::read_labels(o.labels, K); });
     if (S.size() != N)
-        throw mlnc::error("--labels " + o.labels + ": " + std::to_string(S.size()) + " label sets but H has N = " +
+        throw mlnc::error("--labels " + mlnc::detail::printable(o.labels) + ": " + std::to_string(S.size()) + " label sets but H has N = " +
                           std::to_string(N) + " samples");
 
     mlnc::pal_objective<double> f(std::move(S), lam, o.normalized ? mlnc::pal_variant::pal_n : mlnc::pal_variant::pal);
@@ -79,18 +79,17 @@ int run_objective(const objective_options& o) {
     mlnc::objective_value<double> v;
     Eigen::MatrixXd dW, dH;
     Eigen::VectorXd db;
-    try {
-        if (o.grad_out.empty()) {
-            v = f.evaluate(W, H, b);
-        } else {
-            dW.resize(K, d);
-            dH.resize(d, N);
-            db.resize(K);
-            v = f.evaluate(W, H, b, dW, dH, db);
-        }
-    } catch (const mlnc::error& e) {
-        throw mlnc::error(std::string("the logits W H + b overflow double precision: ") + e.what());
+    if (o.grad_out.empty()) {
+        v = f.evaluate(W, H, b);
+    } else {
+        dW.resize(K, d);
+        dH.resize(d, N);
+        db.resize(K);
+        v = f.evaluate(W, H, b, dW, dH, db);
     }
+    if (!v.ok())
+        throw mlnc::error("the logits W H + b overflow double precision at (label " + std::to_string(v.overflow_row) +
+                          ", sample " + std::to_string(v.overflow_col) + "): inputs too large");
     if (!std::isfinite(v.total) || !dW.allFinite() || !dH.allFinite() || !db.allFinite())
         throw mlnc::error("the objective or its gradient overflows double precision (inputs too large)");
 
@@ -98,21 +97,21 @@ int run_objective(const objective_options& o) {
         const fs::path dir(o.grad_out);
         std::error_code ec;
         fs::create_directories(dir, ec);
-        if (ec) throw mlnc::error("--grad-out " + o.grad_out + ": cannot create the directory (" + ec.message() + ")");
+        if (ec) throw mlnc::error("--grad-out " + mlnc::detail::printable(o.grad_out) + ": cannot create the directory (" + ec.message() + ")");
         // All three are written under temporary names first and renamed only when every write
         // succeeded, so a failure never leaves a mix of new and old gradient files.
         const std::array<std::string, 3> names{"dW.npy", "dH.npy", "db.npy"};
         const auto part = [&](const std::string& name) { return dir / ("." + name + ".partial"); };
         for (const auto& name : names)
             if (fs::is_directory(dir / name, ec))
-                throw mlnc::error("--grad-out " + (dir / name).string() + ": is a directory; cannot write the gradient there");
+                throw mlnc::error("--grad-out " + mlnc::detail::printable((dir / name).string()) + ": is a directory; cannot write the gradient there");
         try {
             mlnc::io::write_matrix(part(names[0]), dW);
             mlnc::io::write_features(part(names[1]), dH);
             mlnc::io::write_vector(part(names[2]), db);
             for (const auto& name : names) {
                 fs::rename(part(name), dir / name, ec);
-                if (ec) throw mlnc::error("--grad-out " + (dir / name).string() + ": cannot write (" + ec.message() + ")");
+                if (ec) throw mlnc::error("--grad-out " + mlnc::detail::printable((dir / name).string()) + ": cannot write (" + ec.message() + ")");
             }
         } catch (...) {
             for (const auto& name : names) fs::remove(part(name), ec);
@@ -131,7 +130,8 @@ int run_objective(const objective_options& o) {
                   << "  penalty   " << v.penalty << "\n"
                   << "  objective " << v.total << "\n";
         if (!o.grad_out.empty())
-            std::cout << "  gradients " << (fs::path(o.grad_out) / "{dW,dH,db}.npy").string() << "\n";
+            std::cout << "  gradients " << mlnc::detail::printable((fs::path(o.grad_out) / "{dW,dH,db}.npy").string())
+                      << "\n";
         std::cout << std::flush;
     }
     return mlnc_cli::exit_ok;

@@ -76,7 +76,7 @@ std::function<int()> setup(CLI::App& app) {
         std::optional<Eigen::MatrixXd> W;
         if (!a->classifier.empty()) W = mlnc::io::read_matrix(a->classifier, "W");
         const index_t K = W ? W->rows() : 0;
-        if (W && K < 2) throw mlnc::error("--classifier: " + a->classifier + ": W needs K >= 2 rows (one per label)");
+        if (W && K < 2) throw mlnc::error("--classifier: " + mlnc::detail::printable(a->classifier) + ": W needs K >= 2 rows (one per label)");
         const auto [train_S, test_S] = read_label_files(*a, K);
         const Eigen::MatrixXd H_train = mlnc::io::read_features(a->train_features, "features");
         const Eigen::MatrixXd H_test = mlnc::io::read_features(a->test_features, "features");
@@ -84,24 +84,25 @@ std::function<int()> setup(CLI::App& app) {
         const auto count_check = [](const Eigen::MatrixXd& H, const mlnc::label_sets& S, const std::string& fopt,
                                     const std::string& fpath, const std::string& lpath) {
             if (H.cols() != S.size())
-                throw mlnc::error(fopt + ": " + fpath + " has " + std::to_string(H.cols()) + " samples but " + lpath +
-                                  " has " + std::to_string(S.size()) + " label sets");
+                throw mlnc::error(fopt + ": " + mlnc::detail::printable(fpath) + " has " + std::to_string(H.cols()) +
+                                  " samples but " + mlnc::detail::printable(lpath) + " has " +
+                                  std::to_string(S.size()) + " label sets");
         };
         count_check(H_train, train_S, "--train-features", a->train_features, a->train_labels);
         count_check(H_test, test_S, "--test-features", a->test_features, a->test_labels);
         const index_t d = H_train.rows();
         if (H_test.rows() != d)
-            throw mlnc::error("--test-features: " + a->test_features + " has d = " + std::to_string(H_test.rows()) +
+            throw mlnc::error("--test-features: " + mlnc::detail::printable(a->test_features) + " has d = " + std::to_string(H_test.rows()) +
                               " features per sample, the training features have d = " + std::to_string(d));
         if (W && W->cols() != d)
-            throw mlnc::error("--classifier: " + a->classifier + " has " + std::to_string(W->cols()) +
+            throw mlnc::error("--classifier: " + mlnc::detail::printable(a->classifier) + " has " + std::to_string(W->cols()) +
                               " columns, the features have d = " + std::to_string(d));
 
         mlnc::label_sets pred;
         double flops = 0;
         std::string note;
         if (a->method == "onn") {
-            mlnc::require_labels_seen(train_S, test_S, "--test-labels: " + a->test_labels);
+            mlnc::require_labels_seen(train_S, test_S, "--test-labels: " + mlnc::detail::printable(a->test_labels));
             const mlnc::onn_predictor onn(H_train, train_S);
             pred = onn.predict(H_test);
             flops = onn.flops_per_sample();
@@ -115,12 +116,12 @@ std::function<int()> setup(CLI::App& app) {
             for (const auto& [m, c] : dec.C()) o << " C_" << m << " = " << std::setprecision(6) << c;
             note = o.str();
         } else {
-            mlnc::require_labels_seen(train_S, test_S, "--test-labels: " + a->test_labels);
+            mlnc::require_labels_seen(train_S, test_S, "--test-labels: " + mlnc::detail::printable(a->test_labels));
             std::optional<mlnc::ova_classifier<>> ova;
             try {
                 ova.emplace(H_train, train_S);
             } catch (const mlnc::error& e) {
-                throw mlnc::error("--train-labels: " + a->train_labels + ": " + e.what());
+                throw mlnc::error("--train-labels: " + mlnc::detail::printable(a->train_labels) + ": " + e.what());
             }
             pred = ova->predict(H_test);
             flops = ova->flops_per_sample();
@@ -148,7 +149,7 @@ std::function<int()> setup(CLI::App& app) {
                       << scores_row("overall", r.overall);
             for (const auto& [m, s] : r.by_multiplicity) std::cout << scores_row("m = " + std::to_string(m), s);
             std::cout << "FLOPs per sample: " << std::setprecision(6) << flops << "\n";
-            if (!a->out.empty()) std::cout << "predictions written to " << a->out << "\n";
+            if (!a->out.empty()) std::cout << "predictions written to " << mlnc::detail::printable(a->out) << "\n";
         }
         return exit_ok;
     };

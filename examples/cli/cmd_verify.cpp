@@ -250,7 +250,13 @@ comparison compare(const mlnc::io::counted_samples& p, index_t K, index_t d, con
     if (!(*c.gap <= tol_gap)) c.failures.push_back("objective gap " + fmt(*c.gap, 3) + " > " + fmt(tol_gap, 3));
 
     const double sq = (std::sqrt(lam.lambda_w) * std::sqrt(lam.lambda_h));
-    if (th->trivial) {
+    if (th->trivial && threshold == 0) {
+        if (!st.zero)
+            c.failures.push_back("theory predicts W = H = 0 but the trained size is " + fmt(st.size, 3));
+        c.notes.push_back("every sample carries all K labels: the loss is K log K whatever W and H, so the global "
+                          "minimiser is W = H = 0 for all penalties and no collapse geometry exists");
+        c.notes.push_back("the structure metrics of a zero solution are undefined (reported as n/a, null in JSON)");
+    } else if (th->trivial) {
         if (!st.zero)
             c.failures.push_back("theory predicts W = H = 0 but the trained size is " + fmt(st.size, 3));
         c.suggested_lambda = threshold / 10;

@@ -1,6 +1,6 @@
 #pragma once
 // Plots through gnuplot with no shell and no user text in any script. gnuplot runs as a child
-// process (fork + execvp, an argument vector, no shell) in a private folder this program created
+// process (posix_spawnp, an argument vector, no shell) in a private folder this program created
 // with mkdtemp; the script and its data files have fixed names inside that folder, so no path or
 // name the user chose ever appears in a command line or a gnuplot script (gnuplot would expand
 // backquotes in it). The finished SVG is then moved to its destination.
@@ -18,8 +18,11 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char** environ;
 
 namespace mlnc_cli {
 
@@ -53,27 +56,24 @@ private:
     fs::path path_;
 };
 
-// Runs argv[0] (looked up in PATH) with the given arguments in folder cwd, standard input from
-// /dev/null and its output discarded; true when it exits with status 0. No shell is involved.
+// Runs argv[0] (looked up in PATH) with the given arguments in folder cwd, standard input and
+// output on /dev/null; true when it exits with status 0. posix_spawnp: no shell, and no fork of a
+// process that may hold large matrices (which strict overcommit could refuse).
 inline bool run_quietly(const std::vector<std::string>& argv, const fs::path& cwd) {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     const std::string dir = cwd.string();
-    const pid_t pid = fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-        // Only async-signal-safe calls between fork and exec.
-        const int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, 0);
-            dup2(null, 1);
-            dup2(null, 2);
-        }
-        if (chdir(dir.c_str()) != 0) _exit(127);
-        execvp(args[0], args.data());
-        _exit(127);
-    }
+    posix_spawn_file_actions_t actions;
+    if (posix_spawn_file_actions_init(&actions) != 0) return false;
+    bool ok = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0) == 0 &&
+              posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0) == 0 &&
+              posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0) == 0 &&
+              posix_spawn_file_actions_addchdir_np(&actions, dir.c_str()) == 0;
+    pid_t pid = 0;
+    ok = ok && posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ) == 0;
+    posix_spawn_file_actions_destroy(&actions);
+    if (!ok) return false;
     int status = 0;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) return false;

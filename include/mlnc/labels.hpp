@@ -72,7 +72,8 @@ public:
     }
 
     // From CSR arrays: offsets has N+1 entries starting at 0, indices[offsets[i]:offsets[i+1]]
-    // are sample i's labels (must already be strictly increasing).
+    // are sample i's labels (must already be strictly increasing). The arrays are validated where
+    // they are and then adopted: no second copy.
     static label_sets from_csr(std::vector<index_t> offsets, std::vector<label_t> indices, index_t K) {
         check_k(K);
         if (offsets.empty() || offsets.front() != 0 ||
@@ -84,17 +85,22 @@ public:
             if (offsets[i + 1] < offsets[i])
                 throw error("labels: CSR offsets decrease at sample " + std::to_string(i) + " (" +
                             std::to_string(offsets[i]) + " then " + std::to_string(offsets[i + 1]) + ")");
+        for (std::size_t i = 0; i + 1 < offsets.size(); ++i) {
+            const auto b = indices.begin() + offsets[i], e = indices.begin() + offsets[i + 1];
+            const std::string where = "labels: sample " + std::to_string(i);
+            if (!std::is_sorted(b, e)) throw error(where + ": CSR indices are not sorted");
+            if (b == e) throw error(where + ": empty label set");
+            if (*b < 0) throw error(where + ": negative label index " + std::to_string(*b));
+            if (*(e - 1) >= K)
+                throw error(where + ": label index " + std::to_string(*(e - 1)) + " out of range [0, " +
+                            std::to_string(K) + ")");
+            const auto dup = std::adjacent_find(b, e);
+            if (dup != e) throw error(where + ": duplicate label index " + std::to_string(*dup));
+        }
         label_sets s;
         s.k_ = K;
-        s.offsets_.reserve(offsets.size());
-        s.indices_.reserve(indices.size());
-        std::vector<index_t> row;
-        for (std::size_t i = 0; i + 1 < offsets.size(); ++i) {
-            row.assign(indices.begin() + offsets[i], indices.begin() + offsets[i + 1]);
-            if (!std::is_sorted(row.begin(), row.end()))
-                throw error("labels: sample " + std::to_string(i) + ": CSR indices are not sorted");
-            s.append_checked(row, static_cast<index_t>(i));
-        }
+        s.offsets_ = std::move(offsets);
+        s.indices_ = std::move(indices);
         return s;
     }
 

@@ -571,6 +571,8 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
     sol.w_norm = std::sqrt(rho / Kd);
     sol.s = std::exp(log_s_of_rho + std::log(rho));
     if (!std::isfinite(sol.f) || !std::isfinite(sol.w_norm) || !(sol.w_norm > 0)) return r;
+    for (std::size_t j = 0; j < sol.C.size(); ++j)
+        if (!std::isfinite(sol.C[j]) || !std::isfinite(sol.delta[j])) return r;
     r.set_solution(std::move(sol));
     return r;
 }

@@ -69,13 +69,18 @@ auto view_of(const Eigen::DenseBase<D>& x) {
                                  x.derived().colStride()};
 }
 template <class D>
-auto mutable_view_of(const Eigen::DenseBase<D>& x) {
+auto mutable_view_of(Eigen::DenseBase<D>& x) {
     static_assert(has_direct_access<D> && (int(Eigen::internal::traits<D>::Flags) & Eigen::LvalueBit) != 0,
                   "mlnc: this output must be a writable matrix, Map or Block (an object with direct access)");
     using T = typename D::Scalar;
-    auto& d = const_cast<D&>(x.derived());
+    D& d = x.derived();
     return strided_view<T>{d.data(), d.rows(), d.cols(), d.rowStride(), d.colStride()};
 }
+
+// An output argument: a non-const Eigen object, an lvalue or a temporary Block/Map of one.
+template <class G>
+constexpr bool writable_output = !std::is_const_v<std::remove_reference_t<G>> &&
+                                 std::is_base_of_v<Eigen::DenseBase<std::decay_t<G>>, std::decay_t<G>>;
 
 // Runs the kernel on Z as it is stored: in place when Z has direct access (any storage order
 // or strides), else on the evaluated expression (an expression such as W * H has no storage).
@@ -132,10 +137,11 @@ typename DZ::Scalar pal_sample_losses(const Eigen::MatrixBase<DZ>& Z, const labe
 // Mean PAL loss and G = d(mean loss)/dZ (K x N), one pass. G is any writable matrix, Map or
 // Block of Z's shape (either storage order, any strides), written in place.
 template <class B = cpu, class DZ, class DG>
-typename DZ::Scalar pal_loss_grad(const Eigen::MatrixBase<DZ>& Z, const label_sets& S,
-                                  const Eigen::MatrixBase<DG>& G, pal_variant v = pal_variant::pal) {
+typename DZ::Scalar pal_loss_grad(const Eigen::MatrixBase<DZ>& Z, const label_sets& S, DG&& G,
+                                  pal_variant v = pal_variant::pal) {
     using T = typename DZ::Scalar;
-    static_assert(std::is_same_v<typename DG::Scalar, T>, "mlnc: G must have the scalar type of Z");
+    static_assert(detail::writable_output<DG>, "mlnc: G must be a non-const Eigen matrix, Map or Block");
+    static_assert(std::is_same_v<typename std::decay_t<DG>::Scalar, T>, "mlnc: G must have the scalar type of Z");
     detail::check_logits(Z, S);
     detail::check_shape(G, Z.rows(), Z.cols(), "G", "same shape as Z");
     const double inv_n = 1.0 / static_cast<double>(S.size());
@@ -147,12 +153,13 @@ typename DZ::Scalar pal_loss_grad(const Eigen::MatrixBase<DZ>& Z, const label_se
 }
 
 // Mean PAL loss; Z is overwritten by G = d(mean loss)/dZ (no second K x N buffer). Z is any
-// writable matrix, Map or Block (either storage order, any strides). A non-finite logit throws
-// mlnc::error naming its position in the input; the content of Z is then unspecified.
+// writable matrix, Map or Block (either storage order, any strides; a temporary Block such as
+// Z.leftCols(n) too). A non-finite logit throws mlnc::error naming its position in the input; the
+// content of Z is then unspecified.
 template <class B = cpu, class DZ>
-typename DZ::Scalar pal_loss_grad_inplace(Eigen::MatrixBase<DZ>& Z, const label_sets& S,
-                                          pal_variant v = pal_variant::pal) {
-    using T = typename DZ::Scalar;
+typename std::decay_t<DZ>::Scalar pal_loss_grad_inplace(DZ&& Z, const label_sets& S, pal_variant v = pal_variant::pal) {
+    static_assert(detail::writable_output<DZ>, "mlnc: Z must be a non-const Eigen matrix, Map or Block");
+    using T = typename std::decay_t<DZ>::Scalar;
     detail::check_logits(Z, S);
     const strided_view<T> z = detail::mutable_view_of(Z);
     const double inv_n = 1.0 / static_cast<double>(S.size());

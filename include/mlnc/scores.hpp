@@ -17,7 +17,9 @@
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
 
+#include <algorithm>
 #include <cstddef>
+#include <iterator>
 #include <map>
 #include <span>
 #include <string>
@@ -67,12 +69,23 @@ inline index_t intersection_size(std::span<const label_t> a, std::span<const lab
     return n;
 }
 
-// Accumulates the counts behind the six scores over a subset of the samples.
+// The labels that occur in truth or in the predictions, ascending: the only ones with per-label
+// counts (a label in neither adds 0 to every sum). O(nnz), nothing of size K, which may come from
+// the largest index in a file.
+inline std::vector<label_t> labels_in_use(const label_sets& truth, const label_sets& pred) {
+    const auto a = truth.distinct_labels(), b = pred.distinct_labels();
+    std::vector<label_t> u;
+    u.reserve(a.size() + b.size());
+    std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(u));
+    return u;
+}
+
+// Accumulates the counts behind the six scores over a subset of the samples. `labels` (the
+// labels in use, ascending) must outlive the counter.
 class score_counter {
 public:
-    explicit score_counter(index_t K)
-        : k_(K), tp_(static_cast<std::size_t>(K), 0), fp_(static_cast<std::size_t>(K), 0),
-          fn_(static_cast<std::size_t>(K), 0) {}
+    score_counter(index_t K, const std::vector<label_t>& labels)
+        : k_(K), labels_(&labels), tp_(labels.size(), 0), fp_(labels.size(), 0), fn_(labels.size(), 0) {}
 
     void add(std::span<const label_t> y, std::span<const label_t> p) {
         const index_t inter = intersection_size(y, p);
@@ -87,10 +100,10 @@ public:
         // Per-label counts by a merge of the two sorted lists.
         std::size_t i = 0, j = 0;
         while (i < y.size() || j < p.size()) {
-            if (j == p.size() || (i < y.size() && y[i] < p[j])) ++fn_[static_cast<std::size_t>(y[i++])];
-            else if (i == y.size() || p[j] < y[i]) ++fp_[static_cast<std::size_t>(p[j++])];
+            if (j == p.size() || (i < y.size() && y[i] < p[j])) ++fn_[slot(y[i++])];
+            else if (i == y.size() || p[j] < y[i]) ++fp_[slot(p[j++])];
             else {
-                ++tp_[static_cast<std::size_t>(y[i])];
+                ++tp_[slot(y[i])];
                 ++i;
                 ++j;
             }
@@ -117,7 +130,12 @@ public:
     }
 
 private:
+    std::size_t slot(label_t k) const {
+        return static_cast<std::size_t>(std::lower_bound(labels_->begin(), labels_->end(), k) - labels_->begin());
+    }
+
     index_t k_;
+    const std::vector<label_t>* labels_;
     std::vector<index_t> tp_, fp_, fn_;
     index_t n_ = 0, tp_all_ = 0, fp_all_ = 0, fn_all_ = 0, exact_ = 0;
     double f1_sum_ = 0, jaccard_sum_ = 0;
@@ -129,7 +147,8 @@ private:
 // N or K.
 inline multilabel_scores score(const label_sets& truth, const label_sets& pred) {
     detail::check_score_inputs(truth, pred);
-    detail::score_counter c(truth.num_labels());
+    const auto labels = detail::labels_in_use(truth, pred);
+    detail::score_counter c(truth.num_labels(), labels);
     for (index_t i = 0; i < truth.size(); ++i) c.add(truth[i], pred[i]);
     return c.scores();
 }
@@ -138,11 +157,12 @@ inline multilabel_scores score(const label_sets& truth, const label_sets& pred) 
 inline score_report evaluate(const label_sets& truth, const label_sets& pred) {
     detail::check_score_inputs(truth, pred);
     const index_t K = truth.num_labels();
-    detail::score_counter all(K);
+    const auto labels = detail::labels_in_use(truth, pred);
+    detail::score_counter all(K, labels);
     std::map<index_t, detail::score_counter> by_m;
     for (index_t i = 0; i < truth.size(); ++i) {
         all.add(truth[i], pred[i]);
-        by_m.try_emplace(truth.multiplicity(i), K).first->second.add(truth[i], pred[i]);
+        by_m.try_emplace(truth.multiplicity(i), K, labels).first->second.add(truth[i], pred[i]);
     }
     score_report r;
     r.overall = all.scores();

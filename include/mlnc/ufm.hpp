@@ -603,7 +603,9 @@ ufm_result<T> train_ufm(const label_sets& S, index_t d, const penalties& lambdas
     const double N = static_cast<double>(S.size()), Kd = static_cast<double>(K), dd = static_cast<double>(d);
     const double params = (options.fix_classifier_to_etf ? 0.0 : Kd * dd) + dd * N + Kd;
     const double vectors = options.method == ufm_method::lbfgs ? 2.0 * options.lbfgs_memory + 8.0 : 8.0;
-    detail::require_memory(sizeof(T) * (Kd * N + Kd * dd + vectors * params), "train_ufm",
+    // Kd * dd once more for the result's W, and twice more in fixed-ETF mode (W and its scratch dW).
+    const double extra_w = (options.fix_classifier_to_etf ? 3.0 : 1.0) * Kd * dd;
+    detail::require_memory(sizeof(T) * (Kd * N + extra_w + vectors * params), "train_ufm",
                            "K = " + std::to_string(K) + ", d = " + std::to_string(d) + ", N = " +
                                std::to_string(S.size()) + ": logits, parameters and the optimiser's vectors");
 

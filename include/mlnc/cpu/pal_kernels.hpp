@@ -60,8 +60,8 @@ Eigen::Index first_nan(const T* p, Eigen::Index n) noexcept {
 //   G(:, i) (if g.data is not null) = d(sum of losses)/dz_i * scale, with scale = 1/N_total.
 // G may alias Z (same data and strides): each column is read completely before it is written.
 // Columns with a non-unit inner stride go through a K-entry scratch column (no K x N copy).
-// Stops at the first column holding a non-finite logit and reports it; throws nothing but
-// std::bad_alloc for its two scratch columns.
+// Stops at the first column holding a non-finite logit and reports it. Throws nothing, except
+// std::bad_alloc when its scratch columns (K entries each) cannot be allocated.
 template <class T>
 pal_kernel_result pal_columns(strided_view<const T> z, const label_sets& S, pal_variant variant, T* per_sample,
                               strided_view<T> g, double scale) {
@@ -86,9 +86,11 @@ pal_kernel_result pal_columns(strided_view<const T> z, const label_sets& S, pal_
         z_in.resize(set.size());
         for (std::size_t j = 0; j < set.size(); ++j) z_in[j] = zi[set[j]];
 
-        const T mx = zc.maxCoeff();
-        const T mn = zc.minCoeff();
-        // +-Inf shows in the max or the min (a NaN may too): located before anything is written.
+        // With PropagateNaN a NaN anywhere makes the max NaN, and +-Inf shows in the max or the
+        // min (the default PropagateFast may drop both a NaN and an Inf of one column), so every
+        // non-finite column is found, and its first bad entry located, before anything is written.
+        const T mx = zc.template maxCoeff<Eigen::PropagateNaN>();
+        const T mn = zc.template minCoeff<Eigen::PropagateNaN>();
         if (!std::isfinite(mx) || !std::isfinite(mn)) {
             result.bad_row = first_non_finite(zi, K);
             result.bad_col = i;
@@ -100,16 +102,17 @@ pal_kernel_result pal_columns(strided_view<const T> z, const label_sets& S, pal_
         out_map ec(e, K);
         ec = (zc - mx).exp();
         const double sum_exp = ec.template cast<double>().sum();
-        // With finite max and min, z - max is finite or -Inf, so exp(z - max) is NaN exactly where
-        // z is NaN, and the NaN is located in the written column wherever that is.
+        // Defensive: unreachable with finite max and min (each term lies in [0, 1], the sum in
+        // [1, K]). Should it happen, exp(z - max) is NaN exactly where z is.
         if (!std::isfinite(sum_exp)) {
             result.bad_row = first_nan(e, K);
             result.bad_col = i;
             return result;
         }
         // sum_exp >= 1 (the max contributes exp(0)), so its log is finite and >= 0, and every
-        // term (mx - z_k) + log(sum_exp) is a non-negative number: no cancellation, no overflow
-        // for finite logits of any magnitude the type holds.
+        // term (mx - z_k) + log(sum_exp) is a non-negative number: no cancellation, and no
+        // overflow unless the loss itself exceeds the largest double (logits of opposite signs
+        // near +-1.8e308 in double; never for float), when it is +Inf as it should be.
         const double log_sum = std::log(sum_exp);
         double loss = 0.0;
         for (const T zk : z_in) loss += (static_cast<double>(mx) - static_cast<double>(zk)) + log_sum;

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <limits>
 #include <string>
+#include <utility>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/resource.h>
@@ -24,8 +25,9 @@
 
 namespace mlnc::detail {
 
-// Bytes this process can expect to allocate: MemAvailable of /proc/meminfo (Linux), or the
-// physical memory, capped by the address-space limit (ulimit -v). Infinity when unknown.
+// Bytes this process can expect to allocate: MemAvailable of /proc/meminfo (Linux), capped by the
+// cgroup's remaining allowance (containers), or the physical memory elsewhere; capped by the
+// address-space limit (ulimit -v). Infinity when unknown.
 // MLNC_MEMORY_LIMIT (bytes) overrides it, for tests and for users who share a machine.
 inline double available_memory() {
     if (const char* env = std::getenv("MLNC_MEMORY_LIMIT")) {
@@ -46,6 +48,26 @@ inline double available_memory() {
                 bytes = kb * 1024.0;
                 break;
             }
+        }
+    }
+    // In a container the cgroup's limit binds first (v2: memory.max, v1: memory.limit_in_bytes),
+    // less what the group already uses.
+    {
+        const auto read_number = [](const char* path, double& out) {
+            std::ifstream f(path);
+            std::string text;
+            if (!(f >> text) || text == "max") return false;
+            char* end = nullptr;
+            out = std::strtod(text.c_str(), &end);
+            return end != text.c_str() && out > 0;
+        };
+        double limit = 0, used = 0;
+        if (read_number("/sys/fs/cgroup/memory.max", limit)) {
+            read_number("/sys/fs/cgroup/memory.current", used);
+            bytes = std::min(bytes, std::max(0.0, limit - used));
+        } else if (read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes", limit) && limit < 1e18) {
+            read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes", used);
+            bytes = std::min(bytes, std::max(0.0, limit - used));
         }
     }
 #endif
@@ -82,5 +104,26 @@ inline void require_memory(double bytes, const std::string& what, const std::str
         throw error(what + ": needs " + byte_string(bytes) + " of memory (" + why + "), more than the " +
                     byte_string(have) + " available");
 }
+
+// The same check for arrays that grow while input is read (their final size is not known in
+// advance): add() the bytes each step appends; the total is checked whenever it has doubled since
+// the last check (from 64 MB on), so the cost is a few reads of /proc/meminfo however large the
+// input. Growth by doubling can hold twice the total for a moment: pass what that costs.
+class growth_guard {
+public:
+    growth_guard(std::string what, std::string why) : what_(std::move(what)), why_(std::move(why)) {}
+    void add(double bytes) {
+        total_ += bytes;
+        if (total_ > next_) {
+            require_memory(total_, what_, why_);
+            while (next_ < total_) next_ *= 2;
+        }
+    }
+
+private:
+    std::string what_, why_;
+    double total_ = 0;
+    double next_ = 64e6;
+};
 
 }  // namespace mlnc::detail

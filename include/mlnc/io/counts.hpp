@@ -115,6 +115,9 @@ inline counted_samples parse_counts(std::string_view text, index_t K, index_t ma
     std::map<std::vector<label_t>, index_t> seen;
     std::vector<label_t> set;
     index_t total = 0;
+    // The samples are capped, but a sample may carry many labels: the CSR arrays are checked
+    // against the memory as they grow (twice their size, for the moment a vector doubles).
+    mlnc::detail::growth_guard guard(name, "the label sets the counts expand to");
     std::size_t pos = 0;
     for (std::size_t lineno = 1; pos < text.size(); ++lineno) {
         const std::size_t nl = text.find('\n', pos);
@@ -155,6 +158,8 @@ inline counted_samples parse_counts(std::string_view text, index_t K, index_t ma
         if (count > max_samples - total)
             throw error(name + ": more than " + std::to_string(max_samples) + " samples in all");
         total += count;
+        guard.add(2.0 * static_cast<double>(count) *
+                  (static_cast<double>(set.size()) * sizeof(label_t) + sizeof(index_t)));
         for (std::int64_t c = 0; c < count; ++c) {
             indices.insert(indices.end(), set.begin(), set.end());
             offsets.push_back(static_cast<index_t>(indices.size()));

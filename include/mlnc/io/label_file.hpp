@@ -49,6 +49,9 @@ inline label_sets read_multi_hot_stream(std::istream& in, std::uint64_t size, co
         fail(name, "K = " + std::to_string(cols) + " exceeds the supported 2^31 - 1");
     std::vector<index_t> offsets{0};
     std::vector<label_t> indices;
+    // An all-ones u1 file makes 4 bytes of indices per byte of file: checked as the arrays grow
+    // (twice their size, for the moment a vector doubles).
+    mlnc::detail::growth_guard guard(name, "the label sets of the multi-hot array");
     constexpr std::size_t chunk_bytes = std::size_t{1} << 16;
     std::vector<unsigned char> buf(chunk_bytes);
     const std::size_t per_chunk = chunk_bytes / L.type.itemsize;
@@ -61,6 +64,7 @@ inline label_sets read_multi_hot_stream(std::istream& in, std::uint64_t size, co
             const double v = convert_one(L.type.kind, buf.data() + j * L.type.itemsize);
             if (v == 1.0) {
                 indices.push_back(static_cast<label_t>(k));
+                guard.add(2.0 * sizeof(label_t));
             } else if (v != 0.0) {
                 fail(name, "row " + std::to_string(i) + ", column " + std::to_string(k) +
                                ": multi-hot entry is neither 0 nor 1");
@@ -69,6 +73,7 @@ inline label_sets read_multi_hot_stream(std::istream& in, std::uint64_t size, co
                 if (static_cast<index_t>(indices.size()) == offsets.back())
                     fail(name, "row " + std::to_string(i) + " has no label (every sample needs at least one)");
                 offsets.push_back(static_cast<index_t>(indices.size()));
+                guard.add(2.0 * sizeof(index_t));
                 k = 0;
                 ++i;
             }
@@ -182,8 +187,9 @@ inline label_sets read_labels(const std::filesystem::path& path, index_t K = 0) 
     in.clear();
     in.seekg(0, std::ios::beg);
     if (detail::starts_with_npy_magic(h)) return detail::read_multi_hot_stream(in, size, name, K);
-    // The text and its CSR arrays (at most one label_t per two bytes of text, one offset per line).
-    mlnc::detail::require_memory(3.0 * static_cast<double>(size), name, "the text of the label file and its label sets");
+    // The text and its CSR arrays: at most one label_t (4 bytes) per two bytes of text and one
+    // offset (8 bytes) per line of at least two bytes, each array up to twice that while growing.
+    mlnc::detail::require_memory(13.0 * static_cast<double>(size), name, "the text of the label file and its label sets");
     std::string text(static_cast<std::size_t>(size), '\0');
     in.read(text.data(), static_cast<std::streamsize>(size));
     if (in.gcount() != static_cast<std::streamsize>(size)) detail::fail(name, "read error");

@@ -544,7 +544,10 @@ inline Eigen::MatrixXd read_matrix(const std::filesystem::path& path, std::strin
     const detail::npy_layout L = detail::open_npy(path, in);
     const std::string where = mlnc::detail::printable(path.string());
     detail::require_float(where, name, L, 2, "a 2-D array");
-    detail::require_memory_for(where, L);
+    // The row-major copy and the column-major result exist together for a moment.
+    mlnc::detail::require_memory(2.0 * static_cast<double>(L.count) * sizeof(double), where,
+                                 "the values of shape " + detail::shape_string(L.shape) +
+                                     " as float64, twice while they are transposed");
     // C order rows x cols is column-major cols x rows: read it as such, then transpose once.
     Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> M(L.shape[0], L.shape[1]);
     detail::read_npy_data(where, in, L, M.data());
