@@ -75,7 +75,10 @@ TEST_CASE("counts file: samples, balance detection, and every error names the li
     // The sample cap does not bound the labels: 100000 samples of a 1000-label set expand to
     // 400 MB of indices, checked before expanding.
     std::string wide = "100000";
-    for (int k = 0; k < 1000; ++k) wide += " " + std::to_string(k);
+    for (int k = 0; k < 1000; ++k) {
+        wide += ' ';
+        wide += std::to_string(k);
+    }
     setenv("MLNC_MEMORY_LIMIT", "100000000", 1);
     CHECK_THAT(err(wide + "\n", 1000, 200000), Contains("needs") && Contains("the label sets the counts expand to"));
     unsetenv("MLNC_MEMORY_LIMIT");
