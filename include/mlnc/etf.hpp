@@ -5,6 +5,7 @@
 //   W W^T = (rho / (K-1)) (I_K - J_K / K),   rho = ||W||_F^2 = K w^2,
 // i.e. equal norms, pairwise cosine -1/(K-1), and rows summing to zero.
 
+#include <mlnc/detail/random.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/types.hpp>
@@ -14,9 +15,7 @@
 
 #include <cmath>
 #include <cstdint>
-#include <numbers>
 #include <optional>
-#include <random>
 #include <string>
 #include <type_traits>
 
@@ -26,22 +25,11 @@ namespace detail {
 
 // d x d Haar-distributed orthogonal matrix: QR of a standard Gaussian matrix with the signs of
 // R's diagonal moved into Q (without that fix Q is not uniformly distributed). The Gaussians come
-// from our own Box-Muller on std::mt19937_64, whose output the standard fixes, so a seed gives
-// the same rotation with every standard library (std::normal_distribution would not).
+// from detail::gaussian_stream, so a seed gives the same rotation with every standard library.
 inline Eigen::MatrixXd haar_orthogonal(Eigen::Index d, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    const auto uniform_open_closed = [&rng] {  // (0, 1], so log() below is finite
-        return (static_cast<double>(rng() >> 11) + 1.0) * 0x1.0p-53;
-    };
+    gaussian_stream gauss(seed);
     Eigen::MatrixXd G(d, d);
-    double* g = G.data();
-    const Eigen::Index n = d * d;
-    for (Eigen::Index i = 0; i < n; i += 2) {
-        const double r = std::sqrt(-2.0 * std::log(uniform_open_closed()));
-        const double a = 2.0 * std::numbers::pi * uniform_open_closed();
-        g[i] = r * std::cos(a);
-        if (i + 1 < n) g[i + 1] = r * std::sin(a);
-    }
+    for (Eigen::Index i = 0; i < G.size(); ++i) G.data()[i] = gauss();
     const Eigen::HouseholderQR<Eigen::MatrixXd> qr(G);
     Eigen::MatrixXd Q = qr.householderQ();
     for (Eigen::Index j = 0; j < d; ++j)

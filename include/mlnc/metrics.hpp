@@ -10,10 +10,10 @@
 // counts as zero when it is within rounding of zero: ||y - o|| <= 16 eps n (||y|| + ||o||), with
 // n the number of terms that formed it; its direction is then rounding noise.
 
+#include <mlnc/detail/checks.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
-#include <mlnc/pal.hpp>
 
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>

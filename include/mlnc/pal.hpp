@@ -7,6 +7,7 @@
 
 #include <mlnc/backend.hpp>
 #include <mlnc/cpu/pal_kernels.hpp>
+#include <mlnc/detail/checks.hpp>
 #include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
@@ -29,19 +30,6 @@ constexpr void check_pal_backend() {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "mlnc: PAL-CE is implemented for float and double");
     if constexpr (backend<B> && backend_traits<B>::compiled_in)
         static_assert(backend_traits<B>::pal_loss, "mlnc: this backend has no PAL-CE kernel (see backend_traits)");
-}
-
-template <class Derived>
-void check_shape(const Eigen::EigenBase<Derived>& x, Eigen::Index rows, Eigen::Index cols, const char* name,
-                 const char* what) {
-    if (x.rows() != rows || x.cols() != cols)
-        throw error(std::string(name) + ": expected " + std::to_string(rows) + " x " + std::to_string(cols) + " (" +
-                    what + "), got " + std::to_string(x.rows()) + " x " + std::to_string(x.cols()));
-}
-
-template <class Derived>
-void check_finite(const Eigen::DenseBase<Derived>& x, const char* name) {
-    if (!x.derived().allFinite()) throw error(std::string(name) + ": contains NaN or Inf");
 }
 
 template <class B, class T>

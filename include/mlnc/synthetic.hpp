@@ -10,6 +10,7 @@
 // seed gives the same data with every standard library. W depends on rotation_seed only: a training
 // and a test split are two calls that differ in seed.
 
+#include <mlnc/detail/random.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
@@ -21,9 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <numbers>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -127,19 +126,9 @@ inline synthetic_data make_synthetic(const synthetic_options& o) {
 
     const index_t N = out.S.size();
     const double sigma = o.noise * largest / std::sqrt(static_cast<double>(d));
-    std::mt19937_64 rng(o.seed);
-    const auto uniform = [&rng](bool open_zero) {  // (0, 1] or [0, 1), 53 random bits
-        return (static_cast<double>(rng() >> 11) + (open_zero ? 1.0 : 0.0)) * 0x1.0p-53;
-    };
+    detail::gaussian_stream gauss(o.seed);
     out.H.resize(d, N);
-    double* h = out.H.data();
-    const index_t size = d * N;
-    for (index_t j = 0; j < size; j += 2) {
-        const double r = std::sqrt(-2.0 * std::log(uniform(true)));
-        const double a = 2.0 * std::numbers::pi * uniform(false);
-        h[j] = sigma * r * std::cos(a);
-        if (j + 1 < size) h[j + 1] = sigma * r * std::sin(a);
-    }
+    for (index_t j = 0; j < out.H.size(); ++j) out.H.data()[j] = sigma * gauss();
     for (index_t i = 0; i < N; ++i) {
         const double c = out.C[static_cast<std::size_t>(out.S.multiplicity(i) - 1)];
         for (const label_t k : out.S[i]) out.H.col(i) += c * out.W.row(k).transpose();

@@ -16,6 +16,12 @@ using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
 template <class T>
 using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
+// Which PAL loss: the sum over the sample's labels, or its mean.
+enum class pal_variant {
+    pal,    // L = sum_{k in S} -log softmax(z)_k
+    pal_n,  // the same divided by |S| (what the published code trains with)
+};
+
 // The three penalty weights of Problem (4) (no factor 1/2).
 struct penalties {
     double lambda_w = 0.0;

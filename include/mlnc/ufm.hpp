@@ -8,6 +8,7 @@
 
 #include <mlnc/detail/exception_fence.hpp>
 #include <mlnc/detail/memory.hpp>
+#include <mlnc/detail/random.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
@@ -23,8 +24,6 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
-#include <numbers>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -164,32 +163,6 @@ inline void check_ufm_options(const ufm_options& o) {
                 "must be finite and >= 1, got " + num(o.step_growth));
     }
 }
-
-// Standard normal draws from mt19937_64 by Box-Muller. std::normal_distribution is not specified
-// bit for bit, so this keeps a seed's start identical across standard libraries.
-class gaussian_stream {
-public:
-    explicit gaussian_stream(std::uint64_t seed) : gen_(seed) {}
-    double operator()() {
-        if (have_spare_) {
-            have_spare_ = false;
-            return spare_;
-        }
-        // u1 in (0, 1] so that log(u1) is finite; 53 random bits each.
-        const double u1 = (static_cast<double>(gen_() >> 11) + 1.0) * 0x1.0p-53;
-        const double u2 = static_cast<double>(gen_() >> 11) * 0x1.0p-53;
-        const double r = std::sqrt(-2.0 * std::log(u1));
-        const double a = 2.0 * std::numbers::pi * u2;
-        spare_ = r * std::sin(a);
-        have_spare_ = true;
-        return r * std::cos(a);
-    }
-
-private:
-    std::mt19937_64 gen_;
-    double spare_ = 0;
-    bool have_spare_ = false;
-};
 
 // The objective over the flat parameter vector x = [vec(W); vec(H); b] (or [vec(H); b] with W
 // fixed), in the f(x, grad) form LBFGSpp expects, plus the bookkeeping of the run: iteration

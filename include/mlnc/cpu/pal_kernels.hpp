@@ -8,6 +8,7 @@
 // overflowed inside the objective).
 
 #include <mlnc/labels.hpp>
+#include <mlnc/types.hpp>
 
 #include <Eigen/Core>
 
@@ -15,11 +16,6 @@
 #include <vector>
 
 namespace mlnc {
-
-enum class pal_variant {
-    pal,    // L = sum_{k in S} -log softmax(z)_k
-    pal_n,  // the same divided by |S| (what the published code trains with)
-};
 
 // A strided K x N view: entry (k, i) at data[k * inner + i * outer]. Column-major storage has
 // inner = 1; a row-major K x N matrix has inner = N (its leading dimension), outer = 1.
