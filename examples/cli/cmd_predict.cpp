@@ -1,5 +1,5 @@
 // mlnc predict: predict the test label sets from frozen features with ONN, the tag-wise decoder or
-// the OvA baseline, and score them (contract: shared/spec/cli.md; docs/predict.md).
+// the OvA baseline, and score them (docs/cli.md, docs/predict.md).
 
 #include "command.hpp"
 

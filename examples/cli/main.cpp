@@ -1,4 +1,4 @@
-// mlnc: the command-line face of the library (contract: shared/spec/cli.md, docs/cli.md).
+// mlnc: the command-line face of the library (reference: docs/cli.md).
 
 #include "command.hpp"
 
