@@ -1,17 +1,40 @@
 #pragma once
-// Backends are tag types passed as a template parameter. Each has a row in the capability table
-// (backend_traits); front-end functions check it at compile time, so asking for a backend that
-// was not compiled in is a compile error with a readable message, never a run-time surprise.
+// Backends are values that carry their execution context: mlnc::cpu (thread count) and
+// mlnc::cuda (device, stream). One calling convention everywhere (docs/api.md):
+//  - free functions take the backend as their first argument; without it they run on cpu{}:
+//      pal_loss(Z, S)            pal_loss(mlnc::cpu{4}, Z, S)
+//  - classes are templated on <scalar, backend> and take the backend as the first constructor
+//    argument; without it the backend is cpu{}. Class template argument deduction gives
+//    <double, the backend's type>; a float object names its scalar (and then its backend type):
+//      pal_objective f(mlnc::cpu{4}, S, lambdas)      // pal_objective<double, cpu>
+//      pal_objective<float> g(S, lambdas)              // pal_objective<float, cpu>
+// No free function needs an explicit template argument: the backend type follows from the value.
+// Each backend has a row in the capability table (backend_traits); front ends check it at
+// compile time, so a backend that was not compiled in is a compile error with a readable
+// message, and the tests consult the same table to decide what to run.
 
 #include <mlnc/config.hpp>
+#include <mlnc/error.hpp>
 
 #include <concepts>
+#include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace mlnc {
 
-struct cpu {};   // host kernels (Eigen + hand-written loops)
-struct cuda {};  // device kernels; available only when built with nvcc and MLNC_WITH_CUDA
+// Host kernels (Eigen and mlnc's own loops).
+struct cpu {
+    // Threads the CPU kernels may use: 0 = the engine's default (all hardware threads), 1 = serial.
+    // Today's kernels run on the calling thread whatever the value; the threaded CPU engine honours it.
+    int threads = 0;
+};
+
+// Device kernels; compiled in only by nvcc with MLNC_WITH_CUDA.
+struct cuda {
+    int device = 0;          // the CUDA device ordinal
+    void* stream = nullptr;  // a cudaStream_t (null: the legacy default stream)
+};
 
 template <class B>
 struct backend_traits {
@@ -25,8 +48,10 @@ struct backend_traits<cpu> {
     static constexpr bool compiled_in = true;
     static constexpr bool supports_float = true;
     static constexpr bool supports_double = true;
-    static constexpr bool pal_loss = true;   // logits-level PAL-CE / PAL-N kernels
-    static constexpr bool objective = true;  // f(W, H, b) with gradients
+    static constexpr bool pal_loss = true;    // logits-level PAL-CE / PAL-N kernels
+    static constexpr bool objective = true;   // f(W, H, b) with gradients
+    static constexpr bool predictors = true;  // ONN, tag-wise and OvA prediction
+    static constexpr bool threads = false;    // honours cpu::threads (the threaded CPU engine)
 };
 
 template <>
@@ -40,15 +65,21 @@ struct backend_traits<cuda> {
 #endif
     static constexpr bool supports_float = true;
     static constexpr bool supports_double = true;
-    static constexpr bool pal_loss = false;  // kernels arrive with the CUDA issue
+    static constexpr bool pal_loss = false;  // kernels arrive with the CUDA backend
     static constexpr bool objective = false;
+    static constexpr bool predictors = false;
+    static constexpr bool threads = false;
 };
 
+// A backend type (cv-qualifiers and references removed).
 template <class B>
-concept backend = backend_traits<B>::is_backend;
+concept backend = backend_traits<std::remove_cvref_t<B>>::is_backend;
 
 template <class B>
-concept available_backend = backend<B> && backend_traits<B>::compiled_in;
+concept available_backend = backend<B> && backend_traits<std::remove_cvref_t<B>>::compiled_in;
+
+// The backend a call without one runs on.
+inline constexpr cpu default_backend{};
 
 namespace detail {
 
@@ -56,12 +87,20 @@ namespace detail {
 // user sees, so they say what to do.
 template <class B>
 constexpr void check_backend() {
-    static_assert(backend<B>, "mlnc: the template argument is not an mlnc backend tag (use mlnc::cpu or mlnc::cuda)");
+    static_assert(backend<B>, "mlnc: the argument is not an mlnc backend (use mlnc::cpu{} or mlnc::cuda{})");
     if constexpr (backend<B>) {
-        static_assert(backend_traits<B>::compiled_in,
+        static_assert(backend_traits<std::remove_cvref_t<B>>::compiled_in,
                       "mlnc: backend mlnc::cuda was not compiled in: configure with MLNC_ENABLE_CUDA=ON "
                       "and compile this translation unit with nvcc, or use mlnc::cpu");
     }
+}
+
+// The run-time half: the context a backend value carries must make sense.
+inline void check_backend_value(const cpu& be) {
+    require(be.threads >= 0, "cpu::threads", "must be >= 0 (0 = all hardware threads), got " + std::to_string(be.threads));
+}
+inline void check_backend_value(const cuda& be) {
+    require(be.device >= 0, "cuda::device", "must be >= 0, got " + std::to_string(be.device));
 }
 
 }  // namespace detail

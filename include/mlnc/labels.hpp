@@ -7,6 +7,7 @@
 // log-space count log_binomial() is available.
 
 #include <mlnc/error.hpp>
+#include <mlnc/types.hpp>
 
 #include <Eigen/Core>
 
@@ -15,6 +16,9 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <ranges>
+#include <type_traits>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <utility>
@@ -22,28 +26,38 @@
 
 namespace mlnc {
 
-using index_t = std::int64_t;
-using label_t = std::int32_t;  // a label index; K < 2^31
 using u128 = unsigned __int128;
 
 class label_sets {
 public:
     label_sets() = default;
 
-    // From one list of label indices per sample. Each list is sorted; duplicates, empty lists,
-    // indices outside [0, K) and K < 2 throw mlnc::error naming the sample.
-    static label_sets from_lists(const std::vector<std::vector<index_t>>& sets, index_t K) {
+    // From one list of label indices per sample: any range of ranges of integers (e.g.
+    // std::vector<std::vector<int>>, of std::uint16_t, std::vector<std::array<long, 2>>). Each list is
+    // sorted; duplicates, empty lists, indices outside [0, K) and K < 2 throw mlnc::error naming
+    // the sample.
+    template <class Sets>
+    static label_sets from_lists(const Sets& sets, index_t K) {
         check_k(K);
         label_sets s;
         s.k_ = K;
-        s.offsets_.reserve(sets.size() + 1);
+        if constexpr (std::ranges::sized_range<Sets>) s.offsets_.reserve(std::ranges::size(sets) + 1);
         std::vector<index_t> row;
-        for (std::size_t i = 0; i < sets.size(); ++i) {
-            row = sets[i];
+        index_t i = 0;
+        for (const auto& set : sets) {
+            row.clear();
+            for (const auto v : set) {
+                static_assert(std::is_integral_v<std::remove_cvref_t<decltype(v)>>,
+                              "mlnc: label indices must be integers");
+                row.push_back(checked_index(v, i));
+            }
             std::sort(row.begin(), row.end());
-            s.append_checked(row, static_cast<index_t>(i));
+            s.append_checked(row, i++);
         }
         return s;
+    }
+    static label_sets from_lists(std::initializer_list<std::initializer_list<index_t>> sets, index_t K) {
+        return from_lists<std::initializer_list<std::initializer_list<index_t>>>(sets, K);
     }
 
     // From an N x K multi-hot matrix (row i = sample i) whose entries are exactly 0 or 1.
@@ -75,6 +89,30 @@ public:
     // are sample i's labels (must already be strictly increasing). The arrays are validated where
     // they are and then adopted: no second copy.
     static label_sets from_csr(std::vector<index_t> offsets, std::vector<label_t> indices, index_t K) {
+        return from_csr_checked(std::move(offsets), std::move(indices), K);
+    }
+    // The same from arrays of any integer types (copied into index_t / label_t, range-checked).
+    template <std::ranges::input_range Offsets, std::ranges::input_range Indices>
+        requires(std::is_integral_v<std::ranges::range_value_t<Offsets>> &&
+                 std::is_integral_v<std::ranges::range_value_t<Indices>>)
+    static label_sets from_csr(const Offsets& offsets, const Indices& indices, index_t K) {
+        check_k(K);
+        std::vector<index_t> off;
+        for (const auto o : offsets) {
+            if (!std::in_range<index_t>(o)) throw error("labels: CSR offset " + std::to_string(o) + " out of range");
+            off.push_back(static_cast<index_t>(o));
+        }
+        std::vector<label_t> idx;
+        for (const auto v : indices) {
+            if (!std::in_range<label_t>(v) || static_cast<index_t>(v) >= K)
+                throw error("labels: CSR label index " + std::to_string(v) + " out of range [0, " + std::to_string(K) + ")");
+            idx.push_back(static_cast<label_t>(v));
+        }
+        return from_csr_checked(std::move(off), std::move(idx), K);
+    }
+
+private:
+    static label_sets from_csr_checked(std::vector<index_t> offsets, std::vector<label_t> indices, index_t K) {
         check_k(K);
         if (offsets.empty() || offsets.front() != 0 ||
             offsets.back() != static_cast<index_t>(indices.size()))
@@ -104,6 +142,7 @@ public:
         return s;
     }
 
+public:
     index_t num_labels() const noexcept { return k_; }  // K
     index_t size() const noexcept { return static_cast<index_t>(offsets_.size()) - 1; }  // N
     bool empty() const noexcept { return size() == 0; }
@@ -162,6 +201,14 @@ public:
     friend bool operator==(const label_sets&, const label_sets&) = default;
 
 private:
+    // A label index of any integer type as index_t; outside the range of index_t it is an error.
+    template <class I>
+    static index_t checked_index(I v, index_t sample) {
+        if (!std::in_range<index_t>(v))
+            throw error("labels: sample " + std::to_string(sample) + ": label index " + std::to_string(v) +
+                        " out of range");
+        return static_cast<index_t>(v);
+    }
     static void check_k(index_t K) {
         if (K < 2) throw error("labels: K must be at least 2, got " + std::to_string(K));
         if (K > std::numeric_limits<label_t>::max())
@@ -329,5 +376,98 @@ inline std::vector<label_t> subset_unrank(u128 rank, index_t m, index_t K) {
     }
     return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Theorem 1's training set: every m-subset of the K labels carries n_m samples. Samples are ordered
+// by multiplicity, then by the lexicographic rank of their set, each set repeated n_m times (the
+// order of make_synthetic and of optimum_result::sample_labels()). Entries with n_m = 0 add
+// nothing. Throws mlnc::error when a count is negative, m > K, or the list would exceed
+// max_samples (C(K, m) n_m grows fast: K = 100, m = 3 is 161700 sets).
+inline label_sets balanced_label_sets(index_t K, const multiplicity_counts& n, index_t max_samples = 100000000) {
+    detail::require(K >= 2 && K <= std::numeric_limits<label_t>::max(), "K",
+                    "must be in [2, 2^31 - 1], got " + std::to_string(K));
+    double total = 0;
+    for (const auto& [m, count] : n) {
+        detail::require(m <= K, "n", "multiplicity " + std::to_string(m) + " exceeds K = " + std::to_string(K));
+        detail::require(count >= 0, "n", "n_" + std::to_string(m) + " = " + std::to_string(count) + " is negative");
+        if (count > 0) total += static_cast<double>(count) * std::exp(log_binomial(K, m));
+    }
+    detail::require(total >= 0.5, "n", "gives no samples");
+    detail::require(total <= static_cast<double>(max_samples), "n",
+                    "gives about " + detail::num(total) + " samples, more than max_samples = " + std::to_string(max_samples));
+    std::vector<index_t> offsets{0};
+    std::vector<label_t> indices;
+    offsets.reserve(static_cast<std::size_t>(total + 0.5) + 1);
+    for (const auto& [m, count] : n) {
+        if (count == 0) continue;
+        const auto sets = static_cast<std::uint64_t>(binomial(K, m));
+        for (std::uint64_t r = 0; r < sets; ++r) {
+            const std::vector<label_t> set = subset_unrank(r, m, K);
+            for (index_t t = 0; t < count; ++t) {
+                indices.insert(indices.end(), set.begin(), set.end());
+                offsets.push_back(static_cast<index_t>(indices.size()));
+            }
+        }
+    }
+    return label_sets::from_csr(std::move(offsets), std::move(indices), K);
+}
+
+// A subset of the samples of a label_sets, by index: a minibatch. A view: it holds the indices and
+// a pointer to S, which must outlive it. Sample j of the subset is sample indices()[j] of S; the
+// matching feature columns are columns(H) (an Eigen indexed view, writable when H is). Indices
+// may repeat and come in any order.
+class sample_subset {
+public:
+    sample_subset(const label_sets& S, std::vector<index_t> indices) : s_(&S), idx_(std::move(indices)) {
+        for (std::size_t j = 0; j < idx_.size(); ++j)
+            if (idx_[j] < 0 || idx_[j] >= S.size())
+                throw error("sample_subset: index " + std::to_string(idx_[j]) + " (entry " + std::to_string(j) +
+                            ") out of range [0, " + std::to_string(S.size()) + ")");
+    }
+    // Samples begin, ..., begin + count - 1 of S.
+    static sample_subset range(const label_sets& S, index_t begin, index_t count) {
+        if (begin < 0 || count < 0 || begin > S.size() - count)
+            throw error("sample_subset: range [" + std::to_string(begin) + ", " + std::to_string(begin) + " + " +
+                        std::to_string(count) + ") is not inside [0, " + std::to_string(S.size()) + ")");
+        std::vector<index_t> idx(static_cast<std::size_t>(count));
+        std::iota(idx.begin(), idx.end(), begin);
+        return {S, std::move(idx)};
+    }
+
+    index_t size() const noexcept { return static_cast<index_t>(idx_.size()); }  // samples in the subset
+    bool empty() const noexcept { return idx_.empty(); }
+    index_t num_labels() const noexcept { return s_->num_labels(); }              // K
+    index_t total_samples() const noexcept { return s_->size(); }                 // N of the whole set
+    const label_sets& parent() const noexcept { return *s_; }
+    const std::vector<index_t>& indices() const noexcept { return idx_; }
+    std::span<const label_t> operator[](index_t j) const noexcept { return (*s_)[idx_[static_cast<std::size_t>(j)]]; }
+    index_t multiplicity(index_t j) const noexcept { return s_->multiplicity(idx_[static_cast<std::size_t>(j)]); }
+
+    // The columns of H (d x N) that belong to the subset, as an Eigen indexed view (no copy).
+    template <class DH>
+    auto columns(DH&& H) const {
+        if (H.cols() != s_->size())
+            throw error("H: expected " + std::to_string(s_->size()) + " columns (one per sample), got " +
+                        std::to_string(H.cols()));
+        return std::forward<DH>(H)(Eigen::all, idx_);
+    }
+
+    // The subset as label sets of its own (a copy).
+    label_sets to_label_sets() const {
+        std::vector<index_t> offsets{0};
+        std::vector<label_t> indices;
+        offsets.reserve(idx_.size() + 1);
+        for (index_t j = 0; j < size(); ++j) {
+            const auto set = (*this)[j];
+            indices.insert(indices.end(), set.begin(), set.end());
+            offsets.push_back(static_cast<index_t>(indices.size()));
+        }
+        return label_sets::from_csr(std::move(offsets), std::move(indices), num_labels());
+    }
+
+private:
+    const label_sets* s_;
+    std::vector<index_t> idx_;
+};
 
 }  // namespace mlnc
