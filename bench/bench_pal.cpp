@@ -2,6 +2,7 @@
 // Every kernel is paired with a memory-copy reference over the same bytes (Copy/K/N) so that
 // the ratio kernel_time / copy_time is comparable across machines; bench/compare.py prints it.
 
+#include <mlnc/objective.hpp>
 #include <mlnc/pal.hpp>
 
 #include <benchmark/benchmark.h>

@@ -7,6 +7,7 @@
         if (!(x)) throw std::logic_error("eigen_assert failed: " #x); \
     } while (false)
 
+#include <mlnc/objective.hpp>
 #include <mlnc/pal.hpp>
 
 #include <catch2/catch.hpp>

@@ -11,6 +11,7 @@
 #include <mlnc/io/npy.hpp>
 #include <mlnc/metrics.hpp>
 #include <mlnc/optimum.hpp>
+#include <mlnc/objective.hpp>
 #include <mlnc/pal.hpp>
 #include <mlnc/predict.hpp>
 #include <mlnc/scores.hpp>

@@ -123,6 +123,14 @@ private:
 // n_m: samples per m-subset of the labels (Theorem 1's balanced training set).
 using multiplicity_counts = per_multiplicity<index_t>;
 
+// A point (W, H, b) of Problem (4): a start, a checkpoint, an optimiser.
+template <class T = double>
+struct ufm_point {
+    matrix<T> W;  // K x d
+    matrix<T> H;  // d x N
+    vector<T> b;  // K
+};
+
 // The three penalty weights of Problem (4) (no factor 1/2).
 struct penalties {
     double lambda_w = 0.0;

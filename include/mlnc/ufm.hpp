@@ -1,10 +1,11 @@
 #pragma once
 // The unconstrained-features-model (UFM) trainer: full-batch minimisation of Problem (4),
 //   f(W, H, b) = (1/N) sum_i L_PAL(W h_i + b, S_i) + lW ||W||_F^2 + lH ||H||_F^2 + lb ||b||^2,
-// over W (K x d), H (d x N) and b (K) from a seeded random start, by L-BFGS (LBFGSpp's solver)
-// or by gradient descent with momentum and an Armijo line search. Optionally W is held fixed at a
-// simplex ETF and only (H, b) are trained. The library never prints: progress goes to an
-// optional observer. See docs/ufm.md.
+// over W (K x d), H (d x N) and b (K) from a seeded random start or a given point (a warm start,
+// a checkpoint), by L-BFGS (LBFGSpp's solver) or by gradient descent with momentum and an Armijo
+// line search, on the flat objective of objective.hpp. Optionally W is held fixed (at a simplex
+// ETF) and only (H, b) are trained; dW is then never formed. The library never prints: progress
+// goes to an optional observer, which can also stop the run (the result is kept). See docs/ufm.md.
 
 #include <mlnc/detail/exception_fence.hpp>
 #include <mlnc/detail/memory.hpp>
@@ -12,7 +13,7 @@
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
-#include <mlnc/pal.hpp>
+#include <mlnc/objective.hpp>
 
 #include <Eigen/Core>
 
@@ -50,6 +51,7 @@ enum class ufm_status {
     max_iterations,             // max_iterations reached
     line_search_failed,         // no acceptable step even from a fresh restart (usually the rounding floor)
     non_finite,                 // the objective or its gradient is NaN/Inf at the starting point
+    stopped_by_observer,        // the observer returned ufm_action::stop
 };
 
 inline const char* to_string(ufm_status s) noexcept {
@@ -59,6 +61,7 @@ inline const char* to_string(ufm_status s) noexcept {
         case ufm_status::max_iterations: return "max_iterations";
         case ufm_status::line_search_failed: return "line_search_failed";
         case ufm_status::non_finite: return "non_finite";
+        case ufm_status::stopped_by_observer: return "stopped_by_observer";
     }
     return "unknown";
 }
@@ -69,9 +72,11 @@ struct ufm_options {
     double gradient_tolerance = 1e-12;  // stop when ||grad f||_2 <= tol * max(1, |f|)
     double relative_tolerance = 0.0;   // stop when |f_k - f_{k-1}| <= tol * max(1, |f_k|); 0 = off
     int history_every = 10;            // history entry + observer call every this many iterations
-    std::uint64_t seed = 0;            // seeds the start (and the fixed ETF)
+    std::uint64_t seed = 0;            // seeds the random start (and the fixed ETF)
     double init_scale = 0.1;           // standard deviation of the Gaussian start entries
-    bool fix_classifier_to_etf = false;  // W = simplex ETF with rows of norm etf_row_norm; train H, b
+    // W held fixed, only H and b trained: at a simplex ETF with rows of norm etf_row_norm (random
+    // start), or at the start's W (warm start).
+    bool fix_classifier_to_etf = false;
     double etf_row_norm = 1.0;
     pal_variant variant = pal_variant::pal;
 
@@ -110,11 +115,16 @@ struct ufm_result {
     int restarts = 0;              // L-BFGS restarts after line-search failures
 };
 
+// What an observer tells the trainer.
+enum class ufm_action { proceed, stop };
+
 // Called at every history entry with the current iterate; W, H, b view the trainer's memory and
-// are valid only during the call.
+// are valid only during the call. Returning ufm_action::stop ends the run with status
+// stopped_by_observer and this iterate as the result. train_ufm also accepts a callable that
+// returns void (it never stops the run).
 template <class T>
-using ufm_observer = std::function<void(const ufm_history_entry&, const Eigen::Ref<const matrix<T>>& W,
-                                        const Eigen::Ref<const matrix<T>>& H, const Eigen::Ref<const vector<T>>& b)>;
+using ufm_observer = std::function<ufm_action(const ufm_history_entry&, const Eigen::Ref<const matrix<T>>& W,
+                                              const Eigen::Ref<const matrix<T>>& H, const Eigen::Ref<const vector<T>>& b)>;
 
 namespace detail {
 
@@ -164,56 +174,31 @@ inline void check_ufm_options(const ufm_options& o) {
     }
 }
 
-// The objective over the flat parameter vector x = [vec(W); vec(H); b] (or [vec(H); b] with W
-// fixed), in the f(x, grad) form LBFGSpp expects, plus the bookkeeping of the run: iteration
-// count, history, observer calls and the stopping rules (checked at every accepted iterate).
+// The flat objective (ufm_objective) plus the bookkeeping of a run: iteration count, history,
+// observer calls and the stopping rules (checked at every accepted iterate), in the f(x, grad)
+// form LBFGSpp expects.
 template <class T, class B>
 class ufm_problem {
 public:
     using vec = vector<T>;
 
-    ufm_problem(const label_sets& S, index_t d, const penalties& p, const ufm_options& o, const ufm_observer<T>& obs,
-                matrix<T> fixed_W)
-        : obj_(S, p, o.variant),
-          opt_(o),
-          observer_(obs),
-          K_(S.num_labels()),
-          d_(d),
-          N_(S.size()),
-          fixed_(o.fix_classifier_to_etf),
-          W_fixed_(std::move(fixed_W)),
-          start_(std::chrono::steady_clock::now()) {
-        if (fixed_) dW_scratch_.resize(K_, d_);
-    }
+    ufm_problem(ufm_objective<T, B> objective, const ufm_options& o, ufm_observer<T> obs)
+        : obj_(std::move(objective)), opt_(o), observer_(std::move(obs)), start_(std::chrono::steady_clock::now()) {}
 
-    Eigen::Index size() const noexcept { return (fixed_ ? 0 : K_ * d_) + d_ * N_ + K_; }
+    Eigen::Index size() const noexcept { return obj_.size(); }
 
-    Eigen::Map<const matrix<T>> W(const vec& x) const {
-        return fixed_ ? Eigen::Map<const matrix<T>>(W_fixed_.data(), K_, d_) : Eigen::Map<const matrix<T>>(x.data(), K_, d_);
-    }
-    Eigen::Map<const matrix<T>> H(const vec& x) const { return {x.data() + w_size(), d_, N_}; }
-    Eigen::Map<const vector<T>> b(const vec& x) const { return {x.data() + w_size() + d_ * N_, K_}; }
+    Eigen::Map<const matrix<T>> W(const vec& x) const { return obj_.W(x); }
+    Eigen::Map<const matrix<T>> H(const vec& x) const { return obj_.H(x); }
+    Eigen::Map<const vector<T>> b(const vec& x) const { return obj_.b(x); }
 
     // f(x) and its gradient. A trial point that left the range of T, or whose logits overflow,
-    // gets f = +inf and a NaN gradient: every line search treats that as a step too long. Any
-    // exception (std::bad_alloc, a device failure, a bug) passes the solver's handlers through the
-    // fence and is rethrown by train_ufm.
+    // gets f = +inf and a NaN gradient (ufm_objective): every line search treats that as a step
+    // too long. Any exception (std::bad_alloc, a device failure, a bug) passes the solver's
+    // handlers through the fence and is rethrown by train_ufm.
     T operator()(const vec& x, vec& grad) {
         return fence_([&]() -> T {
             ++evaluations_;
-            grad.resize(x.size());
-            if (!x.allFinite()) return overflowed(grad);
-            Eigen::Map<matrix<T>> dH(grad.data() + w_size(), d_, N_);
-            Eigen::Map<vector<T>> db(grad.data() + w_size() + d_ * N_, K_);
-            objective_value<T> v;
-            if (fixed_) {
-                v = obj_.evaluate(W(x), H(x), b(x), dW_scratch_, dH, db);
-            } else {
-                Eigen::Map<matrix<T>> dW(grad.data(), K_, d_);
-                v = obj_.evaluate(W(x), H(x), b(x), dW, dH, db);
-            }
-            if (!v.ok()) return overflowed(grad);
-            return v.total;
+            return obj_(x, grad);
         });
     }
 
@@ -237,7 +222,7 @@ public:
 
     // The final history entry and observer call, unless the last iterate was already recorded.
     void finish(const vec& x) {
-        if (history_.empty() || history_.back().iteration != iterations_) record(x);
+        if (history_.empty() || history_.back().iteration != iterations_) (void)record(x);
     }
 
     int iterations() const noexcept { return iterations_; }
@@ -250,18 +235,12 @@ public:
     std::vector<ufm_history_entry>& history() noexcept { return history_; }
 
 private:
-    Eigen::Index w_size() const noexcept { return fixed_ ? 0 : K_ * d_; }
-
-    static T overflowed(vec& grad) {
-        grad.setConstant(std::numeric_limits<T>::quiet_NaN());
-        return std::numeric_limits<T>::infinity();
-    }
-
     void accept(const vec& x, T fx, const vec& grad, bool is_step) {
         const double f_prev = f_;
         f_ = static_cast<double>(fx);
         gnorm_ = static_cast<double>(grad.norm());
-        if (iterations_ % opt_.history_every == 0) record(x);
+        if (iterations_ % opt_.history_every == 0 && record(x) == ufm_action::stop)
+            throw ufm_stop{ufm_status::stopped_by_observer};
         if (!std::isfinite(f_) || !std::isfinite(gnorm_)) throw ufm_stop{ufm_status::non_finite};
         const double scale = std::max(1.0, std::abs(f_));
         if (gnorm_ <= opt_.gradient_tolerance * scale) throw ufm_stop{ufm_status::converged_gradient};
@@ -270,21 +249,18 @@ private:
         if (iterations_ >= opt_.max_iterations) throw ufm_stop{ufm_status::max_iterations};
     }
 
-    void record(const vec& x) {
+    ufm_action record(const vec& x) {
         history_.push_back({iterations_, f_, gnorm_, seconds()});
-        if (observer_) {
-            const auto t0 = std::chrono::steady_clock::now();
-            observer_(history_.back(), W(x), H(x), b(x));
-            observer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        }
+        if (!observer_) return ufm_action::proceed;
+        const auto t0 = std::chrono::steady_clock::now();
+        const ufm_action a = observer_(history_.back(), W(x), H(x), b(x));
+        observer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return a;
     }
 
-    pal_objective<T, B> obj_;
+    ufm_objective<T, B> obj_;
     const ufm_options& opt_;
-    const ufm_observer<T>& observer_;
-    Eigen::Index K_, d_, N_;
-    bool fixed_;
-    matrix<T> W_fixed_, dW_scratch_;
+    ufm_observer<T> observer_;
     std::chrono::steady_clock::time_point start_;
     double observer_seconds_ = 0;
     std::vector<ufm_history_entry> history_;
@@ -551,59 +527,140 @@ ufm_result<T> run_from_start(ufm_problem<T, B>& problem, vector<T>& x, vector<T>
 
 }  // namespace detail
 
-// Minimises Problem (4) for the label sets S in feature dimension d. Start: W, H, b with i.i.d.
-// N(0, init_scale^2) entries drawn in that order (column-major) from mt19937_64(seed); with
-// fix_classifier_to_etf, W = simplex_etf(K, d, etf_row_norm, seed) instead and is never changed.
+namespace detail {
+
+// Any callable observer as a ufm_observer: one that returns void never stops the run.
+template <class T, class Obs>
+ufm_observer<T> as_observer(Obs&& obs) {
+    using W = const Eigen::Ref<const matrix<T>>&;
+    using V = const Eigen::Ref<const vector<T>>&;
+    if constexpr (std::is_same_v<std::remove_cvref_t<Obs>, ufm_observer<T>>) {
+        return std::forward<Obs>(obs);
+    } else if constexpr (std::is_same_v<std::remove_cvref_t<Obs>, std::nullptr_t>) {
+        return {};
+    } else {
+        static_assert(std::is_invocable_v<Obs&, const ufm_history_entry&, W, W, V>,
+                      "mlnc: an observer is called as obs(const ufm_history_entry&, W, H, b)");
+        using R = std::invoke_result_t<Obs&, const ufm_history_entry&, W, W, V>;
+        static_assert(std::is_void_v<R> || std::is_same_v<R, ufm_action>,
+                      "mlnc: an observer returns void or mlnc::ufm_action");
+        if constexpr (std::is_void_v<R>)
+            return [o = std::forward<Obs>(obs)](const ufm_history_entry& e, W w, W h, V b) mutable {
+                o(e, w, h, b);
+                return ufm_action::proceed;
+            };
+        else
+            return ufm_observer<T>(std::forward<Obs>(obs));
+    }
+}
+
+template <class T, class B>
+void check_training(const B& be, const label_sets& S, const penalties& lambdas, const ufm_options& options) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "mlnc: train_ufm is for float and double");
+    check_pal_backend<B, T>();
+    check_backend_value(be);
+    require(!S.empty(), "labels", "no samples");
+    check_penalties(lambdas);
+    check_ufm_options(options);
+}
+
+// What a run holds: the logits workspace, the parameters and the vectors of the method (L-BFGS:
+// 2 m correction vectors and about 8 more of the parameters' size), and W once more for the
+// result (twice in fixed mode: the fixed W and the result's copy).
+template <class T>
+void require_training_memory(const label_sets& S, index_t d, const ufm_options& options) {
+    const double N = static_cast<double>(S.size()), K = static_cast<double>(S.num_labels()), dd = static_cast<double>(d);
+    const double params = (options.fix_classifier_to_etf ? 0.0 : K * dd) + dd * N + K;
+    const double vectors = options.method == ufm_method::lbfgs ? 2.0 * options.lbfgs_memory + 8.0 : 8.0;
+    const double extra_w = (options.fix_classifier_to_etf ? 2.0 : 1.0) * K * dd;
+    require_memory(sizeof(T) * (K * N + extra_w + vectors * params), "train_ufm",
+                   "K = " + std::to_string(S.num_labels()) + ", d = " + std::to_string(d) + ", N = " +
+                       std::to_string(S.size()) + ": logits, parameters and the optimiser's vectors");
+}
+
+template <class T, class B>
+ufm_result<T> run_training(ufm_objective<T, B> objective, vector<T> x, const ufm_options& options,
+                           ufm_observer<T> observer) {
+    ufm_problem<T, B> problem(std::move(objective), options, std::move(observer));
+    vector<T> grad(x.size());
+    try {
+        return run_from_start(problem, x, grad, options);
+    } catch (const solver_aborted&) {
+        problem.fence().rethrow();
+    }
+}
+
+}  // namespace detail
+
+// Minimises Problem (4) for the label sets S in feature dimension d from a random start: W, H, b
+// with i.i.d. N(0, init_scale^2) entries drawn in that order (column-major) from
+// mt19937_64(seed); with fix_classifier_to_etf, W = simplex_etf(K, d, etf_row_norm, seed) instead
+// and is never changed. The scalar T is the first template argument (default double); the
+// backend is the first argument (omitted: cpu{}).
 // Non-convergence is reported in the status, never thrown; bad arguments throw mlnc::error; any
 // other exception (from the objective, the observer or an allocation) propagates unchanged.
-template <class T, class B = cpu>
-ufm_result<T> train_ufm(const label_sets& S, index_t d, const penalties& lambdas, const ufm_options& options,
-                        const ufm_observer<T>& observer = {}) {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "mlnc: train_ufm is for float and double");
-    detail::check_pal_backend<B, T>();
+template <class T = double, backend B, class Obs = std::nullptr_t>
+ufm_result<T> train_ufm(const B& be, const label_sets& S, index_t d, const penalties& lambdas,
+                        const ufm_options& options, Obs&& observer = nullptr) {
+    detail::check_training<T>(be, S, lambdas, options);
     detail::require(d >= 1, "d", "feature dimension must be >= 1, got " + std::to_string(d));
-    detail::require(!S.empty(), "labels", "no samples");
-    check_penalties(lambdas);
-    detail::check_ufm_options(options);
     const index_t K = S.num_labels();
     if (options.fix_classifier_to_etf)
         detail::require(d >= K - 1, "d",
                         "a fixed simplex-ETF classifier needs d >= K - 1 = " + std::to_string(K - 1) + ", got " +
                             std::to_string(d));
+    detail::require_training_memory<T>(S, d, options);
 
-    // What the run holds: the logits workspace, the parameters and the vectors of the method
-    // (L-BFGS: 2 m correction vectors and about 8 more of the parameters' size).
-    const double N = static_cast<double>(S.size()), Kd = static_cast<double>(K), dd = static_cast<double>(d);
-    const double params = (options.fix_classifier_to_etf ? 0.0 : Kd * dd) + dd * N + Kd;
-    const double vectors = options.method == ufm_method::lbfgs ? 2.0 * options.lbfgs_memory + 8.0 : 8.0;
-    // Kd * dd once more for the result's W, and twice more in fixed-ETF mode (W and its scratch dW).
-    const double extra_w = (options.fix_classifier_to_etf ? 3.0 : 1.0) * Kd * dd;
-    detail::require_memory(sizeof(T) * (Kd * N + extra_w + vectors * params), "train_ufm",
-                           "K = " + std::to_string(K) + ", d = " + std::to_string(d) + ", N = " +
-                               std::to_string(S.size()) + ": logits, parameters and the optimiser's vectors");
-
-    matrix<T> W_fixed;
-    if (options.fix_classifier_to_etf)
-        W_fixed = simplex_etf<T>(K, d, static_cast<T>(options.etf_row_norm), options.seed);
-    detail::ufm_problem<T, B> problem(S, d, lambdas, options, observer, std::move(W_fixed));
-
-    // The start: W's draws are made (and discarded in fixed-ETF mode) so that a seed gives the
-    // same H and b in both modes.
+    auto objective = options.fix_classifier_to_etf
+                         ? ufm_objective<T, B>(be, S, simplex_etf<T>(K, d, static_cast<T>(options.etf_row_norm), options.seed),
+                                               lambdas, options.variant)
+                         : ufm_objective<T, B>(be, S, d, lambdas, options.variant);
+    // W's draws are made (and discarded in fixed-ETF mode) so that a seed gives the same H and b
+    // in both modes.
     detail::gaussian_stream gauss(options.seed);
-    vector<T> x(problem.size());
+    vector<T> x(objective.size());
     Eigen::Index pos = 0;
     for (index_t j = 0; j < K * d; ++j) {
         const T v = static_cast<T>(options.init_scale * gauss());
         if (!options.fix_classifier_to_etf) x[pos++] = v;
     }
     for (; pos < x.size(); ++pos) x[pos] = static_cast<T>(options.init_scale * gauss());
+    return detail::run_training(std::move(objective), std::move(x), options,
+                                detail::as_observer<T>(std::forward<Obs>(observer)));
+}
+template <class T = double, class Obs = std::nullptr_t>
+ufm_result<T> train_ufm(const label_sets& S, index_t d, const penalties& lambdas, const ufm_options& options,
+                        Obs&& observer = nullptr) {
+    return train_ufm<T>(default_backend, S, d, lambdas, options, std::forward<Obs>(observer));
+}
 
-    vector<T> grad(x.size());
-    try {
-        return detail::run_from_start(problem, x, grad, options);
-    } catch (const detail::solver_aborted&) {
-        problem.fence().rethrow();
-    }
+// The same from a given point (a warm start, a checkpoint, a perturbed optimum): d = start.W.cols().
+// With fix_classifier_to_etf, W is held fixed at start.W (pass simplex_etf(...) or the W of a
+// fixed-classifier checkpoint) and only H and b are trained. seed and init_scale are not used.
+template <backend B, class T, class Obs = std::nullptr_t>
+ufm_result<T> train_ufm(const B& be, const label_sets& S, const penalties& lambdas, const ufm_point<T>& start,
+                        const ufm_options& options, Obs&& observer = nullptr) {
+    detail::check_training<T>(be, S, lambdas, options);
+    const index_t K = S.num_labels(), d = start.W.cols();
+    detail::require(d >= 1, "start.W", "needs at least one column (the feature dimension d)");
+    detail::check_shape(start.W, K, d, "start.W", "K x d");
+    detail::check_shape(start.H, d, S.size(), "start.H", "d x N, d = columns of start.W");
+    detail::require(start.b.size() == K, "start.b", "expected " + std::to_string(K) + " entries, got " +
+                                                       std::to_string(start.b.size()));
+    detail::check_finite(start.W, "start.W");
+    detail::check_finite(start.H, "start.H");
+    detail::check_finite(start.b, "start.b");
+    detail::require_training_memory<T>(S, d, options);
+    auto objective = options.fix_classifier_to_etf ? ufm_objective<T, B>(be, S, start.W, lambdas, options.variant)
+                                                   : ufm_objective<T, B>(be, S, d, lambdas, options.variant);
+    vector<T> x = objective.pack(start);
+    return detail::run_training(std::move(objective), std::move(x), options,
+                                detail::as_observer<T>(std::forward<Obs>(observer)));
+}
+template <class T, class Obs = std::nullptr_t>
+ufm_result<T> train_ufm(const label_sets& S, const penalties& lambdas, const ufm_point<T>& start,
+                        const ufm_options& options, Obs&& observer = nullptr) {
+    return train_ufm(default_backend, S, lambdas, start, options, std::forward<Obs>(observer));
 }
 
 }  // namespace mlnc

@@ -5,5 +5,5 @@
 int main() {
     const auto S = mlnc::label_sets::from_lists({{0}, {1}}, 2);
     const Eigen::MatrixXd Z = Eigen::MatrixXd::Zero(2, 2);
-    return static_cast<int>(mlnc::pal_loss<mlnc::cuda>(Z, S));
+    return static_cast<int>(mlnc::pal_loss(mlnc::cuda{}, Z, S));
 }

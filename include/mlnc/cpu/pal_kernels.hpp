@@ -53,13 +53,15 @@ Eigen::Index first_nan(const T* p, Eigen::Index n) noexcept {
 
 // For each column i of Z (K x N):
 //   per_sample[i] (if not null) = loss of sample i,
-//   G(:, i) (if g.data is not null) = d(sum of losses)/dz_i * scale, with scale = 1/N_total.
+//   G(:, i) (if g.data is not null) = d(sum of losses)/dz_i * scale (1/N for a mean over N samples;
+//   the same 1/N for a minibatch of them, so that batch gradients add up to the full one).
 // G may alias Z (same data and strides): each column is read completely before it is written.
 // Columns with a non-unit inner stride go through a K-entry scratch column (no K x N copy).
 // Stops at the first column holding a non-finite logit and reports it. Throws nothing, except
 // std::bad_alloc when its scratch columns (K entries each) cannot be allocated.
-template <class T>
-pal_kernel_result pal_columns(strided_view<const T> z, const label_sets& S, pal_variant variant, T* per_sample,
+// S is a label_sets or a sample_subset: sample i's labels are S[i].
+template <class T, class Labels>
+pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_variant variant, T* per_sample,
                               strided_view<T> g, double scale) {
     using col_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
     using out_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;

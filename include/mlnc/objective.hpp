@@ -1,0 +1,550 @@
+#pragma once
+// Problem (4) of the UFM as an objective an optimiser can drive:
+//   f(W, H, b) = (1/N) sum_i L_PAL(W h_i + b, S_i) + lW ||W||_F^2 + lH ||H||_F^2 + lb ||b||^2
+// with W K x d, H d x N (column i = feature of sample i), b of size K. With G = d(data term)/dZ
+// (pal.hpp), the gradients are dW = G H^T + 2 lW W, dH = W^T G + 2 lH H, db = G 1 + 2 lb b.
+//  - pal_objective: f and its gradients on the matrices (W, H, b); minibatches (the data term of
+//    a subset of the samples, scaled by the global 1/N, so that the batch terms of a partition of
+//    the samples plus the penalty once add up to f) and the penalty on its own.
+//  - ufm_objective: the same over one flat parameter vector x = [vec(W); vec(H); b] (or
+//    [vec(H); b] with W fixed), with pack/unpack, in the vocabulary of ensmallen's function types
+//    (Evaluate, Gradient, EvaluateWithGradient; NumFunctions, Shuffle and the batch forms of a
+//    separable function) and callable as LBFGSpp's f(x, grad).
+// See docs/api.md.
+
+#include <mlnc/backend.hpp>
+#include <mlnc/detail/checks.hpp>
+#include <mlnc/detail/memory.hpp>
+#include <mlnc/error.hpp>
+#include <mlnc/labels.hpp>
+#include <mlnc/pal.hpp>
+#include <mlnc/types.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace mlnc {
+
+// Passed instead of a gradient output that is not wanted: evaluate(W, H, b, skip, dH, db) does
+// not form dW (a fixed classifier).
+struct skip_t {
+    explicit constexpr skip_t() = default;
+};
+inline constexpr skip_t skip{};
+
+// What an evaluation of f found. overflow: the logits W H + b of finite W, H, b are not all
+// finite (they overflowed T); loss and total are then +Inf and any gradient is NaN. Trainers take
+// that as "step too long"; it is a numerical outcome, not an error.
+enum class objective_status { ok, overflow };
+
+template <class T>
+struct objective_value {
+    T loss = 0;     // data term (1/N) sum_i L(z_i, S_i) (over the batch, for a batch)
+    T penalty = 0;  // lW ||W||^2 + lH ||H||^2 + lb ||b||^2 (0 for a batch's data term)
+    T total = 0;    // loss + penalty
+    objective_status status = objective_status::ok;
+    index_t overflow_row = -1;  // with status overflow: the first non-finite logit (k, i)
+    index_t overflow_col = -1;
+    bool ok() const noexcept { return status == objective_status::ok; }
+};
+
+namespace detail {
+
+template <class O>
+constexpr bool is_skip = std::is_same_v<std::remove_cvref_t<O>, skip_t>;
+
+template <class O, class T>
+constexpr void check_gradient_output() {
+    if constexpr (!is_skip<O>) {
+        static_assert(writable_output<O>, "mlnc: a gradient output must be a non-const Eigen matrix, Map or Block, or mlnc::skip");
+        static_assert(std::is_same_v<typename std::decay_t<O>::Scalar, T>,
+                      "mlnc: gradient outputs must have the objective's scalar type");
+    }
+}
+
+template <class O>
+void fill_nan(O& out) {
+    if constexpr (!is_skip<O>) out.setConstant(std::numeric_limits<typename std::decay_t<O>::Scalar>::quiet_NaN());
+}
+
+}  // namespace detail
+
+// f(W, H, b) for fixed labels and penalties, with analytic gradients. Holds one K x n workspace for
+// the logits (n = N, or the batch size): the only K x n object ever formed (the gradient G
+// overwrites it). Bad input (shapes, NaN/Inf in W, H or b) throws mlnc::error; logits that
+// overflow T are reported in objective_value::status (total = +Inf), not thrown. Gradient outputs
+// are any writable Eigen matrix, Map or Block of the right shape, or mlnc::skip; they must not
+// alias W, H or b.
+template <class T = double, class B = cpu>
+class pal_objective {
+public:
+    pal_objective(B be, label_sets S, penalties lambdas, pal_variant v = pal_variant::pal)
+        : be_(be), s_(std::move(S)), lam_(lambdas), v_(v) {
+        detail::check_pal_backend<B, T>();
+        static_assert(!available_backend<B> || backend_traits<B>::objective,
+                      "mlnc: this backend has no objective (see backend_traits)");
+        detail::check_backend_value(be_);
+        check_penalties(lam_);
+        detail::require(v_ == pal_variant::pal || v_ == pal_variant::pal_n, "variant",
+                        "unknown value " + std::to_string(static_cast<int>(v_)));
+        if (s_.empty()) throw error("labels: no samples");
+    }
+    pal_objective(label_sets S, penalties lambdas, pal_variant v = pal_variant::pal)
+        : pal_objective(B{}, std::move(S), lambdas, v) {}
+
+    const B& backend_value() const noexcept { return be_; }
+    const label_sets& labels() const noexcept { return s_; }
+    const penalties& lambdas() const noexcept { return lam_; }
+    pal_variant variant() const noexcept { return v_; }
+    index_t num_labels() const noexcept { return s_.num_labels(); }
+    index_t num_samples() const noexcept { return s_.size(); }
+
+    // f at (W, H, b).
+    template <class DW, class DH, class Db>
+    objective_value<T> evaluate(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                                const Eigen::MatrixBase<Db>& b) {
+        return evaluate(W, H, b, skip, skip, skip);
+    }
+    template <class DW, class DH, class Db>
+    T value(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b) {
+        return evaluate(W, H, b).total;
+    }
+
+    // f and its gradients: dW (K x d), dH (d x N), db (K), each written (not accumulated) or skip.
+    template <class DW, class DH, class Db, class GW, class GH, class Gb>
+    objective_value<T> evaluate(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                                const Eigen::MatrixBase<Db>& b, GW&& dW, GH&& dH, Gb&& db) {
+        objective_value<T> v = data_term(s_, W, H, b, dW, dH, db);
+        if (!v.ok()) return v;
+        add_penalty(v, W, H, b, dW, dH, db);
+        return v;
+    }
+
+    // The data term of the samples in `batch`, (1/N) sum_{i in batch} L(W h_i + b, S_i) with N the
+    // number of samples of the whole objective, and its gradients: H and dH are d x |batch| (the
+    // batch's columns, e.g. batch.columns(H_full)), dW and db as for evaluate. penalty = 0. The
+    // batch supplies the label sets; its parent must have this objective's K and N.
+    template <class DW, class DH, class Db, class GW = skip_t, class GH = skip_t, class Gb = skip_t>
+    objective_value<T> evaluate_batch(const sample_subset& batch, const Eigen::MatrixBase<DW>& W,
+                                      const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b, GW&& dW = skip_t{},
+                                      GH&& dH = skip_t{}, Gb&& db = skip_t{}) {
+        if (batch.num_labels() != num_labels() || batch.total_samples() != num_samples())
+            throw error("batch: a subset of " + std::to_string(batch.total_samples()) + " samples over " +
+                        std::to_string(batch.num_labels()) + " labels, but the objective has " +
+                        std::to_string(num_samples()) + " samples over " + std::to_string(num_labels()));
+        if (batch.empty()) throw error("batch: no samples");
+        return data_term(batch, W, H, b, dW, dH, db);
+    }
+
+    // The penalty lW ||W||^2 + lH ||H||^2 + lb ||b||^2 alone (loss = 0), with its gradients 2 l X.
+    // H may have any number of columns (the whole H, or a batch's columns).
+    template <class DW, class DH, class Db, class GW = skip_t, class GH = skip_t, class Gb = skip_t>
+    objective_value<T> penalty(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                               const Eigen::MatrixBase<Db>& b, GW&& dW = skip_t{}, GH&& dH = skip_t{},
+                               Gb&& db = skip_t{}) const {
+        check_parameters(W, H, b, H.cols());
+        check_outputs(W, H, b, dW, dH, db);
+        if constexpr (!detail::is_skip<GW>) dW.setZero();
+        if constexpr (!detail::is_skip<GH>) dH.setZero();
+        if constexpr (!detail::is_skip<Gb>) db.setZero();
+        objective_value<T> v;
+        add_penalty(v, W, H, b, dW, dH, db);
+        return v;
+    }
+
+private:
+    template <class L, class DW, class DH, class Db, class GW, class GH, class Gb>
+    objective_value<T> data_term(const L& S, const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                                 const Eigen::MatrixBase<Db>& b, GW& dW, GH& dH, Gb& db) {
+        detail::check_gradient_output<GW, T>();
+        detail::check_gradient_output<GH, T>();
+        detail::check_gradient_output<Gb, T>();
+        const index_t n = S.size();
+        check_parameters(W, H, b, n);
+        check_outputs(W, H, b, dW, dH, db);
+        constexpr bool any_gradient = !detail::is_skip<GW> || !detail::is_skip<GH> || !detail::is_skip<Gb>;
+        auto Z = logits(W, H, b, n);
+        const double inv_n = 1.0 / static_cast<double>(num_samples());
+        const auto r = detail::pal_dispatch(be_, detail::view_of(Z), S, v_, static_cast<T*>(nullptr),
+                                            any_gradient ? detail::mutable_view_of(Z) : strided_view<T>{}, inv_n);
+        objective_value<T> v;
+        if (!r.finite()) {
+            constexpr T inf = std::numeric_limits<T>::infinity();
+            detail::fill_nan(dW);
+            detail::fill_nan(dH);
+            detail::fill_nan(db);
+            v.loss = v.total = inf;
+            v.status = objective_status::overflow;
+            v.overflow_row = r.bad_row;
+            v.overflow_col = r.bad_col;
+            return v;
+        }
+        const auto& G = Z;
+        if constexpr (!detail::is_skip<GW>) dW.noalias() = G * H.transpose();
+        if constexpr (!detail::is_skip<GH>) dH.noalias() = W.transpose() * G;
+        if constexpr (!detail::is_skip<Gb>) db = G.rowwise().sum().reshaped(db.rows(), db.cols());
+        v.loss = v.total = static_cast<T>(r.sum * inv_n);
+        return v;
+    }
+
+    // Adds the penalty to v and its gradient to the non-skipped outputs. Summed in double.
+    template <class DW, class DH, class Db, class GW, class GH, class Gb>
+    void add_penalty(objective_value<T>& v, const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                     const Eigen::MatrixBase<Db>& b, GW& dW, GH& dH, Gb& db) const {
+        const double pen = lam_.lambda_w * W.template cast<double>().squaredNorm() +
+                           lam_.lambda_h * H.template cast<double>().squaredNorm() +
+                           lam_.lambda_b * b.template cast<double>().squaredNorm();
+        v.penalty = static_cast<T>(pen);
+        v.total = static_cast<T>(static_cast<double>(v.loss) + pen);
+        if constexpr (!detail::is_skip<GW>) dW += T(2 * lam_.lambda_w) * W;
+        if constexpr (!detail::is_skip<GH>) dH += T(2 * lam_.lambda_h) * H;
+        if constexpr (!detail::is_skip<Gb>) db += T(2 * lam_.lambda_b) * b.reshaped(db.rows(), db.cols());
+    }
+
+    template <class DW, class DH, class Db>
+    void check_parameters(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                          const Eigen::MatrixBase<Db>& b, index_t n) const {
+        static_assert(std::is_same_v<typename DW::Scalar, T> && std::is_same_v<typename DH::Scalar, T> &&
+                          std::is_same_v<typename Db::Scalar, T>,
+                      "mlnc: W, H and b must have the objective's scalar type");
+        const index_t K = num_labels();
+        if (W.rows() != K)
+            throw error("W: expected " + std::to_string(K) + " rows (one per label), got " + std::to_string(W.rows()));
+        detail::check_shape(H, W.cols(), n, "H", "d x n, d = columns of W, n = number of samples");
+        if (b.size() != K || (b.rows() != 1 && b.cols() != 1))
+            throw error("b: expected a vector of " + std::to_string(K) + " entries, got " + std::to_string(b.rows()) +
+                        " x " + std::to_string(b.cols()));
+        detail::check_finite(W, "W");
+        detail::check_finite(H, "H");
+        detail::check_finite(b, "b");
+    }
+
+    template <class DW, class DH, class Db, class GW, class GH, class Gb>
+    static void check_outputs(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                              const Eigen::MatrixBase<Db>& b, const GW& dW, const GH& dH, const Gb& db) {
+        if constexpr (!detail::is_skip<GW>) detail::check_shape(dW, W.rows(), W.cols(), "dW", "same shape as W");
+        if constexpr (!detail::is_skip<GH>) detail::check_shape(dH, H.rows(), H.cols(), "dH", "same shape as H");
+        if constexpr (!detail::is_skip<Gb>) {
+            if (db.size() != b.size() || (db.rows() != 1 && db.cols() != 1))
+                throw error("db: expected a vector of " + std::to_string(b.size()) + " entries, got " +
+                            std::to_string(db.rows()) + " x " + std::to_string(db.cols()));
+        }
+    }
+
+    // Z = W H + b 1^T in the workspace, which grows to the largest n seen and is reused.
+    template <class DW, class DH, class Db>
+    Eigen::Map<matrix<T>> logits(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                                 const Eigen::MatrixBase<Db>& b, index_t n) {
+        const index_t K = num_labels();
+        if (z_.size() < K * n) {
+            detail::require_memory(static_cast<double>(K) * static_cast<double>(n) * sizeof(T), "logits",
+                                   "the K x n logits workspace, K = " + std::to_string(K) + ", n = " + std::to_string(n));
+            z_.resize(K * n);
+        }
+        Eigen::Map<matrix<T>> Z(z_.data(), K, n);
+        Z.noalias() = W * H;
+        Z.colwise() += b.derived().reshaped();
+        return Z;
+    }
+
+    B be_;
+    label_sets s_;
+    penalties lam_;
+    pal_variant v_;
+    vector<T> z_;
+};
+
+template <backend B>
+pal_objective(B, label_sets, penalties, pal_variant = pal_variant::pal) -> pal_objective<double, B>;
+pal_objective(label_sets, penalties, pal_variant = pal_variant::pal) -> pal_objective<double, cpu>;
+
+// The flat parameter vector of Problem (4): x = [vec(W); vec(H); b], column-major vec.
+template <class DW, class DH, class Db>
+vector<typename DW::Scalar> pack_parameters(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                                            const Eigen::MatrixBase<Db>& b) {
+    using T = typename DW::Scalar;
+    static_assert(std::is_same_v<typename DH::Scalar, T> && std::is_same_v<typename Db::Scalar, T>,
+                  "mlnc: W, H and b must have one scalar type");
+    detail::require(H.rows() == W.cols(), "H", "expected " + std::to_string(W.cols()) + " rows (the columns of W), got " +
+                                                   std::to_string(H.rows()));
+    detail::require(b.size() == W.rows() && (b.rows() == 1 || b.cols() == 1), "b",
+                    "expected a vector of " + std::to_string(W.rows()) + " entries (the rows of W)");
+    vector<T> x(W.size() + H.size() + b.size());
+    x.head(W.size()) = W.reshaped();
+    x.segment(W.size(), H.size()) = H.reshaped();
+    x.tail(b.size()) = b.reshaped();
+    return x;
+}
+template <class T>
+vector<T> pack_parameters(const ufm_point<T>& p) {
+    return pack_parameters(p.W, p.H, p.b);
+}
+
+// The inverse of pack_parameters for K labels, dimension d and N samples.
+template <class Dx>
+ufm_point<typename Dx::Scalar> unpack_parameters(const Eigen::MatrixBase<Dx>& x, index_t K, index_t d, index_t N) {
+    detail::require(K >= 1 && d >= 1 && N >= 1, "unpack_parameters", "K, d and N must be >= 1");
+    detail::require(x.size() == K * d + d * N + K && (x.rows() == 1 || x.cols() == 1), "x",
+                    "expected a vector of K d + d N + K = " + std::to_string(K * d + d * N + K) + " entries, got " +
+                        std::to_string(x.rows()) + " x " + std::to_string(x.cols()));
+    const auto v = x.derived().reshaped();
+    ufm_point<typename Dx::Scalar> p;
+    p.W = v.head(K * d).reshaped(K, d);
+    p.H = v.segment(K * d, d * N).reshaped(d, N);
+    p.b = v.tail(K);
+    return p;
+}
+
+// Problem (4) over one flat parameter vector, for any optimiser. Layout: x = [vec(W); vec(H); b]
+// (pack_parameters), or x = [vec(H); b] when the classifier is held fixed (the fixed-W
+// constructor): W is then not a variable and dW is never formed.
+//  - Evaluate(x), Gradient(x, g), EvaluateWithGradient(x, g): ensmallen's differentiable function;
+//  - operator()(x, g): LBFGSpp's form (returns f, writes g);
+//  - NumFunctions(), Shuffle(), Evaluate(x, begin, batch), Gradient(x, begin, g, batch),
+//    EvaluateWithGradient(x, begin, g, batch): ensmallen's separable function. The N samples
+//    (in the order of the last Shuffle) are the functions; the batch [begin, begin + batch) has
+//      f_B = (1/N) sum_{i in B} L_i + (|B|/N)(lW ||W||^2 + lb ||b||^2) + lH sum_{i in B} ||h_i||^2,
+//    so the f_B of any partition of the samples add up to f, and (N/|B|) grad f_B is an unbiased
+//    estimate of grad f. g is written in full (zero outside W, the batch's columns of H and b).
+// g is resized to size() when it has another size. A non-finite x (a line search that overshot)
+// or logits that overflow give f = +Inf and a NaN gradient; evaluate() says which.
+template <class T = double, class B = cpu>
+class ufm_objective {
+public:
+    using vector_type = vector<T>;
+
+    // W, H and b are all variables; d is the feature dimension.
+    ufm_objective(B be, label_sets S, index_t d, penalties lambdas, pal_variant v = pal_variant::pal)
+        : obj_(be, std::move(S), lambdas, v), K_(obj_.num_labels()), d_(d), N_(obj_.num_samples()) {
+        detail::require(d >= 1, "d", "feature dimension must be >= 1, got " + std::to_string(d));
+        init_order();
+    }
+    ufm_objective(label_sets S, index_t d, penalties lambdas, pal_variant v = pal_variant::pal)
+        : ufm_objective(B{}, std::move(S), d, lambdas, v) {}
+
+    // W is held fixed at fixed_W (K x d); the variables are H and b.
+    ufm_objective(B be, label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
+        : obj_(be, std::move(S), lambdas, v), K_(obj_.num_labels()), d_(fixed_W.cols()), N_(obj_.num_samples()) {
+        if (fixed_W.rows() != K_)
+            throw error("fixed_W: expected " + std::to_string(K_) + " rows (one per label), got " +
+                        std::to_string(fixed_W.rows()));
+        detail::require(d_ >= 1, "fixed_W", "needs at least one column");
+        detail::check_finite(fixed_W, "fixed_W");
+        W_fixed_ = std::move(fixed_W);
+        init_order();
+    }
+    ufm_objective(label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
+        : ufm_objective(B{}, std::move(S), std::move(fixed_W), lambdas, v) {}
+
+    index_t size() const noexcept { return w_size() + d_ * N_ + K_; }  // number of variables
+    index_t num_labels() const noexcept { return K_; }
+    index_t dim() const noexcept { return d_; }
+    index_t num_samples() const noexcept { return N_; }
+    bool fixed_classifier() const noexcept { return W_fixed_.has_value(); }
+    const pal_objective<T, B>& objective() const noexcept { return obj_; }
+
+    // The parts of x, as views into it (or into the fixed W).
+    Eigen::Map<const matrix<T>> W(const vector_type& x) const {
+        check_x(x);
+        return W_fixed_ ? Eigen::Map<const matrix<T>>(W_fixed_->data(), K_, d_)
+                        : Eigen::Map<const matrix<T>>(x.data(), K_, d_);
+    }
+    Eigen::Map<const matrix<T>> H(const vector_type& x) const {
+        check_x(x);
+        return {x.data() + w_size(), d_, N_};
+    }
+    Eigen::Map<const vector<T>> b(const vector_type& x) const {
+        check_x(x);
+        return {x.data() + w_size() + d_ * N_, K_};
+    }
+
+    // x from (W, H, b); with a fixed classifier W is not part of x (pack(H, b)).
+    template <class DW, class DH, class Db>
+    vector_type pack(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b) const {
+        detail::require(!fixed_classifier(), "pack", "the classifier is fixed: x holds only H and b; use pack(H, b)");
+        detail::check_shape(W, K_, d_, "W", "K x d");
+        detail::check_shape(H, d_, N_, "H", "d x N");
+        detail::require(b.size() == K_, "b", "expected " + std::to_string(K_) + " entries, got " + std::to_string(b.size()));
+        return pack_parameters(W, H, b);
+    }
+    template <class DH, class Db>
+    vector_type pack(const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b) const {
+        detail::require(fixed_classifier(), "pack", "W is a variable: use pack(W, H, b)");
+        detail::check_shape(H, d_, N_, "H", "d x N");
+        detail::require(b.size() == K_, "b", "expected " + std::to_string(K_) + " entries, got " + std::to_string(b.size()));
+        vector_type x(size());
+        x.head(d_ * N_) = H.reshaped();
+        x.tail(K_) = b.reshaped();
+        return x;
+    }
+    vector_type pack(const ufm_point<T>& p) const {
+        return fixed_classifier() ? pack(p.H, p.b) : pack(p.W, p.H, p.b);
+    }
+    // (W, H, b) from x (a copy; W is the fixed W when it is fixed).
+    ufm_point<T> unpack(const vector_type& x) const { return {W(x), H(x), b(x)}; }
+
+    // f, its parts and status, without and with the gradient.
+    objective_value<T> evaluate(const vector_type& x) {
+        check_x(x);
+        if (!x.allFinite()) return non_finite_point();
+        return obj_.evaluate(W(x), H(x), b(x));
+    }
+    objective_value<T> evaluate(const vector_type& x, vector_type& g) {
+        check_x(x);
+        g.resize(size());
+        if (!x.allFinite()) {
+            g.setConstant(std::numeric_limits<T>::quiet_NaN());
+            return non_finite_point();
+        }
+        Eigen::Map<matrix<T>> dH(g.data() + w_size(), d_, N_);
+        Eigen::Map<vector<T>> db(g.data() + w_size() + d_ * N_, K_);
+        if (fixed_classifier()) return obj_.evaluate(W(x), H(x), b(x), skip, dH, db);
+        Eigen::Map<matrix<T>> dW(g.data(), K_, d_);
+        return obj_.evaluate(W(x), H(x), b(x), dW, dH, db);
+    }
+
+    // ensmallen's differentiable function.
+    T Evaluate(const vector_type& x) { return evaluate(x).total; }
+    void Gradient(const vector_type& x, vector_type& g) { evaluate(x, g); }
+    T EvaluateWithGradient(const vector_type& x, vector_type& g) { return evaluate(x, g).total; }
+    // LBFGSpp's objective.
+    T operator()(const vector_type& x, vector_type& g) { return evaluate(x, g).total; }
+
+    // ensmallen's separable function: the samples are the functions.
+    index_t NumFunctions() const noexcept { return N_; }
+    // A new random order of the samples (mt19937_64; seed() sets the stream).
+    void Shuffle() {
+        for (index_t i = N_ - 1; i > 0; --i) {
+            const auto j = static_cast<index_t>(rng_() % static_cast<std::uint64_t>(i + 1));
+            std::swap(order_[static_cast<std::size_t>(i)], order_[static_cast<std::size_t>(j)]);
+        }
+    }
+    void seed(std::uint64_t s) { rng_.seed(s); }
+    // The samples in their current order (identity until Shuffle).
+    const std::vector<index_t>& order() const noexcept { return order_; }
+    // The batch [begin, begin + batch_size) of the current order.
+    sample_subset batch(index_t begin, index_t batch_size) const {
+        if (begin < 0 || batch_size < 1 || begin > N_ - batch_size)
+            throw error("batch: [" + std::to_string(begin) + ", " + std::to_string(begin) + " + " +
+                        std::to_string(batch_size) + ") is not a non-empty range inside [0, " + std::to_string(N_) + ")");
+        return {obj_.labels(), std::vector<index_t>(order_.begin() + begin, order_.begin() + begin + batch_size)};
+    }
+    T Evaluate(const vector_type& x, index_t begin, index_t batch_size) {
+        return evaluate_batch(x, batch(begin, batch_size), nullptr).total;
+    }
+    void Gradient(const vector_type& x, index_t begin, vector_type& g, index_t batch_size) {
+        evaluate_batch(x, batch(begin, batch_size), &g);
+    }
+    T EvaluateWithGradient(const vector_type& x, index_t begin, vector_type& g, index_t batch_size) {
+        return evaluate_batch(x, batch(begin, batch_size), &g).total;
+    }
+
+    // f_B of any subset of the samples (see above), with the gradient when g is not null.
+    objective_value<T> evaluate_batch(const vector_type& x, const sample_subset& subset, vector_type* g) {
+        check_x(x);
+        if (g) g->resize(size());
+        if (!x.allFinite()) {
+            if (g) g->setConstant(std::numeric_limits<T>::quiet_NaN());
+            return non_finite_point();
+        }
+        const index_t n = subset.size();
+        const auto Wx = W(x);
+        const auto bx = b(x);
+        hb_.resize(d_, n);
+        hb_ = subset.columns(H(x));
+        objective_value<T> v;
+        if (g) {
+            g->setZero();
+            dhb_.resize(d_, n);
+            Eigen::Map<vector<T>> db(g->data() + w_size() + d_ * N_, K_);
+            if (fixed_classifier()) {
+                v = obj_.evaluate_batch(subset, Wx, hb_, bx, skip, dhb_, db);
+            } else {
+                Eigen::Map<matrix<T>> dW(g->data(), K_, d_);
+                v = obj_.evaluate_batch(subset, Wx, hb_, bx, dW, dhb_, db);
+            }
+            if (!v.ok()) {
+                g->setConstant(std::numeric_limits<T>::quiet_NaN());
+                return v;
+            }
+            const double share = static_cast<double>(n) / static_cast<double>(N_);
+            const auto& lam = obj_.lambdas();
+            dhb_ += T(2 * lam.lambda_h) * hb_;
+            Eigen::Map<matrix<T>> dH(g->data() + w_size(), d_, N_);
+            // A sample drawn twice contributes twice, as its loss term does.
+            for (index_t j = 0; j < n; ++j) dH.col(subset.indices()[static_cast<std::size_t>(j)]) += dhb_.col(j);
+            if (!fixed_classifier()) {
+                Eigen::Map<matrix<T>> dW(g->data(), K_, d_);
+                dW += T(2 * lam.lambda_w * share) * Wx;
+            }
+            db += T(2 * lam.lambda_b * share) * bx;
+        } else {
+            v = obj_.evaluate_batch(subset, Wx, hb_, bx);
+            if (!v.ok()) return v;
+        }
+        add_batch_penalty(v, Wx, bx, static_cast<double>(n) / static_cast<double>(N_));
+        return v;
+    }
+
+private:
+    index_t w_size() const noexcept { return fixed_classifier() ? 0 : K_ * d_; }
+
+    void check_x(const vector_type& x) const {
+        if (x.size() != size())
+            throw error("x: expected " + std::to_string(size()) + " parameters (" +
+                        (fixed_classifier() ? std::string("d N + K") : std::string("K d + d N + K")) + "), got " +
+                        std::to_string(x.size()));
+    }
+
+    static objective_value<T> non_finite_point() {
+        constexpr T inf = std::numeric_limits<T>::infinity();
+        objective_value<T> v;
+        v.loss = v.total = inf;
+        v.status = objective_status::overflow;
+        return v;
+    }
+
+    // (|B|/N)(lW ||W||^2 + lb ||b||^2) + lH ||H_B||^2, with H_B = hb_ (a repeated sample counts twice).
+    template <class MW, class Mb>
+    void add_batch_penalty(objective_value<T>& v, const MW& Wx, const Mb& bx, double share) const {
+        const auto& lam = obj_.lambdas();
+        const double pen = share * (lam.lambda_w * Wx.template cast<double>().squaredNorm() +
+                                    lam.lambda_b * bx.template cast<double>().squaredNorm()) +
+                           lam.lambda_h * hb_.template cast<double>().squaredNorm();
+        v.penalty = static_cast<T>(pen);
+        v.total = static_cast<T>(static_cast<double>(v.loss) + pen);
+    }
+
+    void init_order() {
+        order_.resize(static_cast<std::size_t>(N_));
+        std::iota(order_.begin(), order_.end(), index_t{0});
+    }
+
+    pal_objective<T, B> obj_;
+    index_t K_, d_, N_;
+    std::optional<matrix<T>> W_fixed_;
+    std::vector<index_t> order_;
+    std::mt19937_64 rng_{0};
+    matrix<T> hb_, dhb_;
+};
+
+template <backend B>
+ufm_objective(B, label_sets, index_t, penalties, pal_variant = pal_variant::pal) -> ufm_objective<double, B>;
+ufm_objective(label_sets, index_t, penalties, pal_variant = pal_variant::pal) -> ufm_objective<double, cpu>;
+template <backend B, class T>
+ufm_objective(B, label_sets, matrix<T>, penalties, pal_variant = pal_variant::pal) -> ufm_objective<T, B>;
+template <class T>
+ufm_objective(label_sets, matrix<T>, penalties, pal_variant = pal_variant::pal) -> ufm_objective<T, cpu>;
+
+}  // namespace mlnc

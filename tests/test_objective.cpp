@@ -1,0 +1,313 @@
+// The optimiser-ready objective (objective.hpp): minibatch decomposition, the penalty alone,
+// skipped gradients, the flat ufm_objective (layout, pack/unpack, ensmallen and LBFGSpp forms,
+// separable batches), backends as values, and third-party optimisers reaching f*.
+#include "../examples/optimisers.hpp"
+#include "test_support.hpp"
+
+#include <mlnc/objective.hpp>
+#include <mlnc/optimum.hpp>
+#include <mlnc/ufm.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+
+using mlnc::index_t;
+using mlnc::label_sets;
+using mlnc::sample_subset;
+using Catch::Matchers::Contains;
+
+namespace {
+
+Eigen::MatrixXd randn(index_t r, index_t c, std::mt19937_64& rng, double scale = 1.0) {
+    std::normal_distribution<double> nd(0.0, scale);
+    Eigen::MatrixXd A(r, c);
+    for (index_t j = 0; j < c; ++j)
+        for (index_t i = 0; i < r; ++i) A(i, j) = nd(rng);
+    return A;
+}
+
+const mlnc::penalties lam{0.013, 0.007, 0.021};
+
+// K = 4, every single label 2 times and every pair once: 14 samples of multiplicity 1 and 2.
+label_sets small_labels() { return mlnc::balanced_label_sets(4, {{1, 2}, {2, 1}}); }
+
+struct point {
+    Eigen::MatrixXd W, H;
+    Eigen::VectorXd b;
+};
+point random_point(index_t K, index_t d, index_t N, std::mt19937_64& rng) {
+    return {randn(K, d, rng), randn(d, N, rng), randn(K, 1, rng)};
+}
+
+}  // namespace
+
+TEST_CASE("objective: batch data terms of a partition plus the penalty once add up to f", "[objective]") {
+    std::mt19937_64 rng(7);
+    const label_sets S = small_labels();
+    const index_t K = 4, d = 3, N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    for (const auto v : {mlnc::pal_variant::pal, mlnc::pal_variant::pal_n}) {
+        mlnc::pal_objective obj(S, lam, v);
+        Eigen::MatrixXd dW(K, d), dH(d, N);
+        Eigen::VectorXd db(K);
+        const auto full = obj.evaluate(p.W, p.H, p.b, dW, dH, db);
+
+        // A shuffled partition into batches of 5, 5 and 4.
+        std::vector<index_t> order(static_cast<std::size_t>(N));
+        std::iota(order.begin(), order.end(), index_t{0});
+        std::shuffle(order.begin(), order.end(), rng);
+        double total = 0;
+        Eigen::MatrixXd sW = Eigen::MatrixXd::Zero(K, d), sH = Eigen::MatrixXd::Zero(d, N);
+        Eigen::VectorXd sb = Eigen::VectorXd::Zero(K);
+        for (index_t begin = 0; begin < N; begin += 5) {
+            const index_t n = std::min<index_t>(5, N - begin);
+            const sample_subset batch(S, std::vector<index_t>(order.begin() + begin, order.begin() + begin + n));
+            Eigen::MatrixXd dWb(K, d), dHb(d, n);
+            Eigen::VectorXd dbb(K);
+            const auto vb = obj.evaluate_batch(batch, p.W, batch.columns(p.H), p.b, dWb, dHb, dbb);
+            CHECK(vb.penalty == 0);
+            CHECK(vb.total == vb.loss);
+            // Scaled by the global 1/N, not by the batch size: the mean over the batch times n/N.
+            const double batch_mean = mlnc::pal_loss(p.W * batch.columns(p.H) + p.b.replicate(1, n), batch, v);
+            CHECK(vb.loss == Approx(batch_mean * static_cast<double>(n) / static_cast<double>(N)).epsilon(1e-14));
+            total += vb.total;
+            sW += dWb;
+            sb += dbb;
+            batch.columns(sH) = dHb;
+        }
+        Eigen::MatrixXd pW(K, d), pH(d, N);
+        Eigen::VectorXd pb(K);
+        const auto pen = obj.penalty(p.W, p.H, p.b, pW, pH, pb);
+        CHECK(pen.loss == 0);
+        CHECK(pen.total == Approx(full.penalty).epsilon(1e-15));
+        // Sums of a few O(1) terms in another order: agreement to a few ulps of f.
+        CHECK(total + pen.total == Approx(full.total).epsilon(1e-14));
+        CHECK((sW + pW - dW).cwiseAbs().maxCoeff() < 1e-15);
+        CHECK((sH + pH - dH).cwiseAbs().maxCoeff() < 1e-15);
+        CHECK((sb + pb - db).cwiseAbs().maxCoeff() < 1e-15);
+    }
+}
+
+TEST_CASE("objective: batch gradients match central differences", "[objective]") {
+    std::mt19937_64 rng(11);
+    const label_sets S = small_labels();
+    const index_t K = 4, d = 3, N = S.size();
+    auto p = random_point(K, d, N, rng);
+    mlnc::pal_objective obj(S, lam);
+    const sample_subset batch(S, {3, 9, 3, 12});  // a repeated sample counts twice
+    Eigen::MatrixXd Hb = batch.columns(p.H);
+    Eigen::MatrixXd dW(K, d), dHb(d, 4);
+    Eigen::VectorXd db(K);
+    obj.evaluate_batch(batch, p.W, Hb, p.b, dW, dHb, db);
+    const auto f = [&] { return obj.evaluate_batch(batch, p.W, Hb, p.b).total; };
+    // Step 1e-6: truncation ~1e-12, rounding ~1e-10 / N; entries are O(1/N) = 0.07, 1e-8 catches
+    // any missing or doubled term.
+    const double h = 1e-6;
+    const auto fd = [&](double& x) {
+        const double x0 = x;
+        x = x0 + h;
+        const double fp = f();
+        x = x0 - h;
+        const double fm = f();
+        x = x0;
+        return (fp - fm) / (2 * h);
+    };
+    for (index_t i = 0; i < K; ++i)
+        for (index_t j = 0; j < d; ++j) CHECK(dW(i, j) == Approx(fd(p.W(i, j))).margin(1e-8));
+    for (index_t i = 0; i < d; ++i)
+        for (index_t j = 0; j < 4; ++j) CHECK(dHb(i, j) == Approx(fd(Hb(i, j))).margin(1e-8));
+    for (index_t i = 0; i < K; ++i) CHECK(db(i) == Approx(fd(p.b(i))).margin(1e-8));
+}
+
+TEST_CASE("objective: skipped outputs change nothing else; penalty and batch check their input", "[objective]") {
+    std::mt19937_64 rng(5);
+    const label_sets S = small_labels();
+    const index_t K = 4, d = 3, N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    mlnc::pal_objective obj(S, lam);
+    Eigen::MatrixXd dW(K, d), dH(d, N), dH2(d, N);
+    Eigen::VectorXd db(K), db2(K);
+    const auto a = obj.evaluate(p.W, p.H, p.b, dW, dH, db);
+    const auto b = obj.evaluate(p.W, p.H, p.b, mlnc::skip, dH2, db2);
+    CHECK(a.total == b.total);
+    CHECK(dH == dH2);
+    CHECK(db == db2);
+    // Row-major and Block outputs.
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> dWr(K, d);
+    Eigen::MatrixXd big = Eigen::MatrixXd::Zero(d + 2, N + 3);
+    obj.evaluate(p.W, p.H, p.b, dWr, big.block(1, 2, d, N), mlnc::skip);
+    CHECK((dWr - dW).cwiseAbs().maxCoeff() < 1e-15);  // another summation order in the product
+    CHECK(big.block(1, 2, d, N) == dH);
+
+    CHECK_THROWS_WITH(obj.evaluate_batch(sample_subset(S, {}), p.W, p.H.leftCols(0), p.b), Contains("batch"));
+    const label_sets other = mlnc::balanced_label_sets(4, {{1, 1}});
+    CHECK_THROWS_WITH(obj.evaluate_batch(sample_subset(other, {0}), p.W, p.H.leftCols(1), p.b), Contains("batch"));
+    CHECK_THROWS_WITH(obj.evaluate_batch(sample_subset(S, {0, 1}), p.W, p.H.leftCols(3), p.b), Contains("H"));
+    CHECK_THROWS_WITH(sample_subset(S, {0, N}), Contains("out of range"));
+    Eigen::MatrixXd bad = p.H;
+    bad(0, 0) = std::nan("");
+    CHECK_THROWS_WITH(obj.penalty(p.W, bad, p.b), Contains("H"));
+    Eigen::MatrixXd small(d, N - 1);
+    CHECK_THROWS_WITH(obj.evaluate(p.W, p.H, p.b, dW, small, db), Contains("dH"));
+}
+
+TEST_CASE("ufm_objective: layout, pack/unpack and the ensmallen and LBFGSpp forms agree", "[objective]") {
+    std::mt19937_64 rng(3);
+    const label_sets S = small_labels();
+    const index_t K = 4, d = 3, N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    mlnc::ufm_objective f(S, d, lam);
+    REQUIRE(f.size() == K * d + d * N + K);
+    const Eigen::VectorXd x = f.pack(p.W, p.H, p.b);
+    // [vec(W); vec(H); b], column-major.
+    CHECK(x[1] == p.W(1, 0));
+    CHECK(x[K * d + 1] == p.H(1, 0));
+    CHECK(x[K * d + d * N + 2] == p.b[2]);
+    CHECK(x == mlnc::pack_parameters(p.W, p.H, p.b));
+    const auto q = f.unpack(x);
+    CHECK(q.W == p.W);
+    CHECK(q.H == p.H);
+    CHECK(q.b == p.b);
+    const auto r = mlnc::unpack_parameters(x, K, d, N);
+    CHECK(r.H == p.H);
+
+    mlnc::pal_objective obj(S, lam);
+    Eigen::MatrixXd dW(K, d), dH(d, N);
+    Eigen::VectorXd db(K);
+    const double f0 = obj.evaluate(p.W, p.H, p.b, dW, dH, db).total;
+    Eigen::VectorXd g1, g2, g3;
+    CHECK(f.Evaluate(x) == f0);
+    CHECK(f.EvaluateWithGradient(x, g1) == f0);
+    f.Gradient(x, g2);
+    CHECK(f(x, g3) == f0);
+    CHECK(g1 == mlnc::pack_parameters(dW, dH, db));
+    CHECK(g1 == g2);
+    CHECK(g1 == g3);
+
+    // W held fixed: x = [vec(H); b], the gradient is the tail of the full one.
+    mlnc::ufm_objective ff(S, p.W, lam);
+    REQUIRE(ff.size() == d * N + K);
+    const Eigen::VectorXd xf = ff.pack(p.H, p.b);
+    Eigen::VectorXd gf;
+    CHECK(ff(xf, gf) == f0);
+    CHECK(gf == g1.tail(d * N + K));
+    CHECK(ff.W(xf) == p.W);
+    CHECK_THROWS_WITH(ff.pack(p.W, p.H, p.b), Contains("fixed"));
+    CHECK_THROWS_WITH(f.pack(p.H, p.b), Contains("W is a variable"));
+
+    // Bad x is an error naming x; a non-finite x is a point where f = +Inf (a step too long).
+    CHECK_THROWS_WITH(f.Evaluate(Eigen::VectorXd::Zero(3)), Contains("x:") && Contains(std::to_string(f.size())));
+    Eigen::VectorXd xi = x;
+    xi[0] = std::numeric_limits<double>::infinity();
+    CHECK(std::isinf(f(xi, g1)));
+    CHECK(g1.hasNaN());
+    CHECK(f.evaluate(xi).status == mlnc::objective_status::overflow);
+    CHECK_THROWS_WITH(mlnc::unpack_parameters(x.head(5), K, d, N), Contains("x:"));
+}
+
+TEST_CASE("ufm_objective: the separable form sums to f over any partition", "[objective]") {
+    std::mt19937_64 rng(21);
+    const label_sets S = small_labels();
+    const index_t K = 4, d = 3, N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    for (const bool fixed : {false, true}) {
+        CAPTURE(fixed);
+        mlnc::ufm_objective f = fixed ? mlnc::ufm_objective(S, Eigen::MatrixXd(p.W), lam) : mlnc::ufm_objective(S, d, lam);
+        const Eigen::VectorXd x = fixed ? f.pack(p.H, p.b) : f.pack(p.W, p.H, p.b);
+        Eigen::VectorXd g, gb;
+        const double fx = f.EvaluateWithGradient(x, g);
+        CHECK(f.NumFunctions() == N);
+        f.seed(17);
+        f.Shuffle();
+        CHECK(f.order() != std::vector<index_t>(f.order().size(), 0));
+        double sum = 0;
+        Eigen::VectorXd gsum = Eigen::VectorXd::Zero(x.size());
+        for (index_t begin = 0; begin < N; begin += 4) {
+            const index_t n = std::min<index_t>(4, N - begin);
+            const double fb = f.EvaluateWithGradient(x, begin, gb, n);
+            CHECK(f.Evaluate(x, begin, n) == fb);
+            sum += fb;
+            gsum += gb;
+        }
+        CHECK(sum == Approx(fx).epsilon(1e-14));
+        CHECK((gsum - g).cwiseAbs().maxCoeff() < 1e-15);
+        CHECK_THROWS_WITH(f.Evaluate(x, N - 1, 2), Contains("batch"));
+    }
+}
+
+TEST_CASE("backends are values: the context travels with the call", "[objective][backend]") {
+    static_assert(mlnc::backend<mlnc::cpu> && mlnc::backend<const mlnc::cpu&> && !mlnc::backend<int>);
+    static_assert(mlnc::available_backend<mlnc::cpu> && !mlnc::available_backend<mlnc::cuda>);
+    std::mt19937_64 rng(9);
+    const label_sets S = small_labels();
+    const auto p = random_point(4, 3, S.size(), rng);
+    const Eigen::MatrixXd Z = p.W * p.H;
+    CHECK(mlnc::pal_loss(mlnc::cpu{2}, Z, S) == mlnc::pal_loss(Z, S));
+    CHECK_THROWS_WITH(mlnc::pal_loss(mlnc::cpu{-1}, Z, S), Contains("cpu::threads"));
+    mlnc::pal_objective a(mlnc::cpu{1}, S, lam);  // deduced: pal_objective<double, cpu>
+    static_assert(std::is_same_v<decltype(a), mlnc::pal_objective<double, mlnc::cpu>>);
+    CHECK(a.backend_value().threads == 1);
+    CHECK(a.value(p.W, p.H, p.b) == mlnc::pal_objective(S, lam).value(p.W, p.H, p.b));
+    CHECK_THROWS_WITH(mlnc::pal_objective(mlnc::cpu{-3}, S, lam), Contains("cpu::threads"));
+    mlnc::ufm_objective u(mlnc::cpu{4}, S, 3, lam);
+    static_assert(std::is_same_v<decltype(u), mlnc::ufm_objective<double, mlnc::cpu>>);
+    // float objects name their scalar.
+    mlnc::pal_objective<float> fl(S, lam);
+    const float vf = fl.value(p.W.cast<float>().eval(), p.H.cast<float>().eval(), p.b.cast<float>().eval());
+    CHECK(vf == Approx(a.value(p.W, p.H, p.b)).epsilon(1e-5));
+    const auto r = mlnc::train_ufm<float>(mlnc::cpu{1}, S, 3, lam, mlnc::ufm_options{});
+    CHECK(r.W.rows() == 4);
+}
+
+TEST_CASE("third-party optimisers on ufm_objective reach the closed-form f*", "[objective][optimisers]") {
+    // The problem of examples/optimisers.cpp: K = 4, d = 4, n_1 = 3, n_2 = 1.
+    const index_t K = 4, d = 4;
+    const mlnc::multiplicity_counts n{{1, 3}, {2, 1}};
+    const mlnc::penalties lambdas{5e-3, 5e-3, 1e-2};
+    const label_sets S = mlnc::balanced_label_sets(K, n);
+    const double f_star = mlnc::global_optimum(K, n, lambdas)->f;
+    mlnc::ufm_objective f(S, d, lambdas);
+    mlnc::ufm_options o;
+    o.max_iterations = 0;
+    const auto start = mlnc::train_ufm(S, d, lambdas, o);
+    const Eigen::VectorXd x0 = f.pack(start.W, start.H, start.b);
+    // Both stop at ||grad|| <= 1e-8; near the minimiser f - f* ~ ||grad||^2 / (2 mu) with mu the
+    // smallest nonzero curvature (~ the penalties, 1e-2), so the gap is ~1e-14, far inside 1e-9.
+    {
+        Eigen::VectorXd x = x0;
+        const auto r = mlnc_examples::lbfgspp_minimize(f, x);
+        INFO("LBFGSpp: " << r.iterations << " evaluations, f = " << r.f << ", |grad| = " << r.gradient_norm);
+        CHECK(std::abs(r.f - f_star) <= 1e-9 * f_star);
+    }
+    {
+        Eigen::VectorXd x = x0;
+        const auto r = mlnc_examples::nesterov_minimize(f, x);
+        INFO("Nesterov: " << r.iterations << " iterations, f = " << r.f << ", |grad| = " << r.gradient_norm);
+        CHECK(std::abs(r.f - f_star) <= 1e-9 * f_star);
+        CHECK(r.iterations < 10000);  // 141 when written; a wrong gradient would never get there
+    }
+}
+
+TEST_CASE("minibatch SGD on the separable form approaches f*", "[objective][optimisers]") {
+    // examples/minibatch_sgd.cpp's first 500 epochs: K = 6, n_1 = 10, n_2 = 2 (90 samples),
+    // batches of 16, lr 0.5 / (1 + epoch / 100). Measured gap 1.8e-6. A wrong decomposition (e.g.
+    // the whole penalty in every batch, i.e. counted N/|B| ~ 6 times) makes SGD converge to the
+    // minimiser of another function, whose f exceeds f* by a sizeable part of the penalty (~0.1 f*).
+    const index_t K = 6, d = 6;
+    const mlnc::multiplicity_counts n{{1, 10}, {2, 2}};
+    const mlnc::penalties lambdas{5e-3, 5e-3, 1e-2};
+    const label_sets S = mlnc::balanced_label_sets(K, n);
+    const double f_star = mlnc::global_optimum(K, n, lambdas)->f;
+    mlnc::ufm_objective f(S, d, lambdas);
+    f.seed(1);
+    mlnc::ufm_options o;
+    o.max_iterations = 0;
+    const auto start = mlnc::train_ufm(S, d, lambdas, o);
+    Eigen::VectorXd x = f.pack(start.W, start.H, start.b);
+    const auto r = mlnc_examples::sgd_minimize(f, x, 0, 500, 16, 0.5, 100.0);
+    INFO("SGD: f = " << r.f << ", f* = " << f_star);
+    CHECK(r.f >= f_star * (1 - 1e-14));
+    CHECK(r.f - f_star <= 1e-4 * f_star);
+}
