@@ -20,21 +20,15 @@ using namespace mlnc;
 
 namespace {
 
-// Every m-subset of {0..K-1} repeated n[m-1] times: the balanced sets of Theorem 1.
-label_sets balanced_labels(index_t K, const std::vector<int>& n) {
-    std::vector<std::vector<index_t>> sets;
-    for (std::size_t j = 0; j < n.size(); ++j) {
-        const auto m = static_cast<index_t>(j) + 1;
-        const u128 count = binomial(K, m);
-        for (u128 r = 0; r < count; ++r) {
-            const auto s = subset_unrank(r, m, K);
-            for (int rep = 0; rep < n[j]; ++rep) sets.emplace_back(s.begin(), s.end());
-        }
-    }
-    return label_sets::from_lists(sets, K);
+// n_m for the test's dense lists n[m-1] (0 entries give no samples).
+multiplicity_counts as_counts(const std::vector<int>& n) {
+    multiplicity_counts c;
+    for (std::size_t j = 0; j < n.size(); ++j) c[static_cast<index_t>(j) + 1] = n[j];
+    return c;
 }
 
-std::vector<double> as_counts(const std::vector<int>& n) { return {n.begin(), n.end()}; }
+// Every m-subset of {0..K-1} repeated n_m times: the balanced sets of Theorem 1.
+label_sets balanced_labels(index_t K, const std::vector<int>& n) { return balanced_label_sets(K, as_counts(n)); }
 
 double rel_gap(double f, double f_star) { return (f - f_star) / std::abs(f_star); }
 
@@ -191,7 +185,7 @@ TEST_CASE("ufm: history every k iterations, observer at the same iterates", "[uf
     matrix<double> last_W, last_H;
     vector<double> last_b;
     pal_objective<double> f(S, c.lambdas);
-    const ufm_observer<double> observer = [&](const ufm_history_entry& e, const Eigen::Ref<const matrix<double>>& W,
+    const auto observer = [&](const ufm_history_entry& e, const Eigen::Ref<const matrix<double>>& W,
                                               const Eigen::Ref<const matrix<double>>& H,
                                               const Eigen::Ref<const vector<double>>& b) {
         seen.push_back(e.iteration);
@@ -565,6 +559,7 @@ TEST_CASE("ufm: an observer's exception propagates out of train_ufm", "[ufm][err
     int calls = 0;
     const mlnc::ufm_observer<double> observer = [&](const mlnc::ufm_history_entry&, const auto&, const auto&, const auto&) {
         if (++calls == 3) throw std::runtime_error("observer gave up");
+        return mlnc::ufm_action::proceed;
     };
     CHECK_THROWS_WITH(mlnc::train_ufm<double>(S, 3, {1e-3, 1e-3, 1e-3}, o, observer), "observer gave up");
 }
@@ -598,4 +593,92 @@ TEST_CASE("ufm: a single sample, and a sample carrying every label, train withou
         CHECK(std::isfinite(r.objective));
         CHECK(r.status == ufm_status::converged_gradient);
     }
+}
+
+TEST_CASE("ufm: the observer stops the run by its return value and the result is kept", "[ufm][control]") {
+    const auto S = balanced_labels(4, {2, 1});
+    const penalties p{5e-3, 5e-3, 1e-2};
+    ufm_options o;
+    o.history_every = 3;
+    matrix<double> seen_W, seen_H;
+    vector<double> seen_b;
+    int calls = 0;
+    const auto r = train_ufm(S, 4, p, o, [&](const ufm_history_entry& e, const auto& W, const auto& H, const auto& b) {
+        seen_W = W;
+        seen_H = H;
+        seen_b = b;
+        return ++calls == 4 && e.iteration == 9 ? ufm_action::stop : ufm_action::proceed;
+    });
+    CHECK(r.status == ufm_status::stopped_by_observer);
+    CHECK(std::string(to_string(r.status)) == "stopped_by_observer");
+    CHECK(calls == 4);  // no call after the stop
+    CHECK(r.iterations == 9);
+    CHECK(r.W == seen_W);
+    CHECK(r.H == seen_H);
+    CHECK(r.b == seen_b);
+    CHECK(r.history.back().iteration == 9);
+    CHECK(r.objective == Approx(pal_objective(S, p).value(r.W, r.H, r.b)).epsilon(1e-15));
+    // Stopping at the start (iteration 0) returns the start.
+    const auto r0 = train_ufm(S, 4, p, o, [](const ufm_history_entry&, const auto&, const auto&, const auto&) {
+        return ufm_action::stop;
+    });
+    CHECK(r0.status == ufm_status::stopped_by_observer);
+    CHECK(r0.iterations == 0);
+}
+
+TEST_CASE("ufm: a warm start continues from the given point", "[ufm][control]") {
+    const auto S = balanced_labels(4, {2, 1});
+    const penalties p{5e-3, 5e-3, 1e-2};
+    const double f_star = global_optimum(4, as_counts({2, 1}), p)->f;
+    ufm_options o;
+    o.max_iterations = 15;
+    const auto first = train_ufm(S, 4, p, o);
+    REQUIRE(first.status == ufm_status::max_iterations);
+    // The start is exactly the given point: iteration 0 of the continued run has its f.
+    o.max_iterations = 10000;
+    const ufm_point<double> checkpoint{first.W, first.H, first.b};
+    const auto second = train_ufm(S, p, checkpoint, o);
+    REQUIRE_FALSE(second.history.empty());
+    CHECK(second.history.front().objective == first.objective);
+    CHECK(second.status == ufm_status::converged_gradient);
+    CHECK(std::abs(rel_gap(second.objective, f_star)) < 1e-10);
+    // From the optimum found, a warm start stops at once.
+    const auto third = train_ufm(S, p, ufm_point<double>{second.W, second.H, second.b}, o);
+    CHECK(third.status == ufm_status::converged_gradient);
+    CHECK(third.iterations == 0);
+    CHECK(third.W == second.W);
+    // float, from a float checkpoint, on an explicit backend.
+    const ufm_point<float> cf{first.W.cast<float>(), first.H.cast<float>(), first.b.cast<float>()};
+    const auto rf = train_ufm(cpu{1}, S, p, cf, o);
+    CHECK(std::abs(rel_gap(rf.objective, f_star)) < 1e-5);
+
+    // Bad starts name the part.
+    ufm_point<double> bad = checkpoint;
+    bad.H.conservativeResize(Eigen::NoChange, S.size() - 1);
+    CHECK_THROWS_WITH(train_ufm(S, p, bad, o), Catch::Contains("start.H"));
+    bad = checkpoint;
+    bad.b(1) = std::nan("");
+    CHECK_THROWS_WITH(train_ufm(S, p, bad, o), Catch::Contains("start.b"));
+    bad = checkpoint;
+    bad.W.conservativeResize(3, Eigen::NoChange);
+    CHECK_THROWS_WITH(train_ufm(S, p, bad, o), Catch::Contains("start.W"));
+}
+
+TEST_CASE("ufm: fixed classifier from a warm start holds the start's W", "[ufm][control]") {
+    const auto S = balanced_labels(4, {2, 1});
+    const penalties p{5e-3, 5e-3, 1e-2};
+    ufm_options o;
+    o.fix_classifier_to_etf = true;
+    const matrix<double> W = simplex_etf<double>(4, 5, 1.3, 2);
+    ufm_point<double> start{W, matrix<double>::Zero(5, S.size()), vector<double>::Zero(4)};
+    const auto r = train_ufm(S, p, start, o);
+    CHECK(r.W == W);
+    CHECK(r.status == ufm_status::converged_gradient);
+    CHECK(rel_gap(r.objective, fixed_etf_optimum(4, {2, 1}, p, 1.3)) < 1e-10);
+    // The same problem as the random-start fixed-ETF mode with that seed and norm.
+    o.seed = 2;
+    o.etf_row_norm = 1.3;
+    const auto q = train_ufm(S, 5, p, o);
+    CHECK(q.W == W);
+    CHECK(q.objective == Approx(r.objective).epsilon(1e-12));
 }
