@@ -109,6 +109,8 @@ TEST_CASE("label file: every text error names the file and the line", "[io][labe
     refused("-\n", ":1: '-' is not a label index (a non-negative integer)");
     refused("1,2\n", ":1: '1,2' is not a label index (a non-negative integer)");
     refused("1\r2\n", ":1: '1\\x0d2' is not a label index (a non-negative integer)");
+    // A long token is cut at 32 bytes in the message.
+    refused(std::string(40, '7') + "x\n", ":1: '" + std::string(32, '7') + "...' is not a label index (a non-negative integer)");
     refused("0 1\n3 2 3\n", ":2: duplicate label index 3");
     refused("0 1\n4 5\n", ":2: label index 5 out of range [0, 5)", 5);
     refused("0 1\n4 99999999999999999999999\n", ":2: label index 99999999999999999999999 out of range [0, 5)", 5);

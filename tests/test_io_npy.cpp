@@ -1,9 +1,11 @@
+#include <mlnc/io/atomic_write.hpp>
 #include <mlnc/io/npy.hpp>
 
 #include <catch2/catch.hpp>
 
 #include "test_support.hpp"
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -66,6 +69,19 @@ std::string le_bytes(const std::vector<T>& v) {
     return s;
 }
 
+// The data bytes of a file written by write_npy & co. (after the header of version 1.0).
+std::string data_bytes(const std::string& file) {
+    const std::size_t hlen = static_cast<unsigned char>(file[8]) | (static_cast<unsigned char>(file[9]) << 8);
+    return file.substr(10 + hlen);
+}
+
+template <class Derived>
+bool same_bits(const Eigen::MatrixBase<Derived>& a, const Eigen::MatrixBase<Derived>& b) {
+    using T = typename Derived::Scalar;
+    return a.rows() == b.rows() && a.cols() == b.cols() &&
+           std::memcmp(a.derived().data(), b.derived().data(), static_cast<std::size_t>(a.size()) * sizeof(T)) == 0;
+}
+
 std::string npy_error(const fs::path& p) {
     return error_of([&] { mlnc::io::read_npy(p); });
 }
@@ -106,7 +122,7 @@ TEST_CASE("npy: float64 round trip through write_npy, with NumPy's header layout
         CHECK(a.shape.empty());
         CHECK(a.data == std::vector<double>{1.0});
 
-        mlnc::io::write_npy(dir / "e.npy", nullptr, {0, 3});
+        mlnc::io::write_npy(dir / "e.npy", static_cast<const double*>(nullptr), {0, 3});
         a = mlnc::io::read_npy(dir / "e.npy");
         CHECK(a.shape == std::vector<std::int64_t>{0, 3});
         CHECK(a.data.empty());
@@ -347,9 +363,9 @@ TEST_CASE("npy: read_matrix, read_features and read_vector refuse what they cann
     CHECK_THAT(error_of([&] { mlnc::io::read_vector(p, "b"); }), StartsWith(p.string() + ": b must be a 1-D array"));
     mlnc::io::write_npy(p, v.data(), {2, 2});
     CHECK_THAT(error_of([&] { mlnc::io::read_vector(p, "b"); }), Contains("got shape (2, 2)"));
-    mlnc::io::write_npy(p, nullptr, {0, 3});
+    mlnc::io::write_npy(p, static_cast<const double*>(nullptr), {0, 3});
     CHECK_THAT(error_of([&] { mlnc::io::read_matrix(p, "W"); }), StartsWith(p.string() + ": W is empty"));
-    mlnc::io::write_npy(p, nullptr, {0});
+    mlnc::io::write_npy(p, static_cast<const double*>(nullptr), {0});
     CHECK_THAT(error_of([&] { mlnc::io::read_vector(p, "b"); }), StartsWith(p.string() + ": b is empty"));
     write_bytes(p, npy_bytes(dict("<i4", "(2, 2)"), le_bytes(std::vector<std::int32_t>{1, 2, 3, 4})));
     CHECK(error_of([&] { mlnc::io::read_matrix(p, "W"); }) ==
@@ -362,7 +378,7 @@ TEST_CASE("npy: writing refuses bad shapes and targets and leaves nothing behind
     CHECK_THAT(error_of([&] { mlnc::io::write_npy(dir / "a.npy", v.data(), {2, 2, 2}); }),
                Contains("at most 2 dimensions"));
     CHECK_THAT(error_of([&] { mlnc::io::write_npy(dir / "a.npy", v.data(), {-1, 2}); }), Contains("negative dimension"));
-    CHECK_THAT(error_of([&] { mlnc::io::write_npy(dir / "a.npy", nullptr, {2}); }), Contains("null data"));
+    CHECK_THAT(error_of([&] { mlnc::io::write_npy(dir / "a.npy", static_cast<const double*>(nullptr), {2}); }), Contains("null data"));
     CHECK_THAT(error_of([&] { mlnc::io::write_npy(dir / "no" / "a.npy", v.data(), {2}); }),
                StartsWith((dir / "no" / "a.npy").string() + ": cannot write: folder"));
     fs::create_directory(dir / "d.npy");
@@ -496,4 +512,208 @@ TEST_CASE("npy: parse_npy reads bytes held in memory like a file", "[io][npy]") 
     CHECK(a.data == std::vector<double>{1, 2, 3, 4});
     CHECK_THAT(error_of([&] { mlnc::io::parse_npy(bytes.substr(0, bytes.size() - 1), "buffer"); }),
                StartsWith("buffer: truncated data"));
+}
+
+TEST_CASE("npy: float data is written as <f4 and read back as float bit for bit", "[io][npy][float]") {
+    temp_dir dir;
+    // A signalling NaN comes back quietened from a detour float -> double -> float (its quiet bit
+    // set), so it tells whether the values travel as float all the way.
+    const float snan = std::bit_cast<float>(std::uint32_t{0x7f800001});
+    const std::vector<float> v{1.5f, -0.0f, 0.1f, std::numeric_limits<float>::denorm_min(),
+                               std::numeric_limits<float>::max(), snan};
+    const fs::path p = dir / "f.npy";
+    mlnc::io::write_npy(p, v.data(), {2, 3});
+    const std::string bytes = read_bytes(p);
+    const std::size_t hlen = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+    CHECK((10 + hlen) % 64 == 0);
+    CHECK_THAT(bytes.substr(10, hlen), StartsWith("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"));
+    CHECK(data_bytes(bytes) == le_bytes(v));
+
+    const auto a = mlnc::io::read_npy<float>(p);
+    static_assert(std::is_same_v<decltype(a.data), std::vector<float>>);
+    CHECK(a.dtype == "<f4");
+    CHECK(a.shape == std::vector<std::int64_t>{2, 3});
+    REQUIRE(a.data.size() == v.size());
+    CHECK(std::memcmp(a.data.data(), v.data(), v.size() * sizeof(float)) == 0);
+    const auto b = mlnc::io::parse_npy<float>(bytes, "buffer");
+    REQUIRE(b.data.size() == v.size());
+    CHECK(std::memcmp(b.data.data(), v.data(), v.size() * sizeof(float)) == 0);
+
+    // The Eigen writers and readers.
+    Eigen::MatrixXf M(2, 3);
+    M << 0.1f, -2.5f, 3e-8f, 1e30f, -0.0f, std::numeric_limits<float>::denorm_min();
+    mlnc::io::write_matrix(dir / "m.npy", M);
+    CHECK_THAT(read_bytes(dir / "m.npy"), Contains("'descr': '<f4'"));
+    const auto M2 = mlnc::io::read_matrix<float>(dir / "m.npy", "M");
+    static_assert(std::is_same_v<std::remove_const_t<decltype(M2)>, Eigen::MatrixXf>);
+    CHECK(same_bits(M2, M));
+
+    mlnc::io::write_features(dir / "h.npy", M);
+    const Eigen::MatrixXf H2 = mlnc::io::read_features<float>(dir / "h.npy", "H");
+    CHECK(same_bits(H2, M));
+    // Features are the transposed matrix on disk, as for double.
+    mlnc::io::write_matrix(dir / "mt.npy", Eigen::MatrixXf(M.transpose()));
+    CHECK(read_bytes(dir / "h.npy") == read_bytes(dir / "mt.npy"));
+
+    const Eigen::VectorXf w = Eigen::VectorXf::LinSpaced(5, -1.0f, 0.3f);
+    mlnc::io::write_vector(dir / "w.npy", w);
+    CHECK_THAT(read_bytes(dir / "w.npy"), Contains("'descr': '<f4', 'fortran_order': False, 'shape': (5,), }"));
+    const Eigen::VectorXf w2 = mlnc::io::read_vector<float>(dir / "w.npy", "w");
+    CHECK(same_bits(w2, w));
+
+    // A double expression cast to float is written as float, a double one as double.
+    const Eigen::MatrixXd D = M.cast<double>();
+    mlnc::io::write_matrix(dir / "c.npy", D.cast<float>());
+    CHECK(read_bytes(dir / "c.npy") == read_bytes(dir / "m.npy"));
+    mlnc::io::write_matrix(dir / "d.npy", D);
+    CHECK_THAT(read_bytes(dir / "d.npy"), Contains("'descr': '<f8'"));
+}
+
+TEST_CASE("npy: float32 read as double widens exactly", "[io][npy][float]") {
+    temp_dir dir;
+    // 0.1f and 1/3 are not the doubles 0.1 and 1/3: only an exact widening gives these values.
+    const std::vector<float> v{0.1f, -1e-40f, 3.4e38f, 1.0f / 3.0f, -2.0f, 6.0f};
+    const fs::path p = dir / "f4.npy";
+    write_bytes(p, npy_bytes(dict("<f4", "(2, 3)"), le_bytes(v)));
+    const Eigen::MatrixXd A = mlnc::io::read_matrix(p, "A");
+    REQUIRE(A.rows() == 2);
+    REQUIRE(A.cols() == 3);
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j) CHECK(A(i, j) == static_cast<double>(v[static_cast<std::size_t>(3 * i + j)]));
+    const Eigen::MatrixXd H = mlnc::io::read_features<double>(p, "H");
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j) CHECK(H(j, i) == static_cast<double>(v[static_cast<std::size_t>(3 * i + j)]));
+    write_bytes(p, npy_bytes(dict("<f4", "(6,)"), le_bytes(v)));
+    const Eigen::VectorXd b = mlnc::io::read_vector(p, "b");
+    for (std::size_t i = 0; i < v.size(); ++i) CHECK(b(static_cast<Eigen::Index>(i)) == static_cast<double>(v[i]));
+    CHECK(mlnc::io::read_npy(p).data == std::vector<double>(v.begin(), v.end()));
+}
+
+TEST_CASE("npy: float64 read as float is refused, naming the file", "[io][npy][float]") {
+    temp_dir dir;
+    const std::vector<double> v{1, 2, 3, 4, 5, 6};
+    const fs::path m = dir / "m.npy", b = dir / "b.npy";
+    mlnc::io::write_npy(m, v.data(), {2, 3});
+    mlnc::io::write_npy(b, v.data(), {6});
+    const std::string lossy = " holds float64 data (dtype '<f8'), which would lose precision as float32; read it as double";
+    CHECK(error_of([&] { mlnc::io::read_matrix<float>(m, "W"); }) == m.string() + ": W" + lossy);
+    CHECK(error_of([&] { mlnc::io::read_features<float>(m, "H"); }) == m.string() + ": H" + lossy);
+    CHECK(error_of([&] { mlnc::io::read_vector<float>(b, "b"); }) == b.string() + ": b" + lossy);
+    CHECK(error_of([&] { mlnc::io::read_npy<float>(m); }) == m.string() + ": the file" + lossy);
+    CHECK(error_of([&] { mlnc::io::parse_npy<float>(read_bytes(m), "buffer"); }) == "buffer: the file" + lossy);
+    // As double they read fine.
+    CHECK(mlnc::io::read_matrix(m, "W").sum() == 21);
+}
+
+TEST_CASE("npy: integer and bool arrays read as float as they read as double", "[io][npy][float]") {
+    temp_dir dir;
+    const fs::path p = dir / "i.npy";
+    write_bytes(p, npy_bytes(dict("|b1", "(3,)"), std::string("\x00\x01\x01", 3)));
+    CHECK(mlnc::io::read_npy<float>(p).data == std::vector<float>{0, 1, 1});
+    write_bytes(p, npy_bytes(dict("<i2", "(3,)"), le_bytes(std::vector<std::int16_t>{0, 1, -300})));
+    CHECK(mlnc::io::read_npy<float>(p).data == std::vector<float>{0, 1, -300});
+    write_bytes(p, npy_bytes(dict("<u8", "(2,)"), le_bytes(std::vector<std::uint64_t>{1, std::uint64_t{1} << 63})));
+    CHECK(mlnc::io::read_npy<float>(p).data == std::vector<float>{1, 9223372036854775808.0f});
+    // ...and never as a float matrix, with the message double gives.
+    CHECK(error_of([&] { mlnc::io::read_vector<float>(p, "v"); }) == error_of([&] { mlnc::io::read_vector(p, "v"); }));
+    CHECK_THAT(error_of([&] { mlnc::io::read_vector<float>(p, "v"); }),
+               StartsWith(p.string() + ": v has dtype '<u8'; expected float32"));
+}
+
+TEST_CASE("npy: float values are checked as double ones, in half the memory", "[io][npy][float]") {
+    temp_dir dir;
+    const fs::path p = dir / "x.npy";
+    write_bytes(p, npy_bytes(dict("<f4", "(2, 2)"),
+                             le_bytes(std::vector<float>{1, std::numeric_limits<float>::quiet_NaN(), 3, 4})));
+    CHECK(error_of([&] { mlnc::io::read_matrix<float>(p, "W"); }) == p.string() + ": W contains NaN or Inf");
+    CHECK(error_of([&] { mlnc::io::read_features<float>(p, "H"); }) == p.string() + ": H contains NaN or Inf");
+    write_bytes(p, npy_bytes(dict("<f4", "(1,)"), le_bytes(std::vector<float>{std::numeric_limits<float>::infinity()})));
+    CHECK(error_of([&] { mlnc::io::read_vector<float>(p, "b"); }) == p.string() + ": b contains NaN or Inf");
+
+    // 10 float32 values: 40 bytes as float, 80 as double; the limit lies between.
+    write_bytes(p, npy_bytes(dict("<f4", "(2, 5)"), le_bytes(std::vector<float>(10, 1.0f))));
+    setenv("MLNC_MEMORY_LIMIT", "64", 1);
+    const auto as_float = mlnc::io::read_npy<float>(p).size();
+    const Eigen::Index features = mlnc::io::read_features<float>(p, "H").size();
+    const std::string as_double = npy_error(p);
+    const std::string matrix = error_of([&] { mlnc::io::read_matrix<float>(p, "W"); });  // twice 40
+    unsetenv("MLNC_MEMORY_LIMIT");
+    CHECK(as_float == 10);
+    CHECK(features == 10);
+    CHECK_THAT(as_double, Contains("needs 80 bytes of memory (the values of shape (2, 5) as float64)"));
+    CHECK_THAT(matrix, Contains("needs 80 bytes of memory (the values of shape (2, 5) as float32, twice"));
+}
+
+TEST_CASE("atomic_write: a body that throws or a failing stream leaves no file and no temporary",
+          "[io][atomic_write]") {
+    temp_dir dir;
+    const fs::path p = dir / "out.txt";
+    struct boom {};
+    const auto throwing = [](std::ostream& o) {
+        o << "partial";
+        throw boom{};
+    };
+    CHECK_THROWS_AS(mlnc::io::atomic_write(p, throwing), boom);
+    CHECK(fs::is_empty(dir.path));
+
+    // An existing file is left as it was.
+    write_bytes(p, "old");
+    CHECK_THROWS_AS(mlnc::io::atomic_write(p, throwing), boom);
+    CHECK(read_bytes(p) == "old");
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+
+    // A stream that fails (as on a full disk) is refused with the path.
+    CHECK(error_of([&] {
+              mlnc::io::atomic_write(p, [](std::ostream& o) {
+                  o << "new";
+                  o.setstate(std::ios::badbit);
+              });
+          }) == p.string() + ": write failed (disk full?)");
+    CHECK(read_bytes(p) == "old");
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+
+    mlnc::io::atomic_write(p, [](std::ostream& o) { o << "new"; });
+    CHECK(read_bytes(p) == "new");
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("staged_files: the files appear together on commit, and not at all without it", "[io][atomic_write]") {
+    temp_dir dir;
+    {
+        mlnc::io::staged_files staged;
+        write_bytes(staged.stage(dir / "a"), "A");
+        write_bytes(staged.stage(dir / "b"), "B");
+        CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 2);
+        CHECK_FALSE(fs::exists(dir / "a"));
+        CHECK_FALSE(fs::exists(dir / "b"));
+    }
+    CHECK(fs::is_empty(dir.path));
+
+    mlnc::io::staged_files staged;
+    mlnc::io::write_npy(staged.stage(dir / "a.npy"), std::vector<float>{1, 2}.data(), {2});
+    write_bytes(staged.stage(dir / "b"), "B");
+    staged.commit();
+    CHECK(mlnc::io::read_npy<float>(dir / "a.npy").data == std::vector<float>{1, 2});
+    CHECK(read_bytes(dir / "b") == "B");
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 2);
+
+    // Targets that cannot be written are refused when staged, before anything is renamed.
+    fs::create_directory(dir / "d");
+    CHECK(error_of([&] {
+              mlnc::io::staged_files s;
+              (void)s.stage(dir / "d");
+          }) == (dir / "d").string() + ": is a directory; cannot write a file there");
+    CHECK_THAT(error_of([&] {
+                   mlnc::io::staged_files s;
+                   (void)s.stage(dir / "no" / "x");
+               }),
+               StartsWith((dir / "no" / "x").string() + ": cannot write: folder"));
+    // A staged file that was never written cannot be renamed into place.
+    CHECK_THAT(error_of([&] {
+                   mlnc::io::staged_files s;
+                   (void)s.stage(dir / "c");
+                   s.commit();
+               }),
+               StartsWith((dir / "c").string() + ": cannot rename the temporary file into place"));
+    CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 3);
 }

@@ -3,8 +3,10 @@
 
 #include "command.hpp"
 
+#include <mlnc/io/atomic_write.hpp>
 #include <mlnc/io/label_file.hpp>
 #include <mlnc/io/npy.hpp>
+#include <mlnc/objective.hpp>
 #include <mlnc/pal.hpp>
 
 #include <array>
@@ -101,22 +103,14 @@ int run_objective(const objective_options& o) {
         // All three are written under temporary names first and renamed only when every write
         // succeeded, so a failure never leaves a mix of new and old gradient files.
         const std::array<std::string, 3> names{"dW.npy", "dH.npy", "db.npy"};
-        const auto part = [&](const std::string& name) { return dir / ("." + name + ".partial"); };
         for (const auto& name : names)
             if (fs::is_directory(dir / name, ec))
                 throw mlnc::error("--grad-out " + mlnc::detail::printable((dir / name).string()) + ": is a directory; cannot write the gradient there");
-        try {
-            mlnc::io::write_matrix(part(names[0]), dW);
-            mlnc::io::write_features(part(names[1]), dH);
-            mlnc::io::write_vector(part(names[2]), db);
-            for (const auto& name : names) {
-                fs::rename(part(name), dir / name, ec);
-                if (ec) throw mlnc::error("--grad-out " + mlnc::detail::printable((dir / name).string()) + ": cannot write (" + ec.message() + ")");
-            }
-        } catch (...) {
-            for (const auto& name : names) fs::remove(part(name), ec);
-            throw;
-        }
+        mlnc::io::staged_files staged;
+        mlnc::io::write_matrix(staged.stage(dir / names[0]), dW);
+        mlnc::io::write_features(staged.stage(dir / names[1]), dH);
+        mlnc::io::write_vector(staged.stage(dir / names[2]), db);
+        staged.commit();
     }
 
     if (o.json) {

@@ -6,7 +6,7 @@
 // backquotes in it). The finished SVG is then moved to its destination.
 
 #include <mlnc/error.hpp>
-#include <mlnc/io/npy.hpp>
+#include <mlnc/io/atomic_write.hpp>
 
 #include <cerrno>
 #include <cstdlib>
@@ -109,7 +109,7 @@ inline bool plot_svg(const std::vector<std::pair<std::string, std::string>>& dat
     if (content.empty()) return false;
     // A copy through a temporary file next to the destination: the private folder may lie on
     // another file system, where a rename fails.
-    mlnc::io::detail::atomic_write(svg, [&](std::ostream& out) { out.write(content.data(), static_cast<std::streamsize>(content.size())); });
+    mlnc::io::atomic_write(svg, [&](std::ostream& out) { out.write(content.data(), static_cast<std::streamsize>(content.size())); });
     return true;
 }
 

@@ -10,11 +10,11 @@
 
 #include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
-#include <mlnc/io/npy.hpp>
+#include <mlnc/io/text.hpp>
 #include <mlnc/labels.hpp>
+#include <mlnc/types.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -22,7 +22,6 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,31 +29,30 @@
 
 namespace mlnc::io {
 
-// `1:20,2:4,3:2` -> n with n[m-1] = n_m for m = 1..max m given (multiplicities not listed get 0).
-// Entries are "m:count" with m a positive integer and count a non-negative integer below 2^53
-// (exact as a double), separated by commas, each m at most once. With K > 0, a multiplicity
-// above K is refused before anything is allocated. Errors name arg_name and the entry.
-inline std::vector<double> parse_multiplicity_spec(std::string_view spec, const std::string& arg_name,
-                                                   index_t K = 0) {
+// `1:20,2:4,3:2` -> n_m for each multiplicity m listed (m = 1: 20, m = 2: 4, m = 3: 2); entries
+// given with count 0 are kept, multiplicities not listed are absent. Entries are "m:count" with m
+// a positive integer below 2^31 and count a non-negative integer up to 2^53 (exact as a double, the
+// closed form's arithmetic), separated by commas, each m at most once. With K > 0, a multiplicity
+// above K is refused. Errors name arg_name and the entry.
+inline multiplicity_counts parse_multiplicity_spec(std::string_view spec, const std::string& arg_name, index_t K = 0) {
     const std::string& arg = arg_name;
     if (spec.empty()) throw error(arg + ": empty; expected entries m:count such as 1:20,2:4");
     // Digits only (no sign, space, exponent or decimal point); false when empty or above max.
-    const auto parse_uint = [](std::string_view s, std::uint64_t max, std::uint64_t& out) {
+    const auto parse_uint = [](std::string_view s, index_t max, index_t& out) {
         if (s.empty() || s.size() > 20) return false;
-        std::uint64_t v = 0;
+        index_t v = 0;
         for (char ch : s) {
             if (ch < '0' || ch > '9') return false;
-            const auto digit = static_cast<std::uint64_t>(ch - '0');
+            const index_t digit = ch - '0';
             if (v > (max - digit) / 10) return false;
             v = v * 10 + digit;
         }
         out = v;
         return true;
     };
-    constexpr std::uint64_t max_m = static_cast<std::uint64_t>(std::numeric_limits<label_t>::max());
-    constexpr std::uint64_t max_count = std::uint64_t{1} << 53;
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> entries;
-    std::set<std::uint64_t> seen;
+    constexpr index_t max_m = std::numeric_limits<label_t>::max();
+    constexpr index_t max_count = index_t{1} << 53;
+    multiplicity_counts n;
     std::size_t pos = 0;
     while (true) {
         const std::size_t comma = spec.find(',', pos);
@@ -66,32 +64,19 @@ inline std::vector<double> parse_multiplicity_spec(std::string_view spec, const 
         if (colon == std::string_view::npos || entry.find(':', colon + 1) != std::string_view::npos)
             throw error(where + ": expected m:count, e.g. 2:4");
         const std::string_view ms = entry.substr(0, colon), cs = entry.substr(colon + 1);
-        std::uint64_t m = 0, count = 0;
+        index_t m = 0, count = 0;
         if (!parse_uint(ms, max_m, m))
             throw error(where + ": multiplicity '" + mlnc::detail::printable(ms, 32) + "' is not a positive integer below 2^31");
         if (m < 1) throw error(where + ": multiplicity must be at least 1");
-        if (K > 0 && static_cast<index_t>(m) > K)
-            throw error(where + ": multiplicity " + std::to_string(m) + " exceeds K = " + std::to_string(K));
+        if (K > 0 && m > K) throw error(where + ": multiplicity " + std::to_string(m) + " exceeds K = " + std::to_string(K));
         if (!cs.empty() && cs[0] == '-') throw error(where + ": count is negative");
         if (!parse_uint(cs, max_count, count))
             throw error(where + ": count '" + mlnc::detail::printable(cs, 32) + "' is not a non-negative integer below 2^53");
-        if (!seen.insert(m).second) throw error(where + ": multiplicity " + std::to_string(m) + " is given twice");
-        entries.emplace_back(m, count);
+        if (n.contains(m)) throw error(where + ": multiplicity " + std::to_string(m) + " is given twice");
+        n.insert_or_assign(m, count);
         if (comma == std::string_view::npos) break;
         pos = comma + 1;
     }
-    std::uint64_t M = 0;
-    for (const auto& e : entries) M = std::max(M, e.first);
-    // Without K, M is bounded by 2^31 - 1 only: an entry "2000000000:1" would ask for a vector of
-    // 16 GB. n is a dense vector up to M, so M must be plausible for a list of entries.
-    if (K <= 0 && M > std::max<std::uint64_t>(1024, 64 * entries.size()))
-        throw error(arg + ": multiplicity " + std::to_string(M) + " is implausibly large without K");
-    // n and the per-multiplicity tables of the closed form (log-binomial row, logs of the counts)
-    // are dense in m: a few doubles per multiplicity up to M.
-    mlnc::detail::require_memory(32.0 * static_cast<double>(M), arg,
-                                 "dense tables up to multiplicity " + std::to_string(M));
-    std::vector<double> n(static_cast<std::size_t>(M), 0.0);
-    for (const auto& [m, count] : entries) n[static_cast<std::size_t>(m - 1)] = static_cast<double>(count);
     return n;
 }
 
@@ -100,7 +85,7 @@ inline std::vector<double> parse_multiplicity_spec(std::string_view spec, const 
 // Theorem 1's assumptions hold and the closed form applies.
 struct counted_samples {
     label_sets S;
-    std::optional<std::vector<double>> n;  // n[m-1] = n_m
+    std::optional<multiplicity_counts> n;  // the multiplicities with samples, and their n_m
 };
 
 // Parses the text of a counts file: lines "count i j k ..." (count >= 0, labels in [0, K),
@@ -114,47 +99,34 @@ inline counted_samples parse_counts(std::string_view text, index_t K, index_t ma
     std::vector<label_t> indices;
     std::map<std::vector<label_t>, index_t> seen;
     std::vector<label_t> set;
+    std::vector<std::string_view> tokens;
     index_t total = 0;
     // The samples are capped, but a sample may carry many labels: the CSR arrays are checked
     // against the memory as they grow (twice their size, for the moment a vector doubles).
     mlnc::detail::growth_guard guard(name, "the label sets the counts expand to");
-    std::size_t pos = 0;
-    for (std::size_t lineno = 1; pos < text.size(); ++lineno) {
-        const std::size_t nl = text.find('\n', pos);
-        std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-        pos = nl == std::string_view::npos ? text.size() : nl + 1;
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        const std::string where = name + ":" + std::to_string(lineno) + ": ";
-        std::vector<std::string_view> tokens;
-        for (std::size_t p = 0;;) {
-            while (p < line.size() && (line[p] == ' ' || line[p] == '\t')) ++p;
-            if (p == line.size()) break;
-            std::size_t e = p;
-            while (e < line.size() && line[e] != ' ' && line[e] != '\t') ++e;
-            tokens.push_back(line.substr(p, e - p));
-            p = e;
-        }
+    detail::text_lines lines(text, name);
+    for (std::string_view line; lines.next(line);) {
+        tokens.clear();
+        detail::line_tokens split(line);
+        for (std::string_view tok; split.next(tok);) tokens.push_back(tok);
         if (tokens.empty()) continue;
         const auto integer = [&](std::string_view tok, const char* what) {
-            std::int64_t v = 0;
-            const auto [end, ec] = std::from_chars(tok.data(), tok.data() + tok.size(), v);
-            if (ec != std::errc{} || end != tok.data() + tok.size())
-                throw error(where + what + " '" + mlnc::detail::printable(tok, 32) + "' is not an integer");
-            return v;
+            const detail::integer_token v = detail::parse_integer(tok);
+            if (!v.ok()) lines.fail(std::string(what) + " '" + detail::token_text(tok) + "' is not an integer");
+            return v.value;
         };
         const std::int64_t count = integer(tokens[0], "count");
-        if (count < 0) throw error(where + "count " + std::to_string(count) + " is negative");
+        if (count < 0) lines.fail("count " + std::to_string(count) + " is negative");
         set.clear();
         for (std::size_t t = 1; t < tokens.size(); ++t) {
             const std::int64_t k = integer(tokens[t], "label");
-            if (k < 0 || k >= K)
-                throw error(where + "label " + std::to_string(k) + " out of range [0, " + std::to_string(K) + ")");
+            if (k < 0 || k >= K) lines.fail("label " + std::to_string(k) + " out of range [0, " + std::to_string(K) + ")");
             set.push_back(static_cast<label_t>(k));
         }
-        if (set.empty()) throw error(where + "a label set needs at least one label after the count");
+        if (set.empty()) lines.fail("a label set needs at least one label after the count");
         std::sort(set.begin(), set.end());
-        if (std::adjacent_find(set.begin(), set.end()) != set.end()) throw error(where + "duplicate label in the set");
-        if (!seen.emplace(set, count).second) throw error(where + "this label set was already given");
+        if (std::adjacent_find(set.begin(), set.end()) != set.end()) lines.fail("duplicate label in the set");
+        if (!seen.emplace(set, count).second) lines.fail("this label set was already given");
         if (count > max_samples - total)
             throw error(name + ": more than " + std::to_string(max_samples) + " samples in all");
         total += count;
@@ -183,8 +155,8 @@ inline counted_samples parse_counts(std::string_view text, index_t K, index_t ma
         if (!mlnc::detail::binomial_u128(K, m, all_sets) || static_cast<u128>(cs.second) != all_sets) balanced = false;
     }
     if (balanced) {
-        std::vector<double> n(static_cast<std::size_t>(by_m.rbegin()->first), 0.0);
-        for (const auto& [m, cs] : by_m) n[static_cast<std::size_t>(m - 1)] = static_cast<double>(cs.first);
+        multiplicity_counts n;
+        for (const auto& [m, cs] : by_m) n.insert_or_assign(m, cs.first);
         out.n = std::move(n);
     }
     return out;

@@ -11,13 +11,14 @@
 
 #include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
+#include <mlnc/io/atomic_write.hpp>
 #include <mlnc/io/npy.hpp>
+#include <mlnc/io/text.hpp>
 #include <mlnc/labels.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -61,7 +62,7 @@ inline label_sets read_multi_hot_stream(std::istream& in, std::uint64_t size, co
         in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n * L.type.itemsize));
         if (in.gcount() != static_cast<std::streamsize>(n * L.type.itemsize)) fail(name, "read error in the data");
         for (std::size_t j = 0; j < n; ++j) {
-            const double v = convert_one(L.type.kind, buf.data() + j * L.type.itemsize);
+            const double v = convert_one<double>(L.type.kind, buf.data() + j * L.type.itemsize);
             if (v == 1.0) {
                 indices.push_back(static_cast<label_t>(k));
                 guard.add(2.0 * sizeof(label_t));
@@ -83,9 +84,6 @@ inline label_sets read_multi_hot_stream(std::istream& in, std::uint64_t size, co
     return label_sets::from_csr(std::move(offsets), std::move(indices), cols);
 }
 
-// A token as it may appear in a one-line message: printable text, at most 24 bytes.
-inline std::string printable_token(std::string_view tok) { return mlnc::detail::printable(tok, 24); }
-
 inline void check_k_argument(const std::string& name, index_t K) {
     if (K < 0 || K == 1) fail(name, "K must be 0 (infer) or at least 2, got " + std::to_string(K));
     if (K > std::numeric_limits<label_t>::max())
@@ -105,44 +103,25 @@ inline label_sets read_text_labels(const std::string& path, std::string_view tex
     std::vector<label_t> indices;
     std::vector<label_t> row;
     index_t max_index = -1;
-    std::size_t pos = 0;
-    for (std::size_t line_no = 1; pos < text.size(); ++line_no) {
-        const std::size_t nl = text.find('\n', pos);
-        std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-        pos = nl == std::string_view::npos ? text.size() : nl + 1;
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        const auto bad = [&](const std::string& problem) {
-            throw error(path + ":" + std::to_string(line_no) + ": " + problem);
-        };
-
+    text_lines lines(text, path);
+    for (std::string_view line; lines.next(line);) {
         row.clear();
-        std::size_t p = 0;
-        while (true) {
-            while (p < line.size() && (line[p] == ' ' || line[p] == '\t')) ++p;
-            if (p == line.size()) break;
-            std::size_t e = p;
-            while (e < line.size() && line[e] != ' ' && line[e] != '\t') ++e;
-            const std::string_view tok = line.substr(p, e - p);
-            p = e;
-            const bool negative = tok.front() == '-';
-            const std::string_view digits = negative ? tok.substr(1) : tok;
-            std::int64_t v = 0;
-            const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-            if (digits.empty() || digits.front() < '0' || digits.front() > '9' ||
-                end != digits.data() + digits.size() || (ec != std::errc{} && ec != std::errc::result_out_of_range))
-                bad("'" + printable_token(tok) + "' is not a label index (a non-negative integer)");
-            if (negative) bad("negative label index " + printable_token(tok));
-            if (ec == std::errc::result_out_of_range || v >= limit) {
-                if (K != 0)
-                    bad("label index " + printable_token(tok) + " out of range [0, " + std::to_string(K) + ")");
-                bad("label index " + printable_token(tok) + " is too large (K must be below 2^31)");
+        line_tokens tokens(line);
+        for (std::string_view tok; tokens.next(tok);) {
+            const integer_token v = parse_integer(tok);
+            if (v.state == integer_token::status::malformed)
+                lines.fail("'" + token_text(tok) + "' is not a label index (a non-negative integer)");
+            if (tok.front() == '-') lines.fail("negative label index " + token_text(tok));
+            if (v.state == integer_token::status::overflow || v.value >= limit) {
+                if (K != 0) lines.fail("label index " + token_text(tok) + " out of range [0, " + std::to_string(K) + ")");
+                lines.fail("label index " + token_text(tok) + " is too large (K must be below 2^31)");
             }
-            row.push_back(static_cast<label_t>(v));
+            row.push_back(static_cast<label_t>(v.value));
         }
-        if (row.empty()) bad("empty line (every sample needs at least one label index)");
+        if (row.empty()) lines.fail("empty line (every sample needs at least one label index)");
         std::sort(row.begin(), row.end());
         const auto dup = std::adjacent_find(row.begin(), row.end());
-        if (dup != row.end()) bad("duplicate label index " + std::to_string(*dup));
+        if (dup != row.end()) lines.fail("duplicate label index " + std::to_string(*dup));
         max_index = std::max<index_t>(max_index, row.back());
         indices.insert(indices.end(), row.begin(), row.end());
         offsets.push_back(static_cast<index_t>(indices.size()));
@@ -209,7 +188,7 @@ inline label_sets parse_labels(std::string_view bytes, index_t K = 0, const std:
 // Writes the text format (one line per sample, ascending indices separated by one space),
 // atomically: a temporary file in the same folder is renamed into place.
 inline void write_labels(const std::filesystem::path& path, const label_sets& S) {
-    detail::atomic_write(path, [&](std::ostream& out) {
+    atomic_write(path, [&](std::ostream& out) {
         std::string line;
         for (index_t i = 0; i < S.size(); ++i) {
             line.clear();

@@ -4,20 +4,26 @@
 //
 // Reading accepts format versions 1.0, 2.0 and 3.0, little-endian C-order arrays of 0, 1 or 2
 // dimensions, and the dtypes <f4, <f8 (matrices) plus |b1, |u1, |i1, <i2, <u2, <i4, <u4, <i8, <u8
-// (multi-hot label arrays). Values are converted to double; 64-bit integers beyond 2^53 lose
-// precision, which does not matter for 0/1 label arrays. Everything else throws mlnc::error with
-// a message that starts with the file's path. Sizes are checked against the file's length before
-// anything is allocated, so a corrupt header can never cause a huge allocation.
+// (multi-hot label arrays). The readers take the scalar type T of the result, float or double
+// (double by default): float32 data is read as float without a detour through double, or widened
+// exactly to double; float64 data read as float is refused, since nearly every value would lose
+// precision (NumPy's casting='safe' refuses it too). Integers are converted to T, exactly up to 2^24 (float)
+// or 2^53 (double) in magnitude, which covers the 0/1 of label arrays. Everything else throws
+// mlnc::error with a message that starts with the file's path. Sizes are checked against the
+// file's length before anything is allocated, so a corrupt header can never cause a huge
+// allocation.
 //
-// Writing produces <f8, version 1.0, with the header padded to a multiple of 64 bytes as NumPy
-// does. Files are written to a temporary file in the target's folder and renamed into place, so
-// a reader never sees a partial file.
+// Writing produces <f4 from float data and <f8 from double data, version 1.0, with the header
+// padded to a multiple of 64 bytes as NumPy does. Files are written atomically (io/atomic_write.hpp),
+// so a reader never sees a partial file.
 //
 // A C-order N x d array and a column-major d x N Eigen matrix are the same memory: features are
 // read and written without a transpose (see theory.md, "Notation").
 
 #include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
+#include <mlnc/io/atomic_write.hpp>
+#include <mlnc/types.hpp>
 
 #include <Eigen/Core>
 
@@ -26,13 +32,13 @@
 #include <bit>
 #include <cerrno>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <istream>
 #include <limits>
-#include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -41,14 +47,21 @@
 
 namespace mlnc::io {
 
-struct npy_array {
+// The scalar types .npy files are read into and written from.
+template <class T>
+concept npy_float = std::same_as<T, float> || std::same_as<T, double>;
+
+// A whole .npy file with its values as T.
+template <npy_float T>
+struct basic_npy_array {
     std::vector<std::int64_t> shape;  // 0, 1 or 2 entries
     std::string dtype;                // the descr of the header, e.g. "<f8"
-    std::vector<double> data;         // C order, converted to double
+    std::vector<T> data;              // C order, converted to T
 
     std::int64_t ndim() const noexcept { return static_cast<std::int64_t>(shape.size()); }
     std::int64_t size() const noexcept { return static_cast<std::int64_t>(data.size()); }
 };
+using npy_array = basic_npy_array<double>;
 
 namespace detail {
 
@@ -131,22 +144,30 @@ T load_le(const unsigned char* p) {
     return v;
 }
 
-inline double convert_one(npy_kind kind, const unsigned char* p) {
+// One stored value as T. f8 as float is never asked for (check_narrowing refuses it).
+template <npy_float T>
+T convert_one(npy_kind kind, const unsigned char* p) {
     switch (kind) {
-        case npy_kind::f4: return static_cast<double>(load_le<float>(p));
-        case npy_kind::f8: return load_le<double>(p);
+        case npy_kind::f4: return static_cast<T>(load_le<float>(p));
+        case npy_kind::f8: return static_cast<T>(load_le<double>(p));
         case npy_kind::b1:
-        case npy_kind::u1: return static_cast<double>(p[0]);
-        case npy_kind::i1: return static_cast<double>(load_le<std::int8_t>(p));
-        case npy_kind::i2: return static_cast<double>(load_le<std::int16_t>(p));
-        case npy_kind::u2: return static_cast<double>(load_le<std::uint16_t>(p));
-        case npy_kind::i4: return static_cast<double>(load_le<std::int32_t>(p));
-        case npy_kind::u4: return static_cast<double>(load_le<std::uint32_t>(p));
-        case npy_kind::i8: return static_cast<double>(load_le<std::int64_t>(p));
-        case npy_kind::u8: return static_cast<double>(load_le<std::uint64_t>(p));
+        case npy_kind::u1: return static_cast<T>(p[0]);
+        case npy_kind::i1: return static_cast<T>(load_le<std::int8_t>(p));
+        case npy_kind::i2: return static_cast<T>(load_le<std::int16_t>(p));
+        case npy_kind::u2: return static_cast<T>(load_le<std::uint16_t>(p));
+        case npy_kind::i4: return static_cast<T>(load_le<std::int32_t>(p));
+        case npy_kind::u4: return static_cast<T>(load_le<std::uint32_t>(p));
+        case npy_kind::i8: return static_cast<T>(load_le<std::int64_t>(p));
+        case npy_kind::u8: return static_cast<T>(load_le<std::uint64_t>(p));
     }
-    return 0.0;
+    return T(0);
 }
+
+// The stored type that is T itself, and its name in messages.
+template <npy_float T>
+constexpr npy_kind npy_kind_of = std::same_as<T, float> ? npy_kind::f4 : npy_kind::f8;
+template <npy_float T>
+constexpr const char* npy_type_name = std::same_as<T, float> ? "float32" : "float64";
 
 // A parser for the header dictionary, a Python literal such as
 //   {'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }
@@ -393,11 +414,24 @@ inline npy_layout open_npy(const std::filesystem::path& path, std::ifstream& in)
     return parse_npy_layout(in, static_cast<std::uint64_t>(file_size), mlnc::detail::printable(path.string()));
 }
 
-// Reads the data of an opened file into out[0..count), converted to double.
-inline void read_npy_data(const std::string& path, std::istream& in, const npy_layout& L, double* out) {
-    if (L.type.kind == npy_kind::f8 && std::endian::native == std::endian::little) {
-        in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(L.count * 8));
-        if (in.gcount() != static_cast<std::streamsize>(L.count * 8)) fail(path, "read error in the data");
+// Refuses to read float64 data as float: nearly every value would lose precision. role names the
+// array in the message ("W"); empty for the whole-file readers.
+template <npy_float T>
+void check_narrowing(const std::string& path, std::string_view role, const npy_layout& L) {
+    if constexpr (std::same_as<T, float>) {
+        if (L.type.kind == npy_kind::f8)
+            fail(path, (role.empty() ? std::string("the file") : std::string(role)) + " holds float64 data (dtype '" +
+                           L.descr + "'), which would lose precision as float32; read it as double");
+    }
+}
+
+// Reads the data of an opened file into out[0..count) as T (check_narrowing<T> has passed).
+template <npy_float T>
+void read_npy_data(const std::string& path, std::istream& in, const npy_layout& L, T* out) {
+    if (L.type.kind == npy_kind_of<T> && std::endian::native == std::endian::little) {
+        const auto bytes = static_cast<std::streamsize>(L.count * sizeof(T));
+        in.read(reinterpret_cast<char*>(out), bytes);
+        if (in.gcount() != bytes) fail(path, "read error in the data");
         return;
     }
     constexpr std::size_t chunk_bytes = std::size_t{1} << 16;
@@ -407,74 +441,71 @@ inline void read_npy_data(const std::string& path, std::istream& in, const npy_l
         const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(per_chunk, L.count - done));
         in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n * L.type.itemsize));
         if (in.gcount() != static_cast<std::streamsize>(n * L.type.itemsize)) fail(path, "read error in the data");
-        for (std::size_t j = 0; j < n; ++j) out[done + j] = convert_one(L.type.kind, buf.data() + j * L.type.itemsize);
+        for (std::size_t j = 0; j < n; ++j)
+            out[done + j] = convert_one<T>(L.type.kind, buf.data() + j * L.type.itemsize);
         done += n;
     }
 }
 
-// The checks shared by the float readers: dtype, dimensions, non-empty, finite.
-inline void require_float(const std::string& path, std::string_view name, const npy_layout& L,
-                          std::size_t ndim, const char* expected) {
+// The checks shared by the float readers: dtype, precision, dimensions, non-empty.
+template <npy_float T>
+void require_float(const std::string& path, std::string_view name, const npy_layout& L, std::size_t ndim,
+                   const char* expected) {
     if (!L.type.is_float)
         fail(path, std::string(name) + " has dtype '" + L.descr + "'; expected float32 (<f4) or float64 (<f8)");
+    check_narrowing<T>(path, name, L);
     if (L.shape.size() != ndim)
         fail(path, std::string(name) + " must be " + expected + ", got shape " + shape_string(L.shape));
     if (L.count == 0) fail(path, std::string(name) + " is empty, shape " + shape_string(L.shape));
 }
 
-inline void require_finite(const std::string& path, std::string_view name, const double* p,
-                           std::size_t n) {
+template <npy_float T>
+void require_finite(const std::string& path, std::string_view name, const T* p, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i)
         if (!std::isfinite(p[i])) fail(path, std::string(name) + " contains NaN or Inf");
 }
 
-// Writes doubles as little-endian bytes.
-inline void put_f8(std::ostream& out, const double* p, std::size_t n) {
+// Before the values of an array are read into T: the array is honest (its bytes are in the file)
+// but the values may still exceed the memory. copies > 1 when they are held more than once.
+template <npy_float T>
+void require_memory_for(const std::string& name, const npy_layout& L, int copies = 1) {
+    mlnc::detail::require_memory(copies * static_cast<double>(L.count) * sizeof(T), name,
+                                 "the values of shape " + shape_string(L.shape) + " as " + npy_type_name<T> +
+                                     (copies == 2 ? ", twice while they are transposed" : ""));
+}
+
+template <npy_float T>
+basic_npy_array<T> read_whole(std::istream& in, const npy_layout& L, const std::string& name) {
+    check_narrowing<T>(name, "", L);
+    require_memory_for<T>(name, L);
+    basic_npy_array<T> a;
+    a.data.resize(static_cast<std::size_t>(L.count));
+    read_npy_data(name, in, L, a.data.data());
+    a.shape = L.shape;
+    a.dtype = L.descr;
+    return a;
+}
+
+// Writes values as little-endian bytes.
+template <npy_float T>
+void put_le(std::ostream& out, const T* p, std::size_t n) {
     if constexpr (std::endian::native == std::endian::little) {
-        out.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n * sizeof(double)));
+        out.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n * sizeof(T)));
     } else {
         for (std::size_t i = 0; i < n; ++i) {
-            std::array<char, 8> b;
-            std::memcpy(b.data(), p + i, 8);
+            std::array<char, sizeof(T)> b;
+            std::memcpy(b.data(), p + i, sizeof(T));
             std::reverse(b.begin(), b.end());
-            out.write(b.data(), 8);
+            out.write(b.data(), sizeof(T));
         }
     }
 }
 
-// Writes path by calling body(stream) on a temporary file in the same folder, then renaming it
-// over path. On any failure the temporary file is removed and path is left untouched.
-template <class Body>
-void atomic_write(const std::filesystem::path& path, Body&& body) {
-    namespace fs = std::filesystem;
-    if (path.filename().empty()) fail(path, "not a file name");
-    const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) fail(path, "is a directory; cannot write a file there");
-    if (!fs::is_directory(dir, ec))
-        fail(path, "cannot write: folder " + mlnc::detail::printable(dir.string()) + " does not exist");
-
-    std::random_device rd;
-    const auto tag = (static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(rd());
-    const fs::path tmp = dir / ("." + path.filename().string() + ".tmp-" + std::to_string(tag));
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, "cannot create a temporary file in " + mlnc::detail::printable(dir.string()));
-    try {
-        body(static_cast<std::ostream&>(out));
-        out.close();
-        if (out.fail()) fail(path, "write failed (disk full?)");
-        fs::rename(tmp, path, ec);
-        if (ec) fail(path, "cannot rename the temporary file into place (" + ec.message() + ")");
-    } catch (...) {
-        out.close();
-        fs::remove(tmp, ec);
-        throw;
-    }
-}
-
-// The version 1.0 header for a <f8 C-order array of the given shape.
-inline std::string npy_header_f8(const std::vector<std::int64_t>& shape) {
-    std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape_string(shape) + ", }";
+// The version 1.0 header for a C-order array of T (<f4 or <f8) of the given shape.
+template <npy_float T>
+std::string npy_header(const std::vector<std::int64_t>& shape) {
+    const std::string descr = std::same_as<T, float> ? "<f4" : "<f8";
+    std::string dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape_string(shape) + ", }";
     const std::size_t unpadded = 10 + dict.size() + 1;  // preamble + dict + '\n'
     dict.append((64 - unpadded % 64) % 64, ' ');
     dict += '\n';
@@ -502,133 +533,130 @@ inline std::uint64_t checked_count(const std::filesystem::path& path, const std:
 
 }  // namespace detail
 
-namespace detail {
-
-// Before the values of an array are read into doubles: the array is honest (its bytes are in the
-// file) but the doubles may still exceed the memory.
-inline void require_memory_for(const std::string& name, const npy_layout& L) {
-    mlnc::detail::require_memory(static_cast<double>(L.count) * sizeof(double), name,
-                                 "the values of shape " + shape_string(L.shape) + " as float64");
-}
-
-inline npy_array read_whole(std::istream& in, const npy_layout& L, const std::string& name) {
-    require_memory_for(name, L);
-    npy_array a;
-    a.data.resize(static_cast<std::size_t>(L.count));
-    read_npy_data(name, in, L, a.data.data());
-    a.shape = L.shape;
-    a.dtype = L.descr;
-    return a;
-}
-
-}  // namespace detail
-
-// The whole file: shape, descr and the values converted to double, in C order.
-inline npy_array read_npy(const std::filesystem::path& path) {
+// The whole file: shape, descr and the values as T, in C order.
+template <npy_float T = double>
+basic_npy_array<T> read_npy(const std::filesystem::path& path) {
     std::ifstream in;
     const detail::npy_layout L = detail::open_npy(path, in);
-    return detail::read_whole(in, L, mlnc::detail::printable(path.string()));
+    return detail::read_whole<T>(in, L, mlnc::detail::printable(path.string()));
 }
 
 // The same from the bytes of an .npy file held in memory; `name` starts error messages.
-inline npy_array parse_npy(std::string_view bytes, const std::string& name = "<memory>") {
+template <npy_float T = double>
+basic_npy_array<T> parse_npy(std::string_view bytes, const std::string& name = "<memory>") {
     std::istringstream in{std::string(bytes)};
     const detail::npy_layout L = detail::parse_npy_layout(in, bytes.size(), name);
-    return detail::read_whole(in, L, name);
+    return detail::read_whole<T>(in, L, name);
 }
 
-// A 2-D float32/float64 array (rows x cols, e.g. W as K x d), finite and non-empty.
+// A 2-D float32/float64 array (rows x cols, e.g. W as K x d) as T, finite and non-empty.
 // name is the role of the array in messages ("<path>: W contains NaN or Inf").
-inline Eigen::MatrixXd read_matrix(const std::filesystem::path& path, std::string_view name) {
+template <npy_float T = double>
+matrix<T> read_matrix(const std::filesystem::path& path, std::string_view name) {
     std::ifstream in;
     const detail::npy_layout L = detail::open_npy(path, in);
     const std::string where = mlnc::detail::printable(path.string());
-    detail::require_float(where, name, L, 2, "a 2-D array");
+    detail::require_float<T>(where, name, L, 2, "a 2-D array");
     // The row-major copy and the column-major result exist together for a moment.
-    mlnc::detail::require_memory(2.0 * static_cast<double>(L.count) * sizeof(double), where,
-                                 "the values of shape " + detail::shape_string(L.shape) +
-                                     " as float64, twice while they are transposed");
+    detail::require_memory_for<T>(where, L, 2);
     // C order rows x cols is column-major cols x rows: read it as such, then transpose once.
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> M(L.shape[0], L.shape[1]);
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> M(L.shape[0], L.shape[1]);
     detail::read_npy_data(where, in, L, M.data());
     detail::require_finite(where, name, M.data(), static_cast<std::size_t>(L.count));
     return M;
 }
 
 // A 2-D float32/float64 array of N samples x d features, returned as the d x N matrix H of
-// theory.md (same memory, no transpose). Finite and non-empty.
-inline Eigen::MatrixXd read_features(const std::filesystem::path& path, std::string_view name) {
+// theory.md (same memory, no transpose) of T. Finite and non-empty.
+template <npy_float T = double>
+matrix<T> read_features(const std::filesystem::path& path, std::string_view name) {
     std::ifstream in;
     const detail::npy_layout L = detail::open_npy(path, in);
     const std::string where = mlnc::detail::printable(path.string());
-    detail::require_float(where, name, L, 2, "a 2-D array (N samples x d features)");
-    detail::require_memory_for(where, L);
-    Eigen::MatrixXd H(L.shape[1], L.shape[0]);
+    detail::require_float<T>(where, name, L, 2, "a 2-D array (N samples x d features)");
+    detail::require_memory_for<T>(where, L);
+    matrix<T> H(L.shape[1], L.shape[0]);
     detail::read_npy_data(where, in, L, H.data());
     detail::require_finite(where, name, H.data(), static_cast<std::size_t>(L.count));
     return H;
 }
 
-// A 1-D float32/float64 array, finite and non-empty.
-inline Eigen::VectorXd read_vector(const std::filesystem::path& path, std::string_view name) {
+// A 1-D float32/float64 array as T, finite and non-empty.
+template <npy_float T = double>
+vector<T> read_vector(const std::filesystem::path& path, std::string_view name) {
     std::ifstream in;
     const detail::npy_layout L = detail::open_npy(path, in);
     const std::string where = mlnc::detail::printable(path.string());
-    detail::require_float(where, name, L, 1, "a 1-D array");
-    detail::require_memory_for(where, L);
-    Eigen::VectorXd v(L.shape[0]);
+    detail::require_float<T>(where, name, L, 1, "a 1-D array");
+    detail::require_memory_for<T>(where, L);
+    vector<T> v(L.shape[0]);
     detail::read_npy_data(where, in, L, v.data());
     detail::require_finite(where, name, v.data(), static_cast<std::size_t>(L.count));
     return v;
 }
 
-// Writes a float64 C-order array of the given shape (0, 1 or 2 dimensions) atomically.
-// data must hold the product of shape's entries doubles (it may be null when that is 0).
-inline void write_npy(const std::filesystem::path& path, const double* data, std::vector<std::int64_t> shape) {
+// Writes a C-order array of the given shape (0, 1 or 2 dimensions) atomically, as <f4 for float
+// data and <f8 for double. data must hold the product of shape's entries values (it may be null
+// when that is 0).
+template <npy_float T>
+void write_npy(const std::filesystem::path& path, const T* data, std::vector<std::int64_t> shape) {
     const std::uint64_t count = detail::checked_count(path, shape);
     if (count > 0 && data == nullptr) detail::fail(path, "cannot write: null data for a non-empty array");
-    const std::string header = detail::npy_header_f8(shape);
-    detail::atomic_write(path, [&](std::ostream& out) {
+    const std::string header = detail::npy_header<T>(shape);
+    atomic_write(path, [&](std::ostream& out) {
         out.write(header.data(), static_cast<std::streamsize>(header.size()));
-        detail::put_f8(out, data, static_cast<std::size_t>(count));
+        detail::put_le(out, data, static_cast<std::size_t>(count));
     });
 }
 
-// A rows x cols matrix as a 2-D C-order array (W: K x d).
-inline void write_matrix(const std::filesystem::path& path, const Eigen::Ref<const Eigen::MatrixXd>& M) {
-    const std::vector<std::int64_t> shape{M.rows(), M.cols()};
+// A rows x cols float or double matrix (or expression) as a 2-D C-order array (W: K x d).
+template <class Derived>
+    requires npy_float<typename Derived::Scalar>
+void write_matrix(const std::filesystem::path& path, const Eigen::MatrixBase<Derived>& M) {
+    using T = typename Derived::Scalar;
+    const Eigen::Ref<const matrix<T>> R(M);  // an expression is evaluated once, here
+    const std::vector<std::int64_t> shape{R.rows(), R.cols()};
     detail::checked_count(path, shape);
-    const std::string header = detail::npy_header_f8(shape);
-    detail::atomic_write(path, [&](std::ostream& out) {
+    const std::string header = detail::npy_header<T>(shape);
+    atomic_write(path, [&](std::ostream& out) {
         out.write(header.data(), static_cast<std::streamsize>(header.size()));
-        Eigen::VectorXd row(M.cols());
-        for (Eigen::Index r = 0; r < M.rows(); ++r) {
-            row = M.row(r).transpose();
-            detail::put_f8(out, row.data(), static_cast<std::size_t>(row.size()));
+        vector<T> row(R.cols());
+        for (Eigen::Index r = 0; r < R.rows(); ++r) {
+            row = R.row(r).transpose();
+            detail::put_le(out, row.data(), static_cast<std::size_t>(row.size()));
         }
     });
 }
 
-// The d x N feature matrix H as an N x d C-order array (column i of H is row i of the file).
-inline void write_features(const std::filesystem::path& path, const Eigen::Ref<const Eigen::MatrixXd>& H) {
-    const std::vector<std::int64_t> shape{H.cols(), H.rows()};
+// The d x N float or double feature matrix H as an N x d C-order array (column i of H is row i of
+// the file).
+template <class Derived>
+    requires npy_float<typename Derived::Scalar>
+void write_features(const std::filesystem::path& path, const Eigen::MatrixBase<Derived>& H) {
+    using T = typename Derived::Scalar;
+    const Eigen::Ref<const matrix<T>> R(H);  // contiguous columns
+    const std::vector<std::int64_t> shape{R.cols(), R.rows()};
     detail::checked_count(path, shape);
-    const std::string header = detail::npy_header_f8(shape);
-    detail::atomic_write(path, [&](std::ostream& out) {
+    const std::string header = detail::npy_header<T>(shape);
+    atomic_write(path, [&](std::ostream& out) {
         out.write(header.data(), static_cast<std::streamsize>(header.size()));
-        for (Eigen::Index i = 0; i < H.cols(); ++i)
-            detail::put_f8(out, H.col(i).data(), static_cast<std::size_t>(H.rows()));
+        for (Eigen::Index i = 0; i < R.cols(); ++i)
+            detail::put_le(out, R.col(i).data(), static_cast<std::size_t>(R.rows()));
     });
 }
 
-// A vector as a 1-D array.
-inline void write_vector(const std::filesystem::path& path, const Eigen::Ref<const Eigen::VectorXd>& v) {
-    const std::vector<std::int64_t> shape{v.size()};
+// A float or double vector as a 1-D array.
+template <class Derived>
+    requires npy_float<typename Derived::Scalar>
+void write_vector(const std::filesystem::path& path, const Eigen::MatrixBase<Derived>& v) {
+    using T = typename Derived::Scalar;
+    const Eigen::Ref<const vector<T>> R(v);  // contiguous
+    const std::vector<std::int64_t> shape{R.size()};
     detail::checked_count(path, shape);
-    const std::string header = detail::npy_header_f8(shape);
-    detail::atomic_write(path, [&](std::ostream& out) {
+    const std::string header = detail::npy_header<T>(shape);
+    atomic_write(path, [&](std::ostream& out) {
         out.write(header.data(), static_cast<std::streamsize>(header.size()));
-        detail::put_f8(out, v.data(), static_cast<std::size_t>(v.size()));
+        detail::put_le(out, R.data(), static_cast<std::size_t>(R.size()));
     });
 }
 
