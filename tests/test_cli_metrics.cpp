@@ -76,7 +76,7 @@ void check_matches(const json& j, const std::optional<double>& v) {
 
 void check_matches(const json& j, const mlnc::metric_by_multiplicity& by_m) {
     REQUIRE(j.is_object());
-    REQUIRE(j.size() == by_m.size());
+    REQUIRE(static_cast<index_t>(j.size()) == by_m.size());
     for (const auto& [m, v] : by_m) {
         INFO("multiplicity " << m);
         REQUIRE(j.contains(std::to_string(m)));

@@ -189,7 +189,7 @@ TEST_CASE("exactly collapsed features give zero for every metric") {
     std::mt19937 rng(7);
     const index_t K = 5, d = 8;
     const Eigen::MatrixXd W = simplex_etf(K, d, rng);
-    const std::map<index_t, double> C{{1, 2.0}, {2, 1.3}, {3, 0.7}};
+    const mlnc::per_multiplicity<double> C{{1, 2.0}, {2, 1.3}, {3, 0.7}};
     dataset ds;
     auto add = [&](std::vector<index_t> s, int copies) {
         Eigen::VectorXd h = Eigen::VectorXd::Zero(d);
@@ -207,7 +207,7 @@ TEST_CASE("exactly collapsed features give zero for every metric") {
     const label_sets S = ds.labels(K);
 
     const auto r = mlnc::compute_nc_metrics(H, S, W);
-    REQUIRE(r.nc1_by_multiplicity.size() == 3);
+    REQUIRE(r.nc1_by_multiplicity.multiplicities() == std::vector<index_t>{1, 2, 3});
     for (const auto& [m, v] : r.nc1_by_multiplicity) {
         INFO("m = " << m);
         CHECK(value(v) < 1e-20);
@@ -216,7 +216,7 @@ TEST_CASE("exactly collapsed features give zero for every metric") {
     CHECK(value(r.nc2_w) < 1e-12);
     CHECK(value(r.nc2_h) < 1e-12);
     CHECK(value(r.nc3) < 1e-12);
-    REQUIRE(r.nc_m.size() == 2);  // m = 2, 3
+    REQUIRE(r.nc_m.multiplicities() == std::vector<index_t>{2, 3});
     for (const auto& [m, v] : r.nc_m) {
         INFO("m = " << m);
         CHECK(value(v) < 1e-12);
@@ -281,6 +281,11 @@ TEST_CASE("hand-computed metrics for K = 3 in the plane") {
     const auto cm = mlnc::compute_class_means(H, S);
     CHECK(cm.global_mean().isApprox(vec2(0, 1)));
     CHECK(cm.counts == std::vector<index_t>{2, 2, 2, 2, 2, 1});
+    const auto ranges = cm.groups_by_multiplicity();
+    REQUIRE(ranges.multiplicities() == std::vector<index_t>{1, 2, 3});
+    CHECK((ranges.at(1).begin == 0 && ranges.at(1).end == 3));
+    CHECK((ranges.at(2).begin == 3 && ranges.at(2).end == 5));
+    CHECK((ranges.at(3).begin == 5 && ranges.at(3).end == 6));
     CHECK(mlnc::nc1_by_multiplicity(H, cm) == r.nc1_by_multiplicity);
     CHECK(mlnc::nc2(W) == r.nc2_w);
     CHECK(mlnc::nc2_features(cm) == r.nc2_h);
@@ -462,6 +467,96 @@ TEST_CASE("float features are summed in double") {
     CHECK(mlnc::compute_nc_metrics(rows.transpose(), S).nc1 == rf.nc1);
 }
 
+// Every entry point taking H or W, with float and double Matrix, Map, Block and expression inputs
+// (compiling this test is the compile-level check that they are accepted). The data are rounded
+// to float first, so float input widened to double is exactly the double input and every sum is
+// taken in double: float and double results can differ only by the order of double operations (a
+// product over a view instead of a copy), a few ulps per operation. 1e-12 relative leaves 10^4 ulps
+// of margin, and is 10^5 times below the ~1e-7 that accumulating in float would give.
+TEST_CASE("float and double inputs of every metric agree") {
+    constexpr double tol = 1e-12;
+    std::mt19937 rng(21);
+    const index_t K = 4, d = 6;
+    const std::vector<std::vector<index_t>> sets{{0}, {1}, {2}, {3}, {0, 1}, {1, 2},
+                                                 {2, 3}, {0, 3}, {0, 1, 2}, {1, 2, 3}};
+    dataset ds;
+    for (const auto& s : sets) {
+        const Eigen::VectorXd centre = 3.0 * gaussian(d, 1, rng);
+        for (int c = 0; c < 4; ++c) ds.add(s, centre + 0.5 * gaussian(d, 1, rng));
+    }
+    const label_sets S = ds.labels(K);
+    const index_t N = S.size();
+    const Eigen::MatrixXf Hf = ds.H().cast<float>();
+    const Eigen::MatrixXf Wf = gaussian(K, d, rng).cast<float>();
+    const Eigen::MatrixXd H = Hf.cast<double>(), W = Wf.cast<double>();
+
+    const auto same = [&](const std::optional<double>& a, const std::optional<double>& b) {
+        REQUIRE(a.has_value() == b.has_value());
+        if (a) CHECK(*a == Approx(*b).epsilon(tol));
+    };
+    const auto same_by_m = [&](const mlnc::metric_by_multiplicity& a, const mlnc::metric_by_multiplicity& b) {
+        REQUIRE(a.multiplicities() == b.multiplicities());
+        for (const auto& [m, v] : a) {
+            INFO("m = " << m);
+            same(v, b.at(m));
+        }
+    };
+    const auto same_metrics = [&](const mlnc::nc_metrics& a, const mlnc::nc_metrics& b) {
+        same(a.nc1, b.nc1);
+        same_by_m(a.nc1_by_multiplicity, b.nc1_by_multiplicity);
+        same(a.nc2_w, b.nc2_w);
+        same(a.nc2_h, b.nc2_h);
+        same(a.nc3, b.nc3);
+        same_by_m(a.nc_m, b.nc_m);
+        same_by_m(a.nc_m_uncentered, b.nc_m_uncentered);
+    };
+
+    const auto cm = mlnc::compute_class_means(H, S);
+    const auto cmf = mlnc::compute_class_means(Hf, S);
+    CHECK(cmf.means.isApprox(cm.means, tol));
+    CHECK(cmf.counts == cm.counts);
+    CHECK(cmf.group_of == cm.group_of);
+    same_by_m(mlnc::nc1_by_multiplicity(Hf, S), mlnc::nc1_by_multiplicity(H, S));
+    same_by_m(mlnc::nc1_by_multiplicity(Hf, cmf), mlnc::nc1_by_multiplicity(H, cm));
+    same(mlnc::nc2(Wf), mlnc::nc2(W));
+    same(mlnc::nc3(Wf, cmf), mlnc::nc3(W, cm));
+    same_by_m(mlnc::nc_m(cmf), mlnc::nc_m(cm));
+    const auto reference = mlnc::compute_nc_metrics(H, S, W);
+    same_metrics(mlnc::compute_nc_metrics(Hf, S, Wf), reference);
+    same_metrics(mlnc::compute_nc_metrics(Hf, S, W), reference);  // H and W need not share a scalar
+    {
+        const auto r = mlnc::compute_nc_metrics(Hf, S);
+        same(r.nc1, reference.nc1);
+        same_by_m(r.nc_m, reference.nc_m);
+        CHECK_FALSE(r.nc2_w.has_value());
+    }
+
+    // Views of float storage: a Map, the .npy layout (an N x d row-major buffer, transposed),
+    // Blocks with an outer stride, and expressions.
+    const Eigen::Map<const Eigen::MatrixXf> map(Hf.data(), d, N);
+    using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const row_major rows = Hf.transpose();
+    const Eigen::Map<const row_major> npy(rows.data(), N, d);
+    Eigen::MatrixXf padded = Eigen::MatrixXf::Zero(d + 3, N + 2);
+    padded.block(2, 1, d, N) = Hf;
+    Eigen::MatrixXf Wpadded = Eigen::MatrixXf::Zero(K + 1, d + 2);
+    Wpadded.block(1, 2, K, d) = Wf;
+    const auto block = padded.block(2, 1, d, N);
+    const auto Wblock = Wpadded.block(1, 2, K, d);
+    const Eigen::Map<const Eigen::MatrixXf> Wmap(Wf.data(), K, d);
+    same_metrics(mlnc::compute_nc_metrics(map, S, Wmap), reference);
+    same_metrics(mlnc::compute_nc_metrics(npy.transpose(), S, Wblock), reference);
+    same_metrics(mlnc::compute_nc_metrics(block, S, Wf), reference);
+    same_metrics(mlnc::compute_nc_metrics(0.5f * (Hf + Hf), S, 2.0f * Wf), reference);  // exact in float
+    CHECK(mlnc::compute_class_means(block, S).means.isApprox(cm.means, tol));
+    CHECK(mlnc::compute_class_means(npy.transpose(), S).means.isApprox(cm.means, tol));
+    same_by_m(mlnc::nc1_by_multiplicity(map, cmf), mlnc::nc1_by_multiplicity(H, cm));
+    same_by_m(mlnc::nc1_by_multiplicity(block, S), mlnc::nc1_by_multiplicity(H, S));
+    same(mlnc::nc2(Wblock), mlnc::nc2(W));
+    same(mlnc::nc3(Wmap, cmf), mlnc::nc3(W, cm));
+    same(mlnc::nc3(Wf * 1.0f, cmf), mlnc::nc3(W, cm));
+}
+
 TEST_CASE("undefined metrics are reported as unavailable, not NaN") {
     dataset ds;
     // Every feature is (1, 1): all means coincide exactly, so Sb = 0, Mc = 0 and every u_S = 0.
@@ -570,5 +665,5 @@ TEST_CASE("a K far beyond the data is refused before anything of size K is alloc
     const auto msg = mlnc_test::error_of([&] { mlnc::compute_nc_metrics(H, S); });
     CHECK_THAT(msg, Catch::Contains("labels 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and 2147483633 more have no multiplicity-1"));
     // NC1 needs no label means and still works.
-    CHECK(mlnc::nc1_by_multiplicity(H, S).count(1) == 1);
+    CHECK(mlnc::nc1_by_multiplicity(H, S).contains(1));
 }

@@ -14,6 +14,8 @@
 #include <cmath>
 #include <random>
 #include <set>
+#include <type_traits>
+#include <vector>
 
 using mlnc::index_t;
 using mlnc::label_sets;
@@ -31,7 +33,7 @@ struct split {
 split separated(double noise) {
     mlnc::synthetic_options o;
     o.K = 6;
-    o.n = {6, 2, 1};
+    o.n = {{1, 6}, {2, 2}, {3, 1}};
     o.noise = noise;
     o.seed = 1;
     split s{mlnc::make_synthetic(o), {}};
@@ -139,7 +141,7 @@ TEST_CASE("tagwise: the fast decoder equals brute force on exact ETFs") {
             for (const index_t extra : {index_t{0}, index_t{3}}) {
                 const index_t d = K - 1 + extra;
                 const auto W = mlnc::simplex_etf<double>(K, d, unif(rng), rng());
-                std::map<index_t, double> C;
+                mlnc::per_multiplicity<double> C;
                 for (index_t m = 1; m <= M; ++m) {
                     const double u = unif(rng);
                     // Mostly positive (the theorem's case), sometimes negative or 0. C_m = 0 makes
@@ -203,7 +205,7 @@ TEST_CASE("tagwise: C_m fitted from training means recovers the data's sets") {
     const auto dec = mlnc::tagwise_decoder<>::fit(s.train.W, s.train.H, s.train.S);
     REQUIRE(dec.C().size() == 3);
     for (index_t m = 1; m <= 3; ++m)
-        CHECK(dec.C().at(m) == Approx(s.train.C[static_cast<std::size_t>(m - 1)]).epsilon(0.05));
+        CHECK(dec.C().at(m) == Approx(s.train.C.at(m)).epsilon(0.05));
     CHECK(dec.predict(s.test.H) == s.test.S);
     CHECK(dec.predict_brute_force(s.test.H) == s.test.S);
 }
@@ -217,7 +219,7 @@ TEST_CASE("tagwise: K = 10^4, M = 5 decodes quickly") {
     std::mt19937_64 rng(5);
     Eigen::MatrixXd W = gaussian(K, d, rng);
     W.rowwise().normalize();
-    std::map<index_t, double> C;
+    mlnc::per_multiplicity<double> C;
     for (index_t m = 1; m <= 5; ++m) C[m] = 1.0;
     const mlnc::tagwise_decoder dec(W, C);
     std::vector<std::vector<index_t>> truth;
@@ -242,7 +244,8 @@ TEST_CASE("tagwise: K = 10^4, M = 5 decodes quickly") {
 TEST_CASE("tagwise: refusals name the argument") {
     const auto W = mlnc::simplex_etf<double>(4, 3);
     CHECK_THROWS_WITH(mlnc::tagwise_decoder(W, {}), Catch::StartsWith("C:"));
-    CHECK_THROWS_WITH(mlnc::tagwise_decoder(W, {{0, 1.0}}), Catch::StartsWith("C:") && Catch::Contains("multiplicity 0"));
+    // A multiplicity below 1 cannot even be put into a per_multiplicity.
+    CHECK_THROWS_WITH(mlnc::tagwise_decoder(W, {{0, 1.0}}), Catch::Contains("multiplicity 0"));
     CHECK_THROWS_WITH(mlnc::tagwise_decoder(W, {{5, 1.0}}), Catch::StartsWith("C:") && Catch::Contains("K = 4"));
     CHECK_THROWS_WITH(mlnc::tagwise_decoder(W, {{1, std::nan("")}}), Catch::StartsWith("C:"));
     Eigen::MatrixXd Wbad = W;
@@ -330,11 +333,11 @@ TEST_CASE("predictors: perfect scores on separable synthetic data") {
     const auto tw = mlnc::tagwise_decoder<>::fit(s.train.W, s.train.H, s.train.S);
     const mlnc::ova_classifier ova(s.train.H, s.train.S);
     for (const auto& P : {onn.predict(s.test.H), tw.predict(s.test.H), ova.predict(s.test.H)}) {
-        const auto r = mlnc::evaluate(s.test.S, P);
+        const auto r = mlnc::compute_score_report(s.test.S, P);
         CHECK(r.overall.subset_accuracy == 1.0);
         CHECK(r.overall.f1_micro == 1.0);
         CHECK(r.overall.hamming_loss == 0.0);
-        CHECK(r.by_multiplicity.size() == 3);
+        CHECK(r.by_multiplicity.multiplicities() == std::vector<index_t>{1, 2, 3});
     }
 }
 
@@ -365,4 +368,126 @@ TEST_CASE("predictors: a single training sample per label set and a single test 
     CHECK(as_vector(onn.predict(h)[0]) == std::vector<mlnc::label_t>{0, 1});
     const mlnc::ova_classifier ova(H, S);
     CHECK(ova.predict(H.col(0)).size() == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars and views
+
+// fit_tagwise and the three predictors with float features and classifiers, as Matrix, Map, Block
+// and expression (compiling this test is the compile-level check that they are accepted). The
+// data are rounded to float first, so a float input widened to double is exactly the double input
+// and all arithmetic is in double: results can differ only by the order of double operations (a
+// product over a view instead of a copy), a few ulps. Continuous noisy data have no near ties at
+// that level, so the predicted sets are equal; numbers are compared at 1e-12 relative (10^4 ulps,
+// and 10^5 times below what accumulating in float would give). OvA sees the same double matrix
+// either way, so its L-BFGS runs are the same.
+TEST_CASE("predictors: float and double inputs agree") {
+    constexpr double tol = 1e-12;
+    const auto s = separated(0.4);
+    const Eigen::MatrixXf Htr_f = s.train.H.cast<float>(), Hte_f = s.test.H.cast<float>();
+    const Eigen::MatrixXf W_f = s.train.W.cast<float>();
+    const Eigen::MatrixXd Htr = Htr_f.cast<double>(), Hte = Hte_f.cast<double>(), W = W_f.cast<double>();
+    const auto& S = s.train.S;
+    const index_t d = Htr.rows(), n = Hte.cols();
+
+    // The float views of the test features: a Map, the .npy layout (an n x d row-major buffer,
+    // transposed), a Block with an outer stride, and an expression that is exact in float.
+    const Eigen::Map<const Eigen::MatrixXf> map(Hte_f.data(), d, n);
+    using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const row_major rows = Hte_f.transpose();
+    const Eigen::Map<const row_major> npy(rows.data(), n, d);
+    Eigen::MatrixXf padded = Eigen::MatrixXf::Zero(d + 2, n + 1);
+    padded.block(1, 1, d, n) = Hte_f;
+    const auto block = padded.block(1, 1, d, n);
+    const auto expression = 0.5f * (Hte_f + Hte_f);
+
+    const auto same_fit = [&](const mlnc::tagwise_fit& a, const mlnc::tagwise_fit& b) {
+        REQUIRE(a.C.multiplicities() == b.C.multiplicities());
+        for (const auto& [m, c] : a.C) {
+            CHECK(c == Approx(b.C.at(m)).epsilon(tol));
+            CHECK(a.residual.at(m) == Approx(b.residual.at(m)).epsilon(tol));
+        }
+    };
+    const auto fit = mlnc::fit_tagwise(Htr, S, W);
+    same_fit(mlnc::fit_tagwise(Htr_f, S, W_f), fit);
+    const Eigen::Map<const Eigen::MatrixXf> train_map(Htr_f.data(), d, Htr.cols());
+    same_fit(mlnc::fit_tagwise(train_map, S, W_f.leftCols(d)), fit);
+
+    SECTION("onn") {
+        const mlnc::onn_predictor onn(Htr, S);
+        const mlnc::onn_predictor onn_f(Htr_f, S);
+        CHECK(onn_f.means().isApprox(onn.means(), tol));
+        const auto expected = onn.predict(Hte);
+        for (const auto& P : {onn_f.predict(Hte_f), onn_f.predict(map), onn_f.predict(npy.transpose()),
+                              onn_f.predict(block), onn_f.predict(expression), onn.predict(Hte_f)})
+            CHECK(P == expected);
+        CHECK(onn_f.nearest(block) == onn.nearest(Hte));
+    }
+    SECTION("tag-wise decoder") {
+        const mlnc::tagwise_decoder dec(W, fit.C);
+        const mlnc::tagwise_decoder dec_f(W_f, fit.C);
+        const auto expected = dec.predict(Hte);
+        for (const auto& P : {dec_f.predict(Hte_f), dec_f.predict(map), dec_f.predict(npy.transpose()),
+                              dec_f.predict(block), dec_f.predict(expression), dec.predict(Hte_f)})
+            CHECK(P == expected);
+        CHECK(dec_f.predict_brute_force(block) == dec.predict_brute_force(Hte));
+        const auto fitted_f = mlnc::tagwise_decoder<>::fit(W_f, Htr_f, S);
+        for (const auto& [m, c] : fitted_f.C()) CHECK(c == Approx(fit.C.at(m)).epsilon(tol));
+        CHECK(fitted_f.predict(Hte_f) == mlnc::tagwise_decoder<>::fit(W, Htr, S).predict(Hte));
+    }
+    SECTION("OvA") {
+        const mlnc::ova_classifier ova(Htr, S);
+        const mlnc::ova_classifier ova_f(Htr_f, S);
+        CHECK(ova_f.weights().isApprox(ova.weights(), tol));
+        CHECK(ova_f.bias().isApprox(ova.bias(), tol));
+        const Eigen::MatrixXd Z = ova.decision_function(Hte);
+        CHECK(ova_f.decision_function(Hte_f).isApprox(Z, tol));
+        CHECK(ova_f.decision_function(npy.transpose()).isApprox(Z, tol));
+        CHECK(ova_f.decision_function(expression).isApprox(Z, tol));
+        const auto expected = ova.predict(Hte);
+        for (const auto& P : {ova_f.predict(Hte_f), ova_f.predict(map), ova_f.predict(block), ova.predict(Hte_f)})
+            CHECK(P == expected);
+        CHECK(mlnc::ova_classifier(train_map, S).weights().isApprox(ova.weights(), tol));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+TEST_CASE("predictors: a backend value first, deduced without template arguments") {
+    const auto s = separated(0.05);
+    const auto& H = s.train.H;
+    const auto& S = s.train.S;
+    const auto& W = s.train.W;
+
+    const mlnc::onn_predictor onn(mlnc::cpu{2}, H, S);
+    const mlnc::onn_predictor onn_default(H, S);
+    static_assert(std::is_same_v<decltype(onn), const mlnc::onn_predictor<mlnc::cpu>>);
+    static_assert(std::is_same_v<decltype(onn_default), const mlnc::onn_predictor<mlnc::cpu>>);
+    CHECK(onn.backend_value().threads == 2);
+    CHECK(onn_default.backend_value().threads == 0);
+    CHECK(onn.predict(s.test.H) == onn_default.predict(s.test.H));
+
+    const mlnc::tagwise_decoder dec(mlnc::cpu{1}, W, {{1, 1.0}, {2, 0.5}});
+    static_assert(std::is_same_v<decltype(dec), const mlnc::tagwise_decoder<mlnc::cpu>>);
+    CHECK(dec.backend_value().threads == 1);
+    const auto fitted = mlnc::tagwise_decoder<>::fit(mlnc::cpu{3}, W, H, S);
+    CHECK(fitted.backend_value().threads == 3);
+    CHECK(fitted.predict(s.test.H) == mlnc::tagwise_decoder<>::fit(W, H, S).predict(s.test.H));
+
+    mlnc::ova_options o;
+    o.max_iterations = 50;
+    const mlnc::ova_classifier ova(mlnc::cpu{4}, H, S, o);
+    const mlnc::ova_classifier ova_default(H, S, o);
+    static_assert(std::is_same_v<decltype(ova), const mlnc::ova_classifier<mlnc::cpu>>);
+    static_assert(std::is_same_v<decltype(ova_default), const mlnc::ova_classifier<mlnc::cpu>>);
+    CHECK(ova.backend_value().threads == 4);
+    CHECK(ova.weights() == ova_default.weights());
+
+    static_assert(mlnc::backend_traits<mlnc::cpu>::predictors);
+    // The value is checked at run time.
+    CHECK_THROWS_WITH(mlnc::onn_predictor(mlnc::cpu{-1}, H, S), Catch::StartsWith("cpu::threads:"));
+    CHECK_THROWS_WITH(mlnc::tagwise_decoder(mlnc::cpu{-1}, W, {{1, 1.0}}), Catch::StartsWith("cpu::threads:"));
+    CHECK_THROWS_WITH(mlnc::tagwise_decoder<>::fit(mlnc::cpu{-1}, W, H, S), Catch::StartsWith("cpu::threads:"));
+    CHECK_THROWS_WITH(mlnc::ova_classifier(mlnc::cpu{-1}, H, S), Catch::StartsWith("cpu::threads:"));
 }

@@ -130,7 +130,7 @@ std::function<int()> setup(CLI::App& app) {
             note = std::to_string(converged) + " of " + std::to_string(ova->fits().size()) +
                    " logistic regressions converged";
         }
-        const mlnc::score_report r = mlnc::evaluate(test_S, pred);
+        const mlnc::score_report r = mlnc::compute_score_report(test_S, pred);
         if (!a->out.empty()) mlnc::io::write_labels(a->out, pred);
 
         if (a->json) {

@@ -14,6 +14,7 @@
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
+#include <mlnc/types.hpp>
 
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>
@@ -22,7 +23,6 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
-#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -30,8 +30,8 @@
 
 namespace mlnc {
 
-// A metric per multiplicity m (ascending keys); nullopt where it is undefined.
-using metric_by_multiplicity = std::map<index_t, std::optional<double>>;
+// A metric per multiplicity m present (ascending); nullopt where it is undefined.
+using metric_by_multiplicity = per_multiplicity<std::optional<double>>;
 
 // Groups [begin, end) of class_means::sets; the groups of one multiplicity are contiguous.
 struct group_range {
@@ -57,11 +57,12 @@ struct class_means {
     index_t num_samples() const noexcept { return static_cast<index_t>(group_of.size()); }
 
     // Multiplicity m -> its groups, for every multiplicity present.
-    std::map<index_t, group_range> groups_by_multiplicity() const {
-        std::map<index_t, group_range> r;
+    per_multiplicity<group_range> groups_by_multiplicity() const {
+        per_multiplicity<group_range> r;
         for (index_t g = 0; g < num_groups(); ++g) {
-            auto [it, inserted] = r.try_emplace(sets.multiplicity(g), group_range{g, g + 1});
-            if (!inserted) it->second.end = g + 1;
+            group_range& range = r[sets.multiplicity(g)];
+            if (range.size() == 0) range.begin = g;  // first group of its multiplicity
+            range.end = g + 1;
         }
         return r;
     }
@@ -128,6 +129,18 @@ struct class_means {
 
 namespace detail {
 
+// The scalars of features and classifiers; every computation is carried out in double.
+template <class T>
+inline constexpr bool is_real_v = std::is_same_v<T, float> || std::is_same_v<T, double>;
+
+// A read-only view of a float or double matrix. A Matrix, Map, Block or other column-major
+// expression with storage and unit inner stride is viewed where it is; anything else (a product,
+// a cast, a row-major matrix) is evaluated once, in its own scalar, into storage the view owns,
+// so the loops over columns below never re-evaluate an expression. Never copy an owning view
+// into one that outlives it: Eigen's copy of a Ref points at the original's storage.
+template <class T>
+using const_view = Eigen::Ref<const matrix<T>, 0, Eigen::OuterStride<>>;
+
 // True when a vector of norm `norm`, formed from `terms` terms whose norms sum to `scale`, is
 // zero up to the rounding of forming it.
 inline bool negligible(double norm, double scale, index_t terms) {
@@ -137,7 +150,7 @@ inline bool negligible(double norm, double scale, index_t terms) {
 
 template <class DH>
 void check_features(const Eigen::MatrixBase<DH>& H, index_t N) {
-    static_assert(std::is_floating_point_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+    static_assert(is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
     if (H.cols() != N)
         throw error("H: expected d x N with one column per sample (N = " + std::to_string(N) + "), got " +
                     std::to_string(H.rows()) + " x " + std::to_string(H.cols()));
@@ -147,7 +160,7 @@ void check_features(const Eigen::MatrixBase<DH>& H, index_t N) {
 
 template <class DW>
 void check_classifier(const Eigen::MatrixBase<DW>& W, index_t K, index_t d) {
-    static_assert(std::is_floating_point_v<typename DW::Scalar>, "mlnc: classifier W must be float or double");
+    static_assert(is_real_v<typename DW::Scalar>, "mlnc: classifier W must be float or double");
     check_shape(W, K, d, "W", "K x d: one row per label, as many columns as the features have rows");
     check_finite(W, "W");
 }
@@ -208,8 +221,8 @@ inline std::optional<Eigen::MatrixXd> between_scatter_pinv_factor(const Eigen::M
 }
 
 // ||P (h_i - mu_{S_i})||^2 summed over the samples whose group lies in r, in blocks of columns.
-template <class DH>
-double projected_within_scatter(const Eigen::MatrixBase<DH>& H, const class_means& cm, group_range r,
+template <class T>
+double projected_within_scatter(const const_view<T>& H, const class_means& cm, group_range r,
                                 const Eigen::MatrixXd& P) {
     constexpr index_t block = 256;
     Eigen::MatrixXd E(cm.dim(), block);
@@ -229,8 +242,8 @@ double projected_within_scatter(const Eigen::MatrixBase<DH>& H, const class_mean
     return acc;
 }
 
-template <class DH>
-metric_by_multiplicity nc1_unchecked(const Eigen::MatrixBase<DH>& H, const class_means& cm) {
+template <class T>
+metric_by_multiplicity nc1_unchecked(const const_view<T>& H, const class_means& cm) {
     metric_by_multiplicity out;
     for (const auto& [m, r] : cm.groups_by_multiplicity()) {
         const index_t C = r.size();
@@ -252,7 +265,7 @@ metric_by_multiplicity nc1_unchecked(const Eigen::MatrixBase<DH>& H, const class
         }
         index_t n_m = 0;
         for (index_t grp = r.begin; grp < r.end; ++grp) n_m += cm.counts[static_cast<std::size_t>(grp)];
-        out[m] = projected_within_scatter(H, cm, r, *P) / static_cast<double>(n_m) / static_cast<double>(C);
+        out[m] = projected_within_scatter<T>(H, cm, r, *P) / static_cast<double>(n_m) / static_cast<double>(C);
     }
     return out;
 }
@@ -263,14 +276,10 @@ inline double unit_angle(const Eigen::Ref<const Eigen::VectorXd>& a, const Eigen
     return 2.0 * std::atan2((a - b).norm(), (a + b).norm());
 }
 
-}  // namespace detail
-
-// Groups the samples by label set and averages their features in double.
-// Throws mlnc::error when S is empty, H is not d x N, or H holds NaN/Inf.
-template <class DH>
-class_means compute_class_means(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
-    if (S.empty()) throw error("labels: no samples");
-    detail::check_features(H, S.size());
+// The one place where features are averaged per label set: every mean of mlnc (the metrics, ONN,
+// the tag-wise fit) comes from here. H must already be checked (d x N, finite).
+template <class T>
+class_means class_means_of(const const_view<T>& H, const label_sets& S) {
     auto groups = group_by_label_set(S);
     class_means cm;
     const index_t G = groups.size();
@@ -288,21 +297,44 @@ class_means compute_class_means(const Eigen::MatrixBase<DH>& H, const label_sets
     return cm;
 }
 
+template <class T>
+void check_samples_and_features(const const_view<T>& H, const label_sets& S) {
+    if (S.empty()) throw error("labels: no samples");
+    check_features(H, S.size());
+}
+
+}  // namespace detail
+
+// Groups the samples by label set and averages their features in double. H is d x N, float or
+// double. Throws mlnc::error when S is empty, H is not d x N, or H holds NaN/Inf.
+template <class DH>
+class_means compute_class_means(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
+    static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+    const detail::const_view<typename DH::Scalar> Hv(H.derived());
+    detail::check_samples_and_features(Hv, S);
+    return detail::class_means_of(Hv, S);
+}
+
 // NC1_m = tr(Sw Sb^+) / C_m for every multiplicity m present, with Sw the within-class and Sb the
 // between-class scatter of the C_m classes of size m. nullopt where C_m < 2 or Sb = 0.
 // cm must be compute_class_means(H, S) for this H.
 template <class DH>
 metric_by_multiplicity nc1_by_multiplicity(const Eigen::MatrixBase<DH>& H, const class_means& cm) {
-    detail::check_features(H, cm.num_samples());
-    if (H.rows() != cm.dim())
-        throw error("H: has " + std::to_string(H.rows()) + " rows but the class means have " +
+    static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+    const detail::const_view<typename DH::Scalar> Hv(H.derived());
+    detail::check_features(Hv, cm.num_samples());
+    if (Hv.rows() != cm.dim())
+        throw error("H: has " + std::to_string(Hv.rows()) + " rows but the class means have " +
                     std::to_string(cm.dim()) + " (cm must come from this H)");
-    return detail::nc1_unchecked(H, cm);
+    return detail::nc1_unchecked(Hv, cm);
 }
 
 template <class DH>
 metric_by_multiplicity nc1_by_multiplicity(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
-    return detail::nc1_unchecked(H, compute_class_means(H, S));
+    static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+    const detail::const_view<typename DH::Scalar> Hv(H.derived());
+    detail::check_samples_and_features(Hv, S);
+    return detail::nc1_unchecked(Hv, detail::class_means_of(Hv, S));
 }
 
 // NC2 of the K rows of M: || M M^T / ||M M^T||_F - (I_K - J/K) / sqrt(K-1) ||_F.
@@ -310,7 +342,7 @@ metric_by_multiplicity nc1_by_multiplicity(const Eigen::MatrixBase<DH>& H, const
 // nullopt when M = 0. `name` is the argument named in error messages.
 template <class DM>
 std::optional<double> nc2(const Eigen::MatrixBase<DM>& M, const char* name = "W") {
-    static_assert(std::is_floating_point_v<typename DM::Scalar>, "mlnc: nc2 needs a float or double matrix");
+    static_assert(detail::is_real_v<typename DM::Scalar>, "mlnc: nc2 needs a float or double matrix");
     if (M.rows() < 2 || M.cols() < 1)
         throw error(std::string(name) + ": expected K x d with K >= 2 and d >= 1, got " + std::to_string(M.rows()) +
                     " x " + std::to_string(M.cols()));
@@ -353,7 +385,7 @@ inline metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = n
     cm.require_label_means();
     metric_by_multiplicity out;
     const auto ranges = cm.groups_by_multiplicity();
-    if (ranges.empty() || ranges.rbegin()->first < 2) return out;
+    if (ranges.empty() || ranges.max_multiplicity() < 2) return out;
 
     const double scale = cm.means.cwiseAbs().maxCoeff();
     const double inv_scale = scale > 0 ? 1.0 / scale : 1.0;
@@ -422,8 +454,8 @@ struct nc_metrics {
 };
 
 namespace detail {
-template <class DH>
-nc_metrics nc_metrics_from_means(const Eigen::MatrixBase<DH>& H, const class_means& cm) {
+template <class T>
+nc_metrics nc_metrics_from_means(const const_view<T>& H, const class_means& cm) {
     cm.require_label_means();
     nc_metrics r;
     r.nc1_by_multiplicity = nc1_unchecked(H, cm);
@@ -439,17 +471,21 @@ nc_metrics nc_metrics_from_means(const Eigen::MatrixBase<DH>& H, const class_mea
 // Throws mlnc::error on a shape mismatch, NaN/Inf, or a label without a multiplicity-1 sample.
 template <class DH>
 nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
-    return detail::nc_metrics_from_means(H, compute_class_means(H, S));
+    static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+    const detail::const_view<typename DH::Scalar> Hv(H.derived());
+    detail::check_samples_and_features(Hv, S);
+    return detail::nc_metrics_from_means(Hv, detail::class_means_of(Hv, S));
 }
 
-// The same plus NC2 on W and NC3; W is K x d.
+// The same plus NC2 on W and NC3; W is K x d (float or double, independently of H).
 template <class DH, class DW>
 nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S, const Eigen::MatrixBase<DW>& W) {
-    if (S.empty()) throw error("labels: no samples");
-    detail::check_features(H, S.size());
-    detail::check_classifier(W, S.num_labels(), H.rows());
-    const class_means cm = compute_class_means(H, S);
-    nc_metrics r = detail::nc_metrics_from_means(H, cm);
+    static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+    const detail::const_view<typename DH::Scalar> Hv(H.derived());
+    detail::check_samples_and_features(Hv, S);
+    detail::check_classifier(W, S.num_labels(), Hv.rows());
+    const class_means cm = detail::class_means_of(Hv, S);
+    nc_metrics r = detail::nc_metrics_from_means(Hv, cm);
     r.nc2_w = nc2(W, "W");
     r.nc3 = nc3(W, cm);
     return r;

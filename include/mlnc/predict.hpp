@@ -6,7 +6,13 @@
 //                     m a key of C, decoded exactly for a simplex-ETF W in O(K d + K + M d) per
 //                     sample, with a brute-force reference for small K;
 //  - ova_classifier:  K independent logistic regressions (binary relevance), trained by L-BFGS.
-// Features are d x N (column i = sample i), float or double; every computation is in double.
+// Features are d x N (column i = sample i) and W is K x d, float or double (any Eigen matrix, Map,
+// Block or expression); every computation is in double.
+// Each predictor takes a backend value as its optional first constructor argument (omitted:
+// cpu{}); class template argument deduction gives the backend type, e.g.
+//   mlnc::onn_predictor p(H, S);              // onn_predictor<cpu>
+//   mlnc::onn_predictor q(mlnc::cpu{2}, H, S);  // the same, with a thread count
+// A backend without predictors (backend_traits<B>::predictors) is a compile-time error.
 // Predictions are label_sets (never an empty set). Ties between equally near candidates go to the
 // lexicographically smallest label set: std::lexicographical_compare of the ascending index
 // lists, so {0, 1} < {0, 2} < {1} and a set comes before its extensions ({0} < {0, 1}).
@@ -31,7 +37,6 @@
 #include <cstdint>
 #include <iterator>
 #include <limits>
-#include <map>
 #include <numeric>
 #include <span>
 #include <stdexcept>
@@ -47,8 +52,9 @@ namespace detail {
 template <class B>
 constexpr void check_predict_backend() {
     check_backend<B>();
-    if constexpr (backend<B> && backend_traits<B>::compiled_in)
-        static_assert(std::is_same_v<B, cpu>, "mlnc: the predictors have a CPU implementation only (use mlnc::cpu)");
+    if constexpr (available_backend<B>)
+        static_assert(backend_traits<std::remove_cvref_t<B>>::predictors,
+                      "mlnc: this backend has no predictors (backend_traits<B>::predictors is false): use mlnc::cpu");
 }
 
 // The tie rule of every predictor.
@@ -63,9 +69,8 @@ inline index_t column_block(index_t rows, index_t n) {
     return std::clamp<index_t>(budget / std::max<index_t>(rows, 1), 1, std::max<index_t>(n, 1));
 }
 
-template <class DH>
-void check_predict_features(const Eigen::MatrixBase<DH>& H, index_t d, const char* name) {
-    static_assert(std::is_floating_point_v<typename DH::Scalar>, "mlnc: features must be float or double");
+template <class T>
+void check_predict_features(const const_view<T>& H, index_t d, const char* name) {
     if (H.rows() != d)
         throw error(std::string(name) + ": feature dimension " + std::to_string(H.rows()) +
                     " differs from the predictor's d = " + std::to_string(d) + " (features are d x N)");
@@ -123,10 +128,12 @@ inline void require_labels_seen(const label_sets& train, const label_sets& test,
 template <class B = cpu>
 class onn_predictor {
 public:
-    // H_train is d x N, S_train its N label sets. Throws mlnc::error on a shape mismatch or NaN/Inf.
+    // H_train is d x N, S_train its N label sets; the means are compute_class_means'. Throws
+    // mlnc::error on a shape mismatch, NaN/Inf, or a bad backend value.
     template <class DH>
-    onn_predictor(const Eigen::MatrixBase<DH>& H_train, const label_sets& S_train) {
+    onn_predictor(B be, const Eigen::MatrixBase<DH>& H_train, const label_sets& S_train) : be_(be) {
         detail::check_predict_backend<B>();
+        detail::check_backend_value(be_);
         class_means cm = compute_class_means(H_train, S_train);
         means_ = std::move(cm.means);
         sets_ = std::move(cm.sets);
@@ -136,7 +143,11 @@ public:
         std::sort(lex_order_.begin(), lex_order_.end(),
                   [this](index_t a, index_t b) { return detail::lex_less(sets_[a], sets_[b]); });
     }
+    template <class DH>
+    onn_predictor(const Eigen::MatrixBase<DH>& H_train, const label_sets& S_train)
+        : onn_predictor(B{}, H_train, S_train) {}
 
+    const B& backend_value() const noexcept { return be_; }
     index_t dim() const noexcept { return means_.rows(); }
     index_t num_labels() const noexcept { return sets_.num_labels(); }
     index_t num_classes() const noexcept { return sets_.size(); }  // G
@@ -145,7 +156,9 @@ public:
 
     // For each column of H (d x n), the index into classes() of the nearest mean.
     template <class DH>
-    std::vector<index_t> nearest(const Eigen::MatrixBase<DH>& H) const {
+    std::vector<index_t> nearest(const Eigen::MatrixBase<DH>& features) const {
+        static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+        const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
         const index_t n = H.cols(), G = num_classes();
         const index_t block = detail::column_block(G, n);
@@ -185,14 +198,20 @@ public:
     }
 
 private:
+    B be_;
     Eigen::MatrixXd means_;
     label_sets sets_;
     Eigen::VectorXd norms_;
     std::vector<index_t> lex_order_;
 };
 
+template <class DH>
+onn_predictor(const Eigen::MatrixBase<DH>&, const label_sets&) -> onn_predictor<cpu>;
+template <backend B, class DH>
+onn_predictor(B, const Eigen::MatrixBase<DH>&, const label_sets&) -> onn_predictor<B>;
+
 // ---------------------------------------------------------------------------------------------
-// Tag-wise decoder. For every m with a coefficient C_m (the keys of C), the prototypes are
+// Tag-wise decoder. For every m with a coefficient C_m (the entries of C), the prototypes are
 // p_S = C_m v_S, v_S = sum_{k in S} w_k, |S| = m, and a sample gets the S of the nearest one:
 //   ||h - C_m v_S||^2 = ||h||^2 - 2 C_m sum_{k in S} <h, w_k> + C_m^2 ||v_S||^2.
 // For a simplex-ETF W, ||v_S||^2 = m (K - m) w^2 / (K - 1) is the same for every S of size m, so
@@ -205,20 +224,21 @@ private:
 template <class B = cpu>
 class tagwise_decoder {
 public:
-    // W: K x d classifier; C: C_m per multiplicity m (keys in [1, K], finite values), e.g. the
-    // closed form of Theorem 1 (optimum_result::multiplicities / C) or fit() below.
+    // W: K x d classifier; C: C_m for at least one multiplicity m <= K, finite, e.g. Theorem 1's
+    // closed form (global_optimum(...)->C) or fit() below.
     template <class DW>
-    tagwise_decoder(const Eigen::MatrixBase<DW>& W, std::map<index_t, double> C) : c_(std::move(C)) {
+    tagwise_decoder(B be, const Eigen::MatrixBase<DW>& W, per_multiplicity<double> C) : be_(be), c_(std::move(C)) {
         detail::check_predict_backend<B>();
-        static_assert(std::is_floating_point_v<typename DW::Scalar>, "mlnc: W must be float or double");
+        static_assert(detail::is_real_v<typename DW::Scalar>, "mlnc: classifier W must be float or double");
+        detail::check_backend_value(be_);
         detail::require(W.rows() >= 2 && W.cols() >= 1, "W",
                         "expected K x d with K >= 2 labels and d >= 1, got " + std::to_string(W.rows()) + " x " +
                             std::to_string(W.cols()));
-        detail::check_finite(W, "W");
         wt_ = W.template cast<double>().transpose();
+        detail::check_finite(wt_, "W");
         detail::require(!c_.empty(), "C", "needs a coefficient C_m for at least one multiplicity m");
-        for (const auto& [m, c] : c_) {
-            detail::require(m >= 1 && m <= num_labels(), "C",
+        for (const auto& [m, c] : c_) {  // per_multiplicity holds only m >= 1
+            detail::require(m <= num_labels(), "C",
                             "multiplicity " + std::to_string(m) + " is outside [1, K = " + std::to_string(num_labels()) + "]");
             detail::require(std::isfinite(c), "C", "C_" + std::to_string(m) + " is not finite");
             if (c > 0) top_ = std::max(top_, m);
@@ -226,22 +246,35 @@ public:
         }
     }
 
+    template <class DW>
+    tagwise_decoder(const Eigen::MatrixBase<DW>& W, per_multiplicity<double> C)
+        : tagwise_decoder(B{}, W, std::move(C)) {}
+
     // C_m fitted by least squares over the training label-set means of size m (fit_tagwise,
     // tagwise.hpp), for every multiplicity present in S_train. H_train is d x N.
     template <class DW, class DH>
+    static tagwise_decoder fit(B be, const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H_train,
+                               const label_sets& S_train) {
+        detail::check_backend_value(be);  // before the fit, not after it
+        detail::require(!S_train.empty(), "training labels", "no samples");
+        return tagwise_decoder(be, W, fit_tagwise(H_train, S_train, W).C);
+    }
+    template <class DW, class DH>
     static tagwise_decoder fit(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H_train,
                                const label_sets& S_train) {
-        detail::require(!S_train.empty(), "training labels", "no samples");
-        return tagwise_decoder(W, fit_tagwise(H_train, S_train, W).C);
+        return fit(B{}, W, H_train, S_train);
     }
 
+    const B& backend_value() const noexcept { return be_; }
     index_t num_labels() const noexcept { return wt_.cols(); }
     index_t dim() const noexcept { return wt_.rows(); }
-    index_t max_multiplicity() const noexcept { return c_.rbegin()->first; }
-    const std::map<index_t, double>& C() const noexcept { return c_; }
+    index_t max_multiplicity() const noexcept { return c_.max_multiplicity(); }
+    const per_multiplicity<double>& C() const noexcept { return c_; }
 
     template <class DH>
-    label_sets predict(const Eigen::MatrixBase<DH>& H) const {
+    label_sets predict(const Eigen::MatrixBase<DH>& features) const {
+        static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+        const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
         const index_t n = H.cols(), K = num_labels(), d = dim();
         const index_t block = detail::column_block(K, n);
@@ -295,11 +328,13 @@ public:
         return out.finish();
     }
 
-    // The exact nearest prototype by enumerating every S with |S| = m for every key m of C
+    // The exact nearest prototype by enumerating every S with |S| = m for every m of C
     // (subset_unrank), sum_m C(K, m) prototypes compared by ||h - p_S||^2 directly. For small K:
     // throws mlnc::error when the prototypes would hold more than 2^24 numbers.
     template <class DH>
-    label_sets predict_brute_force(const Eigen::MatrixBase<DH>& H) const {
+    label_sets predict_brute_force(const Eigen::MatrixBase<DH>& features) const {
+        static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+        const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
         const index_t K = num_labels(), d = dim();
         constexpr double max_entries = 16777216.0;  // 2^24 doubles = 128 MiB
@@ -385,11 +420,17 @@ private:
         std::sort(idx.begin(), mid, before);
     }
 
+    B be_;
     Eigen::MatrixXd wt_;  // d x K: column k is w_k
-    std::map<index_t, double> c_;
+    per_multiplicity<double> c_;
     index_t top_ = 0;     // largest m with C_m > 0 (0: none)
     index_t bottom_ = 0;  // largest m with C_m < 0 (0: none)
 };
+
+template <class DW>
+tagwise_decoder(const Eigen::MatrixBase<DW>&, per_multiplicity<double>) -> tagwise_decoder<cpu>;
+template <backend B, class DW>
+tagwise_decoder(B, const Eigen::MatrixBase<DW>&, per_multiplicity<double>) -> tagwise_decoder<B>;
 
 // ---------------------------------------------------------------------------------------------
 // OvA (binary relevance): for each label k, a logistic regression with bias on the frozen
@@ -497,15 +538,19 @@ template <class B = cpu>
 class ova_classifier {
 public:
     // Trains K logistic regressions on H_train (d x N) with labels S_train. Throws mlnc::error on a
-    // shape mismatch, NaN/Inf, bad options, or a label without a positive training sample.
-    // Non-convergence is reported per label in fits(), not thrown.
+    // shape mismatch, NaN/Inf, bad options, a bad backend value, or a label without a positive
+    // training sample. Non-convergence is reported per label in fits(), not thrown.
     template <class DH>
-    ova_classifier(const Eigen::MatrixBase<DH>& H_train, const label_sets& S_train, const ova_options& options = {}) {
+    ova_classifier(B be, const Eigen::MatrixBase<DH>& H_train, const label_sets& S_train,
+                   const ova_options& options = {})
+        : be_(be) {
         detail::check_predict_backend<B>();
+        static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+        detail::check_backend_value(be_);
         detail::check_ova_options(options);
         detail::require(!S_train.empty(), "training labels", "no samples");
-        detail::check_features(H_train, S_train.size());
-        const Eigen::MatrixXd H = H_train.template cast<double>();
+        const Eigen::MatrixXd H = H_train.template cast<double>();  // the regressions' GEMMs run in double
+        detail::check_features(H, S_train.size());
         const index_t K = S_train.num_labels(), d = H.rows(), N = H.cols();
         // Checked before anything of size K exists: K may come from a large index in a file.
         if (const auto [missing, count] = S_train.absent_labels(); count > 0)
@@ -566,6 +611,11 @@ public:
         }
     }
 
+    template <class DH>
+    ova_classifier(const Eigen::MatrixBase<DH>& H_train, const label_sets& S_train, const ova_options& options = {})
+        : ova_classifier(B{}, H_train, S_train, options) {}
+
+    const B& backend_value() const noexcept { return be_; }
     index_t num_labels() const noexcept { return w_.rows(); }
     index_t dim() const noexcept { return w_.cols(); }
     const Eigen::MatrixXd& weights() const noexcept { return w_; }  // K x d
@@ -577,23 +627,24 @@ public:
 
     // The logits W h + b (K x n) of the columns of H (d x n).
     template <class DH>
-    Eigen::MatrixXd decision_function(const Eigen::MatrixBase<DH>& H) const {
+    Eigen::MatrixXd decision_function(const Eigen::MatrixBase<DH>& features) const {
+        static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+        const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
-        Eigen::MatrixXd Z(num_labels(), H.cols());
-        Z.noalias() = w_ * H.template cast<double>();
-        Z.colwise() += b_;
-        return Z;
+        return logits(H);
     }
 
     template <class DH>
-    label_sets predict(const Eigen::MatrixBase<DH>& H) const {
+    label_sets predict(const Eigen::MatrixBase<DH>& features) const {
+        static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
+        const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
         const index_t n = H.cols(), K = num_labels();
         const index_t block = detail::column_block(K, n);
         detail::label_sets_builder out(K);
         std::vector<label_t> set;
         for (index_t j0 = 0; j0 < n; j0 += block) {
-            const Eigen::MatrixXd Z = decision_function(H.middleCols(j0, std::min(block, n - j0)));
+            const Eigen::MatrixXd Z = logits(H.middleCols(j0, std::min(block, n - j0)));
             for (index_t j = 0; j < Z.cols(); ++j) {
                 set.clear();
                 for (index_t k = 0; k < K; ++k)
@@ -617,9 +668,24 @@ public:
     }
 
 private:
+    // W H + b of checked features.
+    template <class DH>
+    Eigen::MatrixXd logits(const Eigen::MatrixBase<DH>& H) const {
+        Eigen::MatrixXd Z(num_labels(), H.cols());
+        Z.noalias() = w_ * H.template cast<double>();
+        Z.colwise() += b_;
+        return Z;
+    }
+
+    B be_;
     Eigen::MatrixXd w_;
     Eigen::VectorXd b_;
     std::vector<ova_label_fit> fits_;
 };
+
+template <class DH>
+ova_classifier(const Eigen::MatrixBase<DH>&, const label_sets&, const ova_options& = {}) -> ova_classifier<cpu>;
+template <backend B, class DH>
+ova_classifier(B, const Eigen::MatrixBase<DH>&, const label_sets&, const ova_options& = {}) -> ova_classifier<B>;
 
 }  // namespace mlnc

@@ -16,11 +16,12 @@
 
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
+#include <mlnc/types.hpp>
 
 #include <algorithm>
 #include <cstddef>
 #include <iterator>
-#include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,11 +36,12 @@ struct multilabel_scores {
     double subset_accuracy = 0;
     double hamming_loss = 0;
     double jaccard_samples = 0;
+    friend bool operator==(const multilabel_scores&, const multilabel_scores&) = default;
 };
 
 struct score_report {
     multilabel_scores overall;
-    std::map<index_t, multilabel_scores> by_multiplicity;  // keyed by the true multiplicity m
+    per_multiplicity<multilabel_scores> by_multiplicity;  // for each true multiplicity m present
 };
 
 namespace detail {
@@ -145,7 +147,7 @@ private:
 
 // The six scores over all samples. Throws mlnc::error when truth is empty or the two differ in
 // N or K.
-inline multilabel_scores score(const label_sets& truth, const label_sets& pred) {
+inline multilabel_scores compute_multilabel_scores(const label_sets& truth, const label_sets& pred) {
     detail::check_score_inputs(truth, pred);
     const auto labels = detail::labels_in_use(truth, pred);
     detail::score_counter c(truth.num_labels(), labels);
@@ -154,31 +156,41 @@ inline multilabel_scores score(const label_sets& truth, const label_sets& pred) 
 }
 
 // The six scores overall and for each true multiplicity present.
-inline score_report evaluate(const label_sets& truth, const label_sets& pred) {
+inline score_report compute_score_report(const label_sets& truth, const label_sets& pred) {
     detail::check_score_inputs(truth, pred);
     const index_t K = truth.num_labels();
     const auto labels = detail::labels_in_use(truth, pred);
     detail::score_counter all(K, labels);
-    std::map<index_t, detail::score_counter> by_m;
+    per_multiplicity<std::optional<detail::score_counter>> by_m;  // a counter needs K and the labels
     for (index_t i = 0; i < truth.size(); ++i) {
         all.add(truth[i], pred[i]);
-        by_m.try_emplace(truth.multiplicity(i), K, labels).first->second.add(truth[i], pred[i]);
+        auto& c = by_m[truth.multiplicity(i)];
+        if (!c) c.emplace(K, labels);
+        c->add(truth[i], pred[i]);
     }
     score_report r;
     r.overall = all.scores();
-    for (const auto& [m, c] : by_m) r.by_multiplicity.emplace(m, c.scores());
+    r.by_multiplicity = by_m.transform([](const std::optional<detail::score_counter>& c) { return c->scores(); });
     return r;
 }
 
-inline double f1_micro(const label_sets& truth, const label_sets& pred) { return score(truth, pred).f1_micro; }
-inline double f1_macro(const label_sets& truth, const label_sets& pred) { return score(truth, pred).f1_macro; }
-inline double f1_samples(const label_sets& truth, const label_sets& pred) { return score(truth, pred).f1_samples; }
-inline double subset_accuracy(const label_sets& truth, const label_sets& pred) {
-    return score(truth, pred).subset_accuracy;
+inline double f1_micro(const label_sets& truth, const label_sets& pred) {
+    return compute_multilabel_scores(truth, pred).f1_micro;
 }
-inline double hamming_loss(const label_sets& truth, const label_sets& pred) { return score(truth, pred).hamming_loss; }
+inline double f1_macro(const label_sets& truth, const label_sets& pred) {
+    return compute_multilabel_scores(truth, pred).f1_macro;
+}
+inline double f1_samples(const label_sets& truth, const label_sets& pred) {
+    return compute_multilabel_scores(truth, pred).f1_samples;
+}
+inline double subset_accuracy(const label_sets& truth, const label_sets& pred) {
+    return compute_multilabel_scores(truth, pred).subset_accuracy;
+}
+inline double hamming_loss(const label_sets& truth, const label_sets& pred) {
+    return compute_multilabel_scores(truth, pred).hamming_loss;
+}
 inline double jaccard_samples(const label_sets& truth, const label_sets& pred) {
-    return score(truth, pred).jaccard_samples;
+    return compute_multilabel_scores(truth, pred).jaccard_samples;
 }
 
 }  // namespace mlnc

@@ -5,70 +5,59 @@
 
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
+#include <mlnc/metrics.hpp>
+#include <mlnc/types.hpp>
 
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <map>
-#include <string>
+#include <limits>
 
 namespace mlnc {
 
 struct tagwise_fit {
-    // Keyed by multiplicity m (only those present). For m = K the prototype sum_k w_k vanishes
-    // for an ETF, so C_K is reported as 0 and the residual as max ||mu_S|| divided by the mean
-    // norm of the multiplicity-1 means (how far from the predicted 0 those features are).
-    std::map<index_t, double> C;
-    std::map<index_t, double> residual;
+    // For each multiplicity m present. For m = K the prototype sum_k w_k vanishes for an ETF, so
+    // C_K is reported as 0 and the residual as max ||mu_S|| divided by the mean norm of the
+    // multiplicity-1 means (how far from the predicted 0 those features are).
+    per_multiplicity<double> C;
+    per_multiplicity<double> residual;
 };
 
+// H: d x N features with label sets S; W: K x d classifier. Either may be float or double; the
+// means (compute_class_means) and the fit are computed in double. Throws mlnc::error when S is
+// empty, a shape does not match, or H or W holds NaN/Inf.
 template <class DH, class DW>
 tagwise_fit fit_tagwise(const Eigen::MatrixBase<DH>& H, const label_sets& S, const Eigen::MatrixBase<DW>& W) {
-    const index_t K = S.num_labels(), N = S.size(), d = H.rows();
-    if (H.cols() != N)
-        throw error("H: expected " + std::to_string(N) + " columns (one per sample), got " + std::to_string(H.cols()));
-    if (W.rows() != K || W.cols() != d)
-        throw error("W: expected " + std::to_string(K) + " x " + std::to_string(d) + ", got " +
-                    std::to_string(W.rows()) + " x " + std::to_string(W.cols()));
-    const Eigen::MatrixXd Hd = H.template cast<double>(), Wd = W.template cast<double>();
-    if (!Hd.allFinite()) throw error("H: contains NaN or Inf");
-    if (!Wd.allFinite()) throw error("W: contains NaN or Inf");
+    const class_means cm = compute_class_means(H, S);
+    const index_t K = S.num_labels(), d = cm.dim();
+    detail::check_classifier(W, K, d);
+    const Eigen::MatrixXd Wt = W.template cast<double>().transpose();  // column k: w_k
 
-    const auto groups = group_by_label_set(S);
-    const index_t G = groups.size();
-    Eigen::MatrixXd mu(d, G), v = Eigen::MatrixXd::Zero(d, G);
-    for (index_t g = 0; g < G; ++g) {
-        const auto& mem = groups.members[static_cast<std::size_t>(g)];
-        Eigen::VectorXd s = Eigen::VectorXd::Zero(d);
-        for (index_t i : mem) s += Hd.col(i);
-        mu.col(g) = s / static_cast<double>(mem.size());
-        for (label_t k : groups.sets[g]) v.col(g) += Wd.row(k).transpose();
-    }
-
-    std::map<index_t, double> num, den;
-    for (index_t g = 0; g < G; ++g) {
-        const index_t m = groups.sets.multiplicity(g);
-        num[m] += mu.col(g).dot(v.col(g));
-        den[m] += v.col(g).squaredNorm();
-    }
-    double norm1 = 0;
-    index_t count1 = 0;
-    for (index_t g = 0; g < G; ++g)
-        if (groups.sets.multiplicity(g) == 1) {
-            norm1 += mu.col(g).norm();
-            ++count1;
-        }
-    norm1 = count1 > 0 ? norm1 / static_cast<double>(count1) : 0.0;
+    double norm1 = 0;  // the mean norm of the multiplicity-1 means, the scale of the m = K residual
+    if (cm.num_singletons > 0)
+        norm1 = cm.means.leftCols(cm.num_singletons).colwise().norm().sum() / static_cast<double>(cm.num_singletons);
 
     tagwise_fit out;
-    for (const auto& [m, n] : num) out.C[m] = (m == K || den[m] == 0.0) ? 0.0 : n / den[m];
-    for (index_t g = 0; g < G; ++g) {
-        const index_t m = groups.sets.multiplicity(g);
-        const double r = (mu.col(g) - out.C[m] * v.col(g)).norm();
-        const double scale = m == K ? norm1 : mu.col(g).norm();
-        const double rel = scale > 0 ? r / scale : (r == 0 ? 0.0 : std::numeric_limits<double>::infinity());
-        auto [it, fresh] = out.residual.try_emplace(m, rel);
-        if (!fresh) it->second = std::max(it->second, rel);
+    Eigen::MatrixXd V;
+    for (const auto& [m, r] : cm.groups_by_multiplicity()) {
+        const auto Mu = cm.means.middleCols(r.begin, r.size());
+        V.setZero(d, r.size());  // column t: v_S for S = sets[r.begin + t]
+        double num = 0, den = 0;
+        for (index_t t = 0; t < r.size(); ++t) {
+            for (const label_t k : cm.sets[r.begin + t]) V.col(t) += Wt.col(k);
+            num += Mu.col(t).dot(V.col(t));
+            den += V.col(t).squaredNorm();
+        }
+        const double c = (m == K || den == 0.0) ? 0.0 : num / den;
+        double worst = 0;
+        for (index_t t = 0; t < r.size(); ++t) {
+            const double res = (Mu.col(t) - c * V.col(t)).norm();
+            const double scale = m == K ? norm1 : Mu.col(t).norm();
+            const double rel = scale > 0 ? res / scale : (res == 0 ? 0.0 : std::numeric_limits<double>::infinity());
+            worst = std::max(worst, rel);
+        }
+        out.C.insert_or_assign(m, c);
+        out.residual.insert_or_assign(m, worst);
     }
     return out;
 }
