@@ -47,7 +47,7 @@ int main() {
         const mlnc::onn_predictor onn(train.H, train.S);
         row(name, "ONN", test.S, onn.predict(test.H), onn.flops_per_sample());
 
-        const auto fitted = mlnc::tagwise_decoder<>::fit(train.W, train.H, train.S);
+        const auto fitted = mlnc::fit_tagwise_decoder(train.W, train.H, train.S);
         row(name, "tag-wise (fitted C_m)", test.S, fitted.predict(test.H), fitted.flops_per_sample());
 
         const mlnc::tagwise_decoder closed(train.W, train.C);

@@ -88,7 +88,7 @@ TEST_CASE("predict: onn, tagwise and ova give the library's predictions and scor
         const auto r = run_cli(f.args("tagwise") + f.classifier() + " --json --out '" + (f.dir / "P.txt") + "'");
         INFO(r.err);
         REQUIRE(r.exit_code == 0);
-        const auto dec = mlnc::tagwise_decoder<>::fit(f.train.W, f.train.H, f.train.S);
+        const auto dec = mlnc::fit_tagwise_decoder(f.train.W, f.train.H, f.train.S);
         const auto pred = dec.predict(f.test.H);
         check_json(nlohmann::json::parse(r.out), "tagwise", f.test.S, pred, dec.flops_per_sample());
         CHECK(mlnc::io::read_labels(f.dir / "P.txt", 5) == pred);

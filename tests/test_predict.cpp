@@ -202,7 +202,7 @@ TEST_CASE("tagwise: ties go to the lexicographically smallest set") {
 
 TEST_CASE("tagwise: C_m fitted from training means recovers the data's sets") {
     const auto s = separated(0.05);
-    const auto dec = mlnc::tagwise_decoder<>::fit(s.train.W, s.train.H, s.train.S);
+    const auto dec = mlnc::fit_tagwise_decoder(s.train.W, s.train.H, s.train.S);
     REQUIRE(dec.C().size() == 3);
     for (index_t m = 1; m <= 3; ++m)
         CHECK(dec.C().at(m) == Approx(s.train.C.at(m)).epsilon(0.05));
@@ -256,7 +256,7 @@ TEST_CASE("tagwise: refusals name the argument") {
     CHECK_THROWS_WITH(dec.predict(Eigen::MatrixXd::Zero(4, 2)), Catch::StartsWith("H:") && Catch::Contains("d = 3"));
     // fit: K of W and of the labels must agree
     const auto S = label_sets::from_lists({{0}, {1}, {2}}, 3);
-    CHECK_THROWS_WITH(mlnc::tagwise_decoder<>::fit(W, Eigen::MatrixXd::Zero(3, 3), S), Catch::StartsWith("W:"));
+    CHECK_THROWS_WITH(mlnc::fit_tagwise_decoder(W, Eigen::MatrixXd::Zero(3, 3), S), Catch::StartsWith("W:"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ TEST_CASE("ova: refusals name the argument") {
 TEST_CASE("predictors: perfect scores on separable synthetic data") {
     const auto s = separated(0.05);
     const mlnc::onn_predictor onn(s.train.H, s.train.S);
-    const auto tw = mlnc::tagwise_decoder<>::fit(s.train.W, s.train.H, s.train.S);
+    const auto tw = mlnc::fit_tagwise_decoder(s.train.W, s.train.H, s.train.S);
     const mlnc::ova_classifier ova(s.train.H, s.train.S);
     for (const auto& P : {onn.predict(s.test.H), tw.predict(s.test.H), ova.predict(s.test.H)}) {
         const auto r = mlnc::compute_score_report(s.test.S, P);
@@ -352,7 +352,7 @@ TEST_CASE("predictors: features of norm 1e150 give the answers of the unscaled f
     const Eigen::MatrixXd Htr = s.train.H * scale, Hte = s.test.H * scale;
     const mlnc::onn_predictor onn(Htr, s.train.S);
     CHECK(onn.predict(Hte) == s.test.S);
-    const auto tw = mlnc::tagwise_decoder<>::fit(s.train.W, Htr, s.train.S);
+    const auto tw = mlnc::fit_tagwise_decoder(s.train.W, Htr, s.train.S);
     CHECK(tw.predict(Hte) == s.test.S);
     const mlnc::ova_classifier ova(Htr, s.train.S);
     CHECK(ova.weights().allFinite());
@@ -431,9 +431,9 @@ TEST_CASE("predictors: float and double inputs agree") {
                               dec_f.predict(block), dec_f.predict(expression), dec.predict(Hte_f)})
             CHECK(P == expected);
         CHECK(dec_f.predict_brute_force(block) == dec.predict_brute_force(Hte));
-        const auto fitted_f = mlnc::tagwise_decoder<>::fit(W_f, Htr_f, S);
+        const auto fitted_f = mlnc::fit_tagwise_decoder(W_f, Htr_f, S);
         for (const auto& [m, c] : fitted_f.C()) CHECK(c == Approx(fit.C.at(m)).epsilon(tol));
-        CHECK(fitted_f.predict(Hte_f) == mlnc::tagwise_decoder<>::fit(W, Htr, S).predict(Hte));
+        CHECK(fitted_f.predict(Hte_f) == mlnc::fit_tagwise_decoder(W, Htr, S).predict(Hte));
     }
     SECTION("OvA") {
         const mlnc::ova_classifier ova(Htr, S);
@@ -471,9 +471,9 @@ TEST_CASE("predictors: a backend value first, deduced without template arguments
     const mlnc::tagwise_decoder dec(mlnc::cpu{1}, W, {{1, 1.0}, {2, 0.5}});
     static_assert(std::is_same_v<decltype(dec), const mlnc::tagwise_decoder<mlnc::cpu>>);
     CHECK(dec.backend_value().threads == 1);
-    const auto fitted = mlnc::tagwise_decoder<>::fit(mlnc::cpu{3}, W, H, S);
+    const auto fitted = mlnc::fit_tagwise_decoder(mlnc::cpu{3}, W, H, S);
     CHECK(fitted.backend_value().threads == 3);
-    CHECK(fitted.predict(s.test.H) == mlnc::tagwise_decoder<>::fit(W, H, S).predict(s.test.H));
+    CHECK(fitted.predict(s.test.H) == mlnc::fit_tagwise_decoder(W, H, S).predict(s.test.H));
 
     mlnc::ova_options o;
     o.max_iterations = 50;
@@ -488,6 +488,6 @@ TEST_CASE("predictors: a backend value first, deduced without template arguments
     // The value is checked at run time.
     CHECK_THROWS_WITH(mlnc::onn_predictor(mlnc::cpu{-1}, H, S), Catch::StartsWith("cpu::threads:"));
     CHECK_THROWS_WITH(mlnc::tagwise_decoder(mlnc::cpu{-1}, W, {{1, 1.0}}), Catch::StartsWith("cpu::threads:"));
-    CHECK_THROWS_WITH(mlnc::tagwise_decoder<>::fit(mlnc::cpu{-1}, W, H, S), Catch::StartsWith("cpu::threads:"));
+    CHECK_THROWS_WITH(mlnc::fit_tagwise_decoder(mlnc::cpu{-1}, W, H, S), Catch::StartsWith("cpu::threads:"));
     CHECK_THROWS_WITH(mlnc::ova_classifier(mlnc::cpu{-1}, H, S), Catch::StartsWith("cpu::threads:"));
 }

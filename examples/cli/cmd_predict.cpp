@@ -108,7 +108,7 @@ std::function<int()> setup(CLI::App& app) {
             flops = onn.flops_per_sample();
             note = std::to_string(onn.num_classes()) + " training label sets";
         } else if (a->method == "tagwise") {
-            const auto dec = mlnc::tagwise_decoder<>::fit(*W, H_train, train_S);
+            const auto dec = mlnc::fit_tagwise_decoder(*W, H_train, train_S);
             pred = dec.predict(H_test);
             flops = dec.flops_per_sample();
             std::ostringstream o;

@@ -225,7 +225,7 @@ template <class B = cpu>
 class tagwise_decoder {
 public:
     // W: K x d classifier; C: C_m for at least one multiplicity m <= K, finite, e.g. Theorem 1's
-    // closed form (global_optimum(...)->C) or fit() below.
+    // closed form (global_optimum(...)->C) or fit_tagwise_decoder() below.
     template <class DW>
     tagwise_decoder(B be, const Eigen::MatrixBase<DW>& W, per_multiplicity<double> C) : be_(be), c_(std::move(C)) {
         detail::check_predict_backend<B>();
@@ -249,21 +249,6 @@ public:
     template <class DW>
     tagwise_decoder(const Eigen::MatrixBase<DW>& W, per_multiplicity<double> C)
         : tagwise_decoder(B{}, W, std::move(C)) {}
-
-    // C_m fitted by least squares over the training label-set means of size m (fit_tagwise,
-    // tagwise.hpp), for every multiplicity present in S_train. H_train is d x N.
-    template <class DW, class DH>
-    static tagwise_decoder fit(B be, const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H_train,
-                               const label_sets& S_train) {
-        detail::check_backend_value(be);  // before the fit, not after it
-        detail::require(!S_train.empty(), "training labels", "no samples");
-        return tagwise_decoder(be, W, fit_tagwise(H_train, S_train, W).C);
-    }
-    template <class DW, class DH>
-    static tagwise_decoder fit(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H_train,
-                               const label_sets& S_train) {
-        return fit(B{}, W, H_train, S_train);
-    }
 
     const B& backend_value() const noexcept { return be_; }
     index_t num_labels() const noexcept { return wt_.cols(); }
@@ -429,6 +414,22 @@ private:
 
 template <class DW>
 tagwise_decoder(const Eigen::MatrixBase<DW>&, per_multiplicity<double>) -> tagwise_decoder<cpu>;
+
+// A tag-wise decoder whose C_m are fitted by least squares over the training label-set means of
+// size m (fit_tagwise, tagwise.hpp), for every multiplicity present in S_train. H_train is d x N.
+template <backend B, class DW, class DH>
+tagwise_decoder<B> fit_tagwise_decoder(const B& be, const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H_train,
+                                       const label_sets& S_train) {
+    detail::check_predict_backend<B>();
+    detail::check_backend_value(be);  // before the fit, not after it
+    detail::require(!S_train.empty(), "training labels", "no samples");
+    return tagwise_decoder<B>(be, W, fit_tagwise(H_train, S_train, W).C);
+}
+template <class DW, class DH>
+tagwise_decoder<cpu> fit_tagwise_decoder(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H_train,
+                                         const label_sets& S_train) {
+    return fit_tagwise_decoder(default_backend, W, H_train, S_train);
+}
 template <backend B, class DW>
 tagwise_decoder(B, const Eigen::MatrixBase<DW>&, per_multiplicity<double>) -> tagwise_decoder<B>;
 
