@@ -9,17 +9,8 @@
 
 int main() {
     const mlnc::index_t K = 5, d = 5;
-    const std::vector<double> n{8, 2, 1};  // 8 samples per label, 2 per pair, 1 per triple
+    const mlnc::multiplicity_counts n{{1, 8}, {2, 2}, {3, 1}};  // 8 samples per label, 2 per pair, 1 per triple
     const mlnc::penalties lambdas{.lambda_w = 5e-3, .lambda_h = 5e-3, .lambda_b = 1e-2};
-
-    // Every m-subset of the labels, repeated n_m times.
-    std::vector<std::vector<mlnc::index_t>> sets;
-    for (mlnc::index_t m = 1; m <= static_cast<mlnc::index_t>(n.size()); ++m)
-        for (mlnc::u128 r = 0; r < mlnc::binomial(K, m); ++r) {
-            const auto s = mlnc::subset_unrank(r, m, K);
-            for (int t = 0; t < n[static_cast<std::size_t>(m - 1)]; ++t) sets.emplace_back(s.begin(), s.end());
-        }
-    const auto S = mlnc::label_sets::from_lists(sets, K);
 
     const auto theory = mlnc::global_optimum(K, n, lambdas);
     // The solution exists only when the solver converged (theory-> throws otherwise).
@@ -30,6 +21,9 @@ int main() {
     if (theory->trivial)
         std::cout << "the optimum is W = H = 0: sqrt(lambda_w lambda_h) is above the threshold "
                   << theory.collapse_threshold() << "\n";
+
+    // The training set the optimum is for: every m-subset of the labels, n_m times.
+    const mlnc::label_sets S = theory.sample_labels();
     const auto trained = mlnc::train_ufm<double>(S, d, lambdas, mlnc::ufm_options{});
     const auto nc = mlnc::compute_nc_metrics(trained.H, S, trained.W);
     const auto tw = mlnc::fit_tagwise(trained.H, S, trained.W);
@@ -40,10 +34,8 @@ int main() {
               << "rho*    " << theory->rho << "   trained " << trained.W.squaredNorm() << "\n"
               << "ETF error of the trained W   " << mlnc::etf_deviation(trained.W) << "\n"
               << "NC1 " << nc.nc1.value_or(NAN) << "   NC3 " << nc.nc3.value_or(NAN) << "\n";
-    for (std::size_t j = 0; j < theory.multiplicities().size(); ++j) {
-        const auto m = theory.multiplicities()[j];
-        std::cout << "C_" << m << "  theory " << theory->C[j] << "   trained " << tw.C.at(m) << "   tag-wise residual "
+    for (const auto& [m, C] : theory->C)
+        std::cout << "C_" << m << "  theory " << C << "   trained " << tw.C.at(m) << "   tag-wise residual "
                   << tw.residual.at(m) << "\n";
-    }
     return gap < 1e-9 ? 0 : 1;
 }

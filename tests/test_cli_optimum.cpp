@@ -29,7 +29,14 @@ using mlnc_test::run_cli;
 namespace {
 
 // The JSON must carry the library's numbers exactly: nlohmann writes the shortest round-trip form.
-void check_json_matches(const std::string& args, mlnc::index_t K, const std::vector<double>& n,
+// The values of a per-multiplicity result in ascending m: the order of "multiplicities".
+std::vector<double> values(const mlnc::per_multiplicity<double>& x) {
+    std::vector<double> v;
+    for (const auto& [m, value] : x) v.push_back(value);
+    return v;
+}
+
+void check_json_matches(const std::string& args, mlnc::index_t K, const mlnc::multiplicity_counts& n,
                         const mlnc::penalties& lam) {
     CAPTURE(args);
     const auto res = run_cli("optimum " + args + " --json");
@@ -44,24 +51,28 @@ void check_json_matches(const std::string& args, mlnc::index_t K, const std::vec
     CHECK(j.at("rho").get<double>() == r->rho);
     CHECK(j.at("w_norm").get<double>() == r->w_norm);
     CHECK(j.at("multiplicities").get<std::vector<mlnc::index_t>>() == r.multiplicities());
-    CHECK(j.at("delta").get<std::vector<double>>() == r->delta);
-    CHECK(j.at("C").get<std::vector<double>>() == r->C);
-    REQUIRE(j.at("c1").size() == r->c1.size());
-    for (std::size_t i = 0; i < r->c1.size(); ++i) {
-        if (std::isinf(r->c1[i])) CHECK(j.at("c1")[i].is_null());  // m = K
-        else CHECK(j.at("c1")[i].get<double>() == r->c1[i]);
+    CHECK(j.at("delta").get<std::vector<double>>() == values(r->delta));
+    CHECK(j.at("C").get<std::vector<double>>() == values(r->C));
+    const std::vector<double> c1 = values(r->c1);
+    REQUIRE(j.at("c1").size() == c1.size());
+    for (std::size_t i = 0; i < c1.size(); ++i) {
+        if (std::isinf(c1[i])) CHECK(j.at("c1")[i].is_null());  // m = K
+        else CHECK(j.at("c1")[i].get<double>() == c1[i]);
     }
 }
 
 }  // namespace
 
 TEST_CASE("cli optimum: JSON equals the library's result", "[cli][optimum]") {
-    check_json_matches("--K 10 --n 1:20,2:4,3:2 --lambda-w 1e-3 --lambda-h 1e-6", 10, {20, 4, 2}, {1e-3, 1e-6, 0});
+    check_json_matches("--K 10 --n 1:20,2:4,3:2 --lambda-w 1e-3 --lambda-h 1e-6", 10, {{1, 20}, {2, 4}, {3, 2}},
+                       {1e-3, 1e-6, 0});
     // m = K present (c1 null), n_2 absent from the spec, lambda_b given.
-    check_json_matches("--K 3 --n 3:2,1:20 --lambda-w 1e-3 --lambda-h 1e-6 --lambda-b 0.5", 3, {20, 0, 2},
+    check_json_matches("--K 3 --n 3:2,1:20 --lambda-w 1e-3 --lambda-h 1e-6 --lambda-b 0.5", 3, {{1, 20}, {3, 2}},
                        {1e-3, 1e-6, 0.5});
+    // A zero count is no multiplicity.
+    check_json_matches("--K 4 --n 1:5,2:0,3:1 --lambda-w 1e-3 --lambda-h 1e-4", 4, {{1, 5}, {3, 1}}, {1e-3, 1e-4, 0});
     // The trivial optimum (usual penalties, K = 10^6: the H penalty grows with N).
-    check_json_matches("--K 1000000 --n 1:1,8:1 --lambda-w 5e-4 --lambda-h 5e-4", 1000000, {1, 0, 0, 0, 0, 0, 0, 1},
+    check_json_matches("--K 1000000 --n 1:1,8:1 --lambda-w 5e-4 --lambda-h 5e-4", 1000000, {{1, 1}, {8, 1}},
                        {5e-4, 5e-4, 0});
     const auto res = run_cli("optimum --K 1000000 --n 1:1,8:1 --lambda-w 5e-4 --lambda-h 5e-4 --json");
     CHECK(nlohmann::json::parse(res.out).at("trivial").get<bool>());
@@ -72,7 +83,7 @@ TEST_CASE("cli optimum: the readable table", "[cli][optimum]") {
     REQUIRE(res.exit_code == 0);
     CHECK(res.err.empty());
     CHECK_THAT(res.out, Contains("K = 10") && Contains("N = 620") && Contains("collapse to zero"));
-    const mlnc::optimum_result r = mlnc::global_optimum(10, {20, 4, 2}, {1e-3, 1e-6, 0});
+    const mlnc::optimum_result r = mlnc::global_optimum(10, {{1, 20}, {2, 4}, {3, 2}}, {1e-3, 1e-6, 0});
     // f* printed with 17 significant digits.
     std::ostringstream f;
     f << std::setprecision(17) << r->f;

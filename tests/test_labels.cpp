@@ -2,6 +2,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <cstdint>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -168,4 +171,126 @@ TEST_CASE("distinct and absent labels cost nothing of size K") {
     const auto small = label_sets::from_lists({{0}, {2}}, 4);
     CHECK(small.absent_labels().first == std::vector<index_t>{1, 3});
     CHECK(label_sets::from_lists({{0, 1}}, 2).absent_labels().second == 0);
+}
+
+TEST_CASE("label_sets from lists and CSR arrays of other integer types") {
+    using Catch::Matchers::Contains;
+    const auto ref = label_sets::from_lists({{0, 3}, {4}, {1, 2}}, 5);
+    CHECK(label_sets::from_lists(std::vector<std::vector<std::uint16_t>>{{3, 0}, {4}, {2, 1}}, 5) == ref);
+    CHECK(label_sets::from_lists(std::vector<std::array<long, 2>>{{0, 3}, {1, 2}}, 5) ==
+          label_sets::from_lists({{0, 3}, {1, 2}}, 5));
+    CHECK(label_sets::from_lists(std::vector<std::vector<std::int8_t>>{{0, 3}, {4}, {1, 2}}, 5) == ref);
+    CHECK(label_sets::from_csr(std::vector<int>{0, 2, 3, 5}, std::vector<std::uint8_t>{0, 3, 4, 1, 2}, 5) == ref);
+    CHECK(label_sets::from_csr(std::vector<std::uint64_t>{0, 2, 3, 5}, std::vector<short>{0, 3, 4, 1, 2}, 5) == ref);
+
+    // Values of wide types that do not fit: refused, not wrapped around.
+    const std::uint64_t huge = std::numeric_limits<std::uint64_t>::max();  // -1 after a cast to int64
+    CHECK_THROWS_WITH(label_sets::from_lists(std::vector<std::vector<std::uint64_t>>{{0}, {huge}}, 5),
+                      Contains("sample 1") && Contains("out of range"));
+    CHECK_THROWS_WITH(label_sets::from_lists(std::vector<std::vector<std::int64_t>>{{std::int64_t{1} << 32}}, 5),
+                      Contains("sample 0") && Contains("out of range [0, 5)"));
+    CHECK_THROWS_WITH(label_sets::from_lists(std::vector<std::vector<std::int8_t>>{{0, -1}}, 5), Contains("negative"));
+    // 2^32 + 1 would wrap to label 1 in an int32.
+    const std::vector<std::int64_t> wraps{(std::int64_t{1} << 32) + 1};
+    CHECK_THROWS_WITH(label_sets::from_csr(std::vector<int>{0, 1}, wraps, 5), Contains("CSR label index 4294967297 out of range"));
+    CHECK_THROWS_WITH(label_sets::from_csr(std::vector<std::uint64_t>{0, huge}, std::vector<int>{0}, 5),
+                      Contains("CSR offset") && Contains("out of range"));
+    CHECK_THROWS_WITH(label_sets::from_csr(std::vector<int>{0, 1}, std::vector<int>{-1}, 5), Contains("negative"));
+    CHECK_THROWS_WITH(label_sets::from_csr(std::vector<int>{0, 1}, std::vector<int>{5}, 5), Contains("out of range"));
+    CHECK_THROWS_WITH(label_sets::from_csr(std::vector<int>{0, 1}, std::vector<int>{0}, 1),
+                      Contains("K must be at least 2"));
+}
+
+TEST_CASE("balanced_label_sets: every m-subset n_m times, by multiplicity then rank") {
+    const auto S = mlnc::balanced_label_sets(4, {{1, 2}, {2, 0}, {3, 1}});
+    // 4 singletons twice each, no pairs (n_2 = 0), the 4 triples once.
+    REQUIRE(S.size() == 12);
+    CHECK(S.num_labels() == 4);
+    CHECK(S.multiplicity_histogram() == std::vector<index_t>{0, 8, 0, 4});
+    const std::vector<std::vector<index_t>> expected{{0}, {0}, {1}, {1}, {2}, {2}, {3}, {3},
+                                                     {0, 1, 2}, {0, 1, 3}, {0, 2, 3}, {1, 2, 3}};
+    for (index_t i = 0; i < S.size(); ++i) CHECK(as_vec(S[i]) == expected[static_cast<std::size_t>(i)]);
+    // The same as the ranks enumerated by hand, for a larger case with m = K.
+    const mlnc::multiplicity_counts n{{2, 3}, {5, 2}};
+    const auto T = mlnc::balanced_label_sets(5, n);
+    REQUIRE(T.size() == 10 * 3 + 2);
+    index_t i = 0;
+    for (const auto& [m, count] : n)
+        for (mlnc::u128 r = 0; r < mlnc::binomial(5, m); ++r)
+            for (index_t t = 0; t < count; ++t) CHECK(as_vec(T[i++]) == as_vec(mlnc::subset_unrank(r, m, 5)));
+    // Sparse counts: one large multiplicity alone.
+    CHECK(mlnc::balanced_label_sets(1000, {{999, 1}}).size() == 1000);
+}
+
+TEST_CASE("balanced_label_sets: refusals name the argument") {
+    using Catch::Matchers::Contains;
+    using Catch::Matchers::StartsWith;
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(1, {{1, 1}}), StartsWith("K:"));
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(std::int64_t{1} << 31, {{1, 1}}), StartsWith("K:"));
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(3, {{4, 1}}), StartsWith("n:") && Contains("exceeds K = 3"));
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(3, {{1, 2}, {2, -1}}), StartsWith("n:") && Contains("n_2 = -1"));
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(3, {}), StartsWith("n:") && Contains("no samples"));
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(3, {{1, 0}}), StartsWith("n:") && Contains("no samples"));
+    // C(100, 3) = 161700 sets; the cap is checked before anything is built.
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(100, {{3, 1}}, 100000), StartsWith("n:") && Contains("max_samples"));
+    CHECK(mlnc::balanced_label_sets(100, {{3, 1}}, 200000).size() == 161700);
+    // K = 10^6, m = 8: 2.5e43 samples, refused without overflow.
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(1000000, {{8, 1}}), Contains("max_samples"));
+}
+
+TEST_CASE("sample_subset: a view of some samples and their feature columns") {
+    using Catch::Matchers::Contains;
+    const auto S = label_sets::from_lists({{0}, {1, 2}, {2}, {0, 1, 2}, {1}}, 3);
+    const mlnc::sample_subset sub(S, {3, 0, 3});  // any order, repeats allowed
+    CHECK(sub.size() == 3);
+    CHECK_FALSE(sub.empty());
+    CHECK(sub.num_labels() == 3);
+    CHECK(sub.total_samples() == 5);
+    CHECK(&sub.parent() == &S);
+    CHECK(sub.indices() == std::vector<index_t>{3, 0, 3});
+    CHECK(as_vec(sub[0]) == std::vector<index_t>{0, 1, 2});
+    CHECK(as_vec(sub[1]) == std::vector<index_t>{0});
+    CHECK(sub.multiplicity(0) == 3);
+    CHECK(sub.multiplicity(1) == 1);
+    CHECK(sub.to_label_sets() == label_sets::from_lists({{0, 1, 2}, {0}, {0, 1, 2}}, 3));
+
+    const auto r = mlnc::sample_subset::range(S, 1, 3);
+    CHECK(r.indices() == std::vector<index_t>{1, 2, 3});
+    CHECK(r.to_label_sets() == label_sets::from_lists({{1, 2}, {2}, {0, 1, 2}}, 3));
+    CHECK(mlnc::sample_subset::range(S, 5, 0).empty());
+
+    // columns(H): read from a const matrix, and written through into a mutable one.
+    Eigen::MatrixXd H(2, 5);
+    H << 0, 1, 2, 3, 4,  //
+        10, 11, 12, 13, 14;
+    const Eigen::MatrixXd& Hc = H;
+    const Eigen::MatrixXd read = sub.columns(Hc);
+    Eigen::MatrixXd expected(2, 3);
+    expected << 3, 0, 3,  //
+        13, 10, 13;
+    CHECK(read == expected);
+    const mlnc::sample_subset odd(S, {1, 3});
+    odd.columns(H) = Eigen::MatrixXd::Constant(2, 2, -1.0);
+    Eigen::MatrixXd after(2, 5);
+    after << 0, -1, 2, -1, 4,  //
+        10, -1, 12, -1, 14;
+    CHECK(H == after);
+    odd.columns(H).array() += 1.0;
+    CHECK(H.col(1).isZero());
+    CHECK(H.col(3).isZero());
+    CHECK(H.col(0) == after.col(0));
+    CHECK_THROWS_WITH(odd.columns(Eigen::MatrixXd(2, 4)), Contains("H:") && Contains("expected 5 columns"));
+}
+
+TEST_CASE("sample_subset: indices outside the samples are refused") {
+    using Catch::Matchers::Contains;
+    const auto S = label_sets::from_lists({{0}, {1}, {0, 1}}, 2);
+    CHECK_THROWS_WITH(mlnc::sample_subset(S, {0, 3}), Contains("index 3 (entry 1)") && Contains("[0, 3)"));
+    CHECK_THROWS_WITH(mlnc::sample_subset(S, {-1}), Contains("index -1 (entry 0)"));
+    CHECK_THROWS_WITH(mlnc::sample_subset::range(S, 2, 2), Contains("not inside [0, 3)"));
+    CHECK_THROWS_AS(mlnc::sample_subset::range(S, -1, 1), mlnc::error);
+    CHECK_THROWS_AS(mlnc::sample_subset::range(S, 0, -1), mlnc::error);
+    // A count so large that begin + count overflows is still refused.
+    CHECK_THROWS_AS(mlnc::sample_subset::range(S, 1, std::numeric_limits<index_t>::max()), mlnc::error);
+    CHECK(mlnc::sample_subset(S, {}).empty());
 }

@@ -7,8 +7,8 @@
 #include <mlnc/labels.hpp>
 #include <mlnc/optimum.hpp>
 
+#include <algorithm>
 #include <cmath>
-#include <cstdint>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -19,8 +19,10 @@
 
 namespace {
 
+using mlnc::index_t;
+
 struct optimum_options {
-    std::int64_t K = 0;
+    index_t K = 0;
     std::string n;
     double lambda_w = 0.0, lambda_h = 0.0, lambda_b = 0.0;
     bool json = false;
@@ -38,15 +40,14 @@ std::string fmt(double v, int digits = 12) {
 
 int run_optimum(const optimum_options& o) {
     if (o.K < 2) throw mlnc::error("--K: must be at least 2, got " + std::to_string(o.K));
-    const std::vector<double> n = mlnc::io::parse_multiplicity_spec(o.n, "--n", o.K);
+    const mlnc::multiplicity_counts n = mlnc::io::parse_multiplicity_spec(o.n, "--n", o.K);
     mlnc_cli::checked_lambda(o.lambda_w, "--lambda-w");
     mlnc_cli::checked_lambda(o.lambda_h, "--lambda-h");
     mlnc_cli::checked_lambda(o.lambda_b, "--lambda-b");
     if (!(o.lambda_w > 0)) throw mlnc::error("--lambda-w: must be > 0 (with 0 the objective has no minimiser)");
     if (!(o.lambda_h > 0)) throw mlnc::error("--lambda-h: must be > 0 (with 0 the objective has no minimiser)");
-    bool any = false;
-    for (double v : n) any = any || v > 0;
-    if (!any) throw mlnc::error("--n: all counts are zero; at least one multiplicity needs samples");
+    if (std::none_of(n.begin(), n.end(), [](const auto& e) { return e.second > 0; }))
+        throw mlnc::error("--n: all counts are zero; at least one multiplicity needs samples");
 
     const mlnc::optimum_result r = mlnc::global_optimum(o.K, n, {o.lambda_w, o.lambda_h, o.lambda_b});
     if (r.status() != mlnc::optimum_status::success) {
@@ -57,11 +58,12 @@ int run_optimum(const optimum_options& o) {
     }
 
     if (o.json) {
+        // Arrays in the order of "multiplicities".
         nlohmann::json delta = nlohmann::json::array(), C = nlohmann::json::array(), c1 = nlohmann::json::array();
-        for (std::size_t j = 0; j < r.multiplicities().size(); ++j) {
-            delta.push_back(r->delta[j]);
-            C.push_back(r->C[j]);
-            c1.push_back(number_or_null(r->c1[j]));
+        for (const index_t m : r.multiplicities()) {
+            delta.push_back(r->delta.at(m));
+            C.push_back(r->C.at(m));
+            c1.push_back(number_or_null(r->c1.at(m)));
         }
         mlnc_cli::print_json({{"trivial", r->trivial},
                               {"f", r->f},
@@ -74,11 +76,9 @@ int run_optimum(const optimum_options& o) {
         return mlnc_cli::exit_ok;
     }
 
-    std::vector<double> logN;
-    for (std::size_t j = 0; j < r.multiplicities().size(); ++j) {
-        const std::int64_t m = r.multiplicities()[j];
-        logN.push_back(mlnc::log_binomial(o.K, m) + std::log(n[static_cast<std::size_t>(m - 1)]));
-    }
+    std::vector<double> logN;  // log N_m = log C(K, m) + log n_m: N may be far beyond 2^64
+    for (const auto& [m, count] : r.counts())
+        logN.push_back(mlnc::log_binomial(o.K, m) + std::log(static_cast<double>(count)));
     std::cout << "Global optimum of Problem (4) (Theorem 1): K = " << o.K << ", N = "
               << fmt(std::exp(mlnc::detail::log_sum_exp(logN)), 6) << " samples, lambda_w = " << fmt(o.lambda_w)
               << ", lambda_h = " << fmt(o.lambda_h) << ", lambda_b = " << fmt(o.lambda_b) << "\n"
@@ -89,13 +89,11 @@ int run_optimum(const optimum_options& o) {
               << "  b* = 0 and h_i = C_m * (sum of w_k over the labels of sample i)\n\n"
               << std::setw(8) << "m" << std::setw(14) << "n_m" << std::setw(24) << "Delta_m" << std::setw(24) << "C_m"
               << std::setw(24) << "c_{1,m}" << "\n";
-    for (std::size_t j = 0; j < r.multiplicities().size(); ++j) {
-        const std::int64_t m = r.multiplicities()[j];
-        std::cout << std::setw(8) << m << std::setw(14) << fmt(n[static_cast<std::size_t>(m - 1)])
-                  << std::setw(24) << fmt(r->delta[j], 17) << std::setw(24) << fmt(r->C[j], 17) << std::setw(24)
-                  << fmt(r->c1[j], 17) << "\n";
-    }
-    if (!r.multiplicities().empty() && r.multiplicities().back() == o.K)
+    for (const auto& [m, count] : r.counts())
+        std::cout << std::setw(8) << m << std::setw(14) << fmt(static_cast<double>(count)) << std::setw(24)
+                  << fmt(r->delta.at(m), 17) << std::setw(24) << fmt(r->C.at(m), 17) << std::setw(24)
+                  << fmt(r->c1.at(m), 17) << "\n";
+    if (r.counts().max_multiplicity() == o.K)
         std::cout << "  (m = K: every label; its features are 0 and c_{1,K} is infinite)\n";
     std::cout << std::flush;
     return mlnc_cli::exit_ok;

@@ -17,7 +17,10 @@
 //    paper's constants c_{1,m} = (m/(K-m)) e^{Delta_m} and rho: a bracketing TOMS 748 root find
 //    in rho (Boost.Math) around per-m Newton solves in c_{1,m} (Boost.Math).
 // Every count enters through logarithms, so K = 10^6 with M = 8 (N ~ 10^43 n) is routine.
+// The counts are a multiplicity_counts (m -> n_m); everything per multiplicity that comes back
+// (Delta_m, C_m, c_{1,m}) is a per_multiplicity<double> over the same m.
 
+#include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
@@ -46,8 +49,8 @@ enum class optimum_status {
     no_convergence,  // an iteration budget ran out or the root left the range of double
 };
 
-// The closed-form optimum at a solver's success. Arrays have one entry per multiplicity m with
-// n_m > 0, ascending (optimum_result::multiplicities()).
+// The closed-form optimum at a solver's success. delta, C and c1 hold exactly the multiplicities m
+// with n_m > 0 (optimum_result::multiplicities()); read them with at(m) or iterate them.
 // For m = K (every label) the loss is K log K whatever the logits, the optimal features are 0 and
 // the logit gap does not exist; the entries are then delta = 0, C = 0 and c1 = +infinity (the
 // out-of-set probability mass is 0, and c_{1,m} is the ratio in-set mass / out-of-set mass; the
@@ -60,31 +63,66 @@ struct optimum_solution {
     double rho = 0;         // ||W*||_F^2
     double w_norm = 0;      // row norm of W*, sqrt(rho / K)
     double s = 0;           // the common value of Delta_m (m e^{Delta_m} + K - m) over m < K
-    std::vector<double> delta;  // logit gap z_in - z_out of a sample of multiplicity m
-    std::vector<double> C;      // h_i = C_m sum_{k in S_i} w_k
-    std::vector<double> c1;     // the paper's c_{1,m} = (m/(K-m)) e^{Delta_m}
+    per_multiplicity<double> delta;  // logit gap z_in - z_out of a sample of multiplicity m
+    per_multiplicity<double> C;      // h_i = C_m sum_{k in S_i} w_k
+    per_multiplicity<double> c1;     // the paper's c_{1,m} = (m/(K-m)) e^{Delta_m}
 };
 
-// What a closed-form solver returns. The problem's data (K, the multiplicities present, the
-// collapse threshold) and the iteration counts are always there; the solution exists only when
-// the solver converged, and every access to it is checked: solution() (or ->) on a result that
-// did not converge throws mlnc::error instead of handing out empty arrays.
+namespace detail {
+inline std::string multiplicity_list(const std::vector<index_t>& ms) {
+    std::string s = "{";
+    for (const index_t m : ms) s += (s.size() > 1 ? ", " : "") + std::to_string(m);
+    return s + "}";
+}
+}  // namespace detail
+
+// What a closed-form solver returns. The problem's data (K, the counts n_m > 0, the collapse
+// threshold) and the iteration counts are always there; the solution exists only when the solver
+// converged, and every access to it is checked: solution() (or ->) on a result that did not
+// converge throws mlnc::error, and r->C.at(m) throws for an m without samples.
 class optimum_result {
 public:
     optimum_result() = default;
-    optimum_result(index_t K, std::vector<index_t> multiplicities,
+    // counts: n_m per m-subset; entries with n_m = 0 are dropped (they describe no sample).
+    optimum_result(index_t K, const multiplicity_counts& counts,
                    double collapse_threshold = std::numeric_limits<double>::quiet_NaN())
-        : K_(K), m_(std::move(multiplicities)), threshold_(collapse_threshold) {}
+        : K_(K), threshold_(collapse_threshold) {
+        for (const auto& [m, count] : counts) {
+            detail::require(count >= 0, "optimum_result: counts",
+                            "n_" + std::to_string(m) + " = " + std::to_string(count) + " is negative");
+            if (count > 0) n_.insert_or_assign(m, count);
+        }
+    }
 
     optimum_status status() const noexcept { return sol_ ? optimum_status::success : optimum_status::no_convergence; }
     bool converged() const noexcept { return sol_.has_value(); }
     explicit operator bool() const noexcept { return converged(); }
 
     index_t K() const noexcept { return K_; }
-    const std::vector<index_t>& multiplicities() const noexcept { return m_; }  // the m with n_m > 0, ascending
+    // n_m of the multiplicities with samples (the counts solved for, without the zeros).
+    const multiplicity_counts& counts() const noexcept { return n_; }
+    std::vector<index_t> multiplicities() const { return n_.multiplicities(); }  // the m with n_m > 0, ascending
     // The largest sqrt(lambda_w lambda_h) for which the optimum is not W = H = 0 (theory.md):
     // sqrt(sum_{m<K} N_m m (K-m) / N^2 / (4 K (K-1))); 0 when only m = K is present.
     double collapse_threshold() const noexcept { return threshold_; }
+
+    // The training set the optimum describes: every m-subset of the K labels n_m times, in the
+    // order of balanced_label_sets (which it is). Known whatever the solver did. Its size is
+    // sum_m C(K, m) n_m, which grows fast (K = 10^6, M = 8: 10^43): throws mlnc::error beyond
+    // max_samples or the available memory.
+    label_sets sample_labels(index_t max_samples = 100000000) const {
+        double samples = 0, bytes = 0;
+        for (const auto& [m, count] : n_) {
+            const double Nm = static_cast<double>(count) * std::exp(log_binomial(K_, m));
+            samples += Nm;
+            // an offset per sample, and m label indices in an array that grows by doubling
+            bytes += Nm * (sizeof(index_t) + 2.0 * static_cast<double>(m) * sizeof(label_t));
+        }
+        if (samples <= static_cast<double>(max_samples))  // beyond, balanced_label_sets names the count
+            detail::require_memory(bytes, "optimum_result::sample_labels",
+                                   "the label sets of " + detail::num(samples) + " samples");
+        return balanced_label_sets(K_, n_, max_samples);
+    }
 
     const optimum_solution& solution() const {
         if (!sol_)
@@ -94,25 +132,17 @@ public:
     }
     const optimum_solution* operator->() const { return &solution(); }
 
-    // C_m of a multiplicity present; throws when m has no samples or the solver did not converge.
-    double C(index_t m) const {
-        const auto it = std::lower_bound(m_.begin(), m_.end(), m);
-        require_present(it, m);
-        return solution().C[static_cast<std::size_t>(it - m_.begin())];
-    }
-    double delta(index_t m) const {
-        const auto it = std::lower_bound(m_.begin(), m_.end(), m);
-        require_present(it, m);
-        return solution().delta[static_cast<std::size_t>(it - m_.begin())];
-    }
-
-    // Marks the result converged with this solution; its arrays must have one entry per multiplicity.
+    // Marks the result converged with this solution; its delta, C and c1 must hold exactly the
+    // multiplicities with samples.
     void set_solution(optimum_solution s) {
-        const std::size_t n = m_.size();
-        if (s.delta.size() != n || s.C.size() != n || s.c1.size() != n)
-            throw error("optimum_result: a solution needs one delta, C and c1 per multiplicity (" + std::to_string(n) +
-                        "), got " + std::to_string(s.delta.size()) + ", " + std::to_string(s.C.size()) + " and " +
-                        std::to_string(s.c1.size()));
+        const std::vector<index_t> ms = multiplicities();
+        for (const auto* part : {&s.delta, &s.C, &s.c1})
+            if (part->multiplicities() != ms)
+                throw error("optimum_result: a solution needs delta, C and c1 for exactly the multiplicities " +
+                            detail::multiplicity_list(ms) + ", got " +
+                            detail::multiplicity_list(s.delta.multiplicities()) + ", " +
+                            detail::multiplicity_list(s.C.multiplicities()) + " and " +
+                            detail::multiplicity_list(s.c1.multiplicities()));
         sol_ = std::move(s);
     }
 
@@ -120,13 +150,8 @@ public:
     int newton_iterations = 0;  // Newton steps of all the per-m solves together
 
 private:
-    void require_present(std::vector<index_t>::const_iterator it, index_t m) const {
-        if (it == m_.end() || *it != m)
-            throw error("optimum_result: multiplicity " + std::to_string(m) + " has no samples (n_m = 0)");
-    }
-
     index_t K_ = 0;
-    std::vector<index_t> m_;
+    multiplicity_counts n_;
     double threshold_ = std::numeric_limits<double>::quiet_NaN();
     std::optional<optimum_solution> sol_;
 };
@@ -135,14 +160,6 @@ private:
 struct optimum_options {
     int max_outer_iterations = 200;   // outer equation: bracket search plus safeguarded Newton steps
     int max_newton_iterations = 100;  // per scalar solve for one Delta_m (or c_{1,m})
-};
-
-// The optimiser of Problem (4) for a given sample list.
-template <class T = double>
-struct ufm_point {
-    matrix<T> W;  // K x d
-    matrix<T> H;  // d x N
-    vector<T> b;  // K
 };
 
 namespace detail {
@@ -156,19 +173,23 @@ inline double log_sum_exp(const std::vector<double>& x) {
     return mx + std::log(sum);
 }
 
-// log C(n, j) for j = 0..jmax by the product C(n, j+1) = C(n, j) (n-j)/(j+1), with a compensated sum:
-// absolute error a few ulps of the result, where lgamma differences lose ~ log(n!) * eps
-// (1e-9 at n = 10^6). Entries with j > n are -infinity.
-inline std::vector<double> log_binomial_row(index_t n, index_t jmax) {
-    std::vector<double> out(static_cast<std::size_t>(jmax) + 1, -std::numeric_limits<double>::infinity());
+// log C(n, j) for each j of js (ascending, each in [0, n]) by the product
+// C(n, j+1) = C(n, j) (n-j)/(j+1), with a compensated sum: absolute error a few ulps of the result,
+// where lgamma differences lose ~ log(n!) * eps (1e-9 at n = 10^6). O(max j) time; memory only
+// for the results, so one large multiplicity costs no table up to it.
+inline std::vector<double> log_binomials(index_t n, const std::vector<index_t>& js) {
+    std::vector<double> out;
+    out.reserve(js.size());
     double sum = 0.0, comp = 0.0;
-    out[0] = 0.0;
-    for (index_t j = 0; j < jmax && j < n; ++j) {
-        const double t = std::log(static_cast<double>(n - j) / static_cast<double>(j + 1));
-        const double y = sum + t;  // Neumaier's compensated summation
-        comp += std::abs(sum) >= std::abs(t) ? (sum - y) + t : (t - y) + sum;
-        sum = y;
-        out[static_cast<std::size_t>(j) + 1] = sum + comp;
+    index_t j = 0;
+    for (const index_t want : js) {
+        for (; j < want; ++j) {
+            const double t = std::log(static_cast<double>(n - j) / static_cast<double>(j + 1));
+            const double y = sum + t;  // Neumaier's compensated summation
+            comp += std::abs(sum) >= std::abs(t) ? (sum - y) + t : (t - y) + sum;
+            sum = y;
+        }
+        out.push_back(sum + comp);
     }
     return out;
 }
@@ -177,7 +198,8 @@ inline std::vector<double> log_binomial_row(index_t n, index_t jmax) {
 struct optimum_problem {
     index_t K = 0;
     double lw = 0, lh = 0;
-    std::vector<index_t> m;       // present multiplicities, ascending
+    multiplicity_counts n;        // the counts n_m > 0
+    std::vector<index_t> m;       // their multiplicities, ascending; the vectors below follow them
     std::vector<double> log_n;    // log n_m
     std::vector<double> log_Nm;   // log N_m = log C(K, m) + log n_m
     double log_N = 0;             // log N
@@ -189,11 +211,11 @@ inline void check_optimum_options(const optimum_options& o) {
     require(o.max_newton_iterations >= 1, "max_newton_iterations", "must be at least 1");
 }
 
-inline optimum_problem make_optimum_problem(index_t K, const std::vector<double>& n, const penalties& lam) {
+inline optimum_problem make_optimum_problem(index_t K, const multiplicity_counts& n, const penalties& lam) {
     require(K >= 2, "K", "must be at least 2, got " + std::to_string(K));
     require(!n.empty(), "n", "needs at least one multiplicity");
-    require(static_cast<index_t>(n.size()) <= K, "n",
-            "has entries up to multiplicity " + std::to_string(n.size()) + " > K = " + std::to_string(K));
+    require(n.max_multiplicity() <= K, "n",
+            "has multiplicity " + std::to_string(n.max_multiplicity()) + " > K = " + std::to_string(K));
     check_penalties(lam);
     require(lam.lambda_w > 0, "lambda_w", "must be > 0 (with lambda_w = 0 the objective has no minimiser)");
     require(lam.lambda_h > 0, "lambda_h", "must be > 0 (with lambda_h = 0 the objective has no minimiser)");
@@ -201,18 +223,16 @@ inline optimum_problem make_optimum_problem(index_t K, const std::vector<double>
     p.K = K;
     p.lw = lam.lambda_w;
     p.lh = lam.lambda_h;
-    const auto M = static_cast<index_t>(n.size());
-    const std::vector<double> lb = log_binomial_row(K, M);
-    for (index_t m = 1; m <= M; ++m) {
-        const double v = n[static_cast<std::size_t>(m - 1)];
-        require(std::isfinite(v) && v >= 0, "n",
-                "count n_" + std::to_string(m) + " must be finite and >= 0, got " + std::to_string(v));
-        if (v == 0) continue;
+    for (const auto& [m, count] : n) {
+        require(count >= 0, "n", "count n_" + std::to_string(m) + " must be >= 0, got " + std::to_string(count));
+        if (count == 0) continue;
+        p.n.insert_or_assign(m, count);
         p.m.push_back(m);
-        p.log_n.push_back(std::log(v));
-        p.log_Nm.push_back(lb[static_cast<std::size_t>(m)] + std::log(v));
+        p.log_n.push_back(std::log(static_cast<double>(count)));
     }
     require(!p.m.empty(), "n", "all counts are zero");
+    const std::vector<double> lb = log_binomials(K, p.m);
+    for (std::size_t j = 0; j < p.m.size(); ++j) p.log_Nm.push_back(lb[j] + p.log_n[j]);
     p.log_N = log_sum_exp(p.log_Nm);
     const double Kd = static_cast<double>(K);
     p.log_A2 = std::log(4.0 * p.lw) + std::log(p.lh) + std::log(Kd - 1.0) - std::log(Kd);
@@ -257,10 +277,10 @@ inline optimum_solution trivial_solution(const optimum_problem& p) {
     for (std::size_t j = 0; j < p.m.size(); ++j) {
         const index_t m = p.m[j];
         loss += std::exp(p.log_Nm[j] - p.log_N) * static_cast<double>(m);
-        r.delta.push_back(0.0);
-        r.C.push_back(0.0);
-        r.c1.push_back(m < p.K ? static_cast<double>(m) / static_cast<double>(p.K - m)
-                               : std::numeric_limits<double>::infinity());
+        r.delta.insert_or_assign(m, 0.0);
+        r.C.insert_or_assign(m, 0.0);
+        r.c1.insert_or_assign(m, m < p.K ? static_cast<double>(m) / static_cast<double>(p.K - m)
+                                         : std::numeric_limits<double>::infinity());
     }
     r.f = loss * std::log(Kd);
     return r;
@@ -276,7 +296,7 @@ inline double collapse_threshold(const optimum_problem& p) {
     return std::exp(0.5 * (log_sum_exp(lq) - std::log(4.0) - std::log(Kd) - std::log(Kd - 1.0)));
 }
 
-inline optimum_result begin_result(const optimum_problem& p) { return {p.K, p.m, collapse_threshold(p)}; }
+inline optimum_result begin_result(const optimum_problem& p) { return {p.K, p.n, collapse_threshold(p)}; }
 
 // The exact collapse test in log space: sum_m q_m <= K^2 A2 (theory.md), i.e. the subgradient of F at
 // Delta = 0 contains 0. Only m < K contribute; with only m = K present the optimum is always trivial.
@@ -288,7 +308,7 @@ inline bool collapses_to_zero(const optimum_problem& p) {
     return log_sum_exp(lq) - 2.0 * std::log(static_cast<double>(p.K)) <= p.log_A2;
 }
 
-// F(Delta) for Delta given per present multiplicity (entries for m = K are ignored).
+// F(Delta) for Delta given per present multiplicity, in the order of p.m (entries for m = K are ignored).
 inline double reduced_objective_value(const optimum_problem& p, const std::vector<double>& delta) {
     double loss = 0;
     std::vector<double> lpen;
@@ -309,26 +329,32 @@ inline double reduced_objective_value(const optimum_problem& p, const std::vecto
     return loss + pen;
 }
 
+inline bool all_finite(const per_multiplicity<double>& x) {
+    return std::all_of(x.begin(), x.end(), [](const auto& e) { return std::isfinite(e.second); });
+}
+
 }  // namespace detail
 
 // F(Delta), the objective reduced to the logit gaps (theory.md): f at the structured point whose
-// gaps are Delta with the best W scale. delta has one entry per multiplicity with n_m > 0, ascending
-// (the layout of optimum_result::delta); the entry for m = K is ignored. Throws mlnc::error on bad input.
-inline double reduced_objective(index_t K, const std::vector<double>& n, const penalties& lambdas,
-                                const std::vector<double>& delta) {
+// gaps are Delta with the best W scale. delta holds exactly the multiplicities with n_m > 0 (those of
+// optimum_result::delta); the entry for m = K is ignored. Throws mlnc::error on bad input.
+inline double reduced_objective(index_t K, const multiplicity_counts& n, const penalties& lambdas,
+                                const per_multiplicity<double>& delta) {
     const detail::optimum_problem p = detail::make_optimum_problem(K, n, lambdas);
-    detail::require(delta.size() == p.m.size(), "delta",
-                    "needs one entry per multiplicity with n_m > 0 (" + std::to_string(p.m.size()) + "), got " +
-                        std::to_string(delta.size()));
-    for (double d : delta) detail::require(std::isfinite(d), "delta", "contains NaN or Inf");
-    return detail::reduced_objective_value(p, delta);
+    detail::require(delta.multiplicities() == p.m, "delta",
+                    "needs exactly the multiplicities with n_m > 0 " + detail::multiplicity_list(p.m) + ", got " +
+                        detail::multiplicity_list(delta.multiplicities()));
+    detail::require(detail::all_finite(delta), "delta", "contains NaN or Inf");
+    std::vector<double> d;
+    for (const auto& [m, v] : delta) d.push_back(v);
+    return detail::reduced_objective_value(p, d);
 }
 
-// Route 1: the global optimum of Problem (4) for K labels, n[m-1] = n_m samples per m-subset
-// (m = 1..M, M <= K, zeros allowed, not all zero) and the penalties (lambda_w, lambda_h > 0;
-// lambda_b >= 0 only matters through b* = 0). Bad input throws mlnc::error; a budget that runs out
-// gives status no_convergence.
-inline optimum_result global_optimum(index_t K, const std::vector<double>& n, const penalties& lambdas,
+// Route 1: the global optimum of Problem (4) for K labels, n_m samples per m-subset (every m <= K,
+// n_m >= 0, entries with n_m = 0 ignored, at least one n_m > 0) and the penalties (lambda_w,
+// lambda_h > 0; lambda_b >= 0 only matters through b* = 0). Bad input throws mlnc::error; a budget
+// that runs out gives status no_convergence.
+inline optimum_result global_optimum(index_t K, const multiplicity_counts& n, const penalties& lambdas,
                                      const optimum_options& opt = {}) {
     const detail::optimum_problem p = detail::make_optimum_problem(K, n, lambdas);
     detail::check_optimum_options(opt);
@@ -437,18 +463,18 @@ inline optimum_result global_optimum(index_t K, const std::vector<double>& n, co
     for (std::size_t j = 0; j < p.m.size(); ++j) {
         const index_t m = p.m[j];
         if (m == K) {
-            sol.delta.push_back(0.0);
-            sol.C.push_back(0.0);
-            sol.c1.push_back(std::numeric_limits<double>::infinity());
+            sol.delta.insert_or_assign(m, 0.0);
+            sol.C.insert_or_assign(m, 0.0);
+            sol.c1.insert_or_assign(m, std::numeric_limits<double>::infinity());
             continue;
         }
-        sol.delta.push_back(delta[j]);
-        sol.C.push_back((Kd - 1.0) * delta[j] / rho);
-        sol.c1.push_back(std::exp(std::log(static_cast<double>(m)) - std::log(static_cast<double>(K - m)) + delta[j]));
+        sol.delta.insert_or_assign(m, delta[j]);
+        sol.C.insert_or_assign(m, (Kd - 1.0) * delta[j] / rho);
+        sol.c1.insert_or_assign(
+            m, std::exp(std::log(static_cast<double>(m)) - std::log(static_cast<double>(K - m)) + delta[j]));
     }
     if (!std::isfinite(sol.w_norm) || !(sol.w_norm > 0)) return r;
-    for (std::size_t j = 0; j < sol.C.size(); ++j)
-        if (!std::isfinite(sol.C[j]) || !std::isfinite(sol.delta[j])) return r;
+    if (!detail::all_finite(sol.C) || !detail::all_finite(sol.delta)) return r;
     r.set_solution(std::move(sol));
     return r;
 }
@@ -461,15 +487,17 @@ inline optimum_result global_optimum(index_t K, const std::vector<double>& n, co
 // evaluation solves the first for every c_{1,m} by Boost's safeguarded Newton iteration. Outputs are
 // formed from (c_{1,m}, rho) by the paper's formulas, independently of route 1. Near the collapse
 // threshold (Delta -> 0) this route loses accuracy: Delta = log((K-m) c / m) is a difference there.
-inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& n, const penalties& lambdas,
+inline optimum_result optimum_by_system44(index_t K, const multiplicity_counts& n, const penalties& lambdas,
                                           const optimum_options& opt = {}) {
     const detail::optimum_problem p = detail::make_optimum_problem(K, n, lambdas);
     detail::check_optimum_options(opt);
     optimum_result r = detail::begin_result(p);
     const double Kd = static_cast<double>(K);
-    const auto M = static_cast<index_t>(n.size());
     // N and the weights from C(K-2, m-1) = C(K, m) m (K-m) / (K (K-1)), not from route 1's C(K, m).
-    const std::vector<double> lb2 = detail::log_binomial_row(K - 2, std::max<index_t>(M - 1, 0));
+    std::vector<index_t> below_K;  // m - 1 for the present m < K
+    for (const index_t m : p.m)
+        if (m < K) below_K.push_back(m - 1);
+    const std::vector<double> lb2 = detail::log_binomials(K - 2, below_K);
     std::vector<double> log_w(p.m.size()), log_Nm(p.m.size());
     for (std::size_t j = 0; j < p.m.size(); ++j) {
         const index_t m = p.m[j];
@@ -477,7 +505,7 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
             log_w[j] = -std::numeric_limits<double>::infinity();
             log_Nm[j] = p.log_n[j];
         } else {
-            log_w[j] = p.log_n[j] + lb2[static_cast<std::size_t>(m - 1)];
+            log_w[j] = p.log_n[j] + lb2[j];  // the m < K come first
             log_Nm[j] = log_w[j] + std::log(Kd) + std::log(Kd - 1.0) - detail::log_mk(m, K);
         }
     }
@@ -552,9 +580,9 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
         const double pm = std::exp(log_Nm[j] - log_N);
         if (m == K) {
             loss += pm * md * std::log(md);  // m log(m (1 + 1/c)) with c = infinity
-            sol.delta.push_back(0.0);
-            sol.C.push_back(0.0);
-            sol.c1.push_back(std::numeric_limits<double>::infinity());
+            sol.delta.insert_or_assign(m, 0.0);
+            sol.C.insert_or_assign(m, 0.0);
+            sol.c1.insert_or_assign(m, std::numeric_limits<double>::infinity());
             continue;
         }
         const double Km = static_cast<double>(K - m);
@@ -562,47 +590,44 @@ inline optimum_result optimum_by_system44(index_t K, const std::vector<double>& 
         loss += pm * md * (std::log(md) + std::log1p(1.0 / c[j]));
         const double logC = log_C_base(m) - std::log1p(c[j]);
         lh2.push_back(log_Nm[j] + 2.0 * logC + std::log(rho) - std::log(Kd) + detail::log_mk(m, K) - std::log(Kd - 1.0));
-        sol.delta.push_back(std::log(Km * c[j] / md));
-        sol.C.push_back(std::exp(logC));
-        sol.c1.push_back(c[j]);
+        sol.delta.insert_or_assign(m, std::log(Km * c[j] / md));
+        sol.C.insert_or_assign(m, std::exp(logC));
+        sol.c1.insert_or_assign(m, c[j]);
     }
     sol.f = loss + p.lw * rho + p.lh * std::exp(detail::log_sum_exp(lh2));
     sol.rho = rho;
     sol.w_norm = std::sqrt(rho / Kd);
     sol.s = std::exp(log_s_of_rho + std::log(rho));
     if (!std::isfinite(sol.f) || !std::isfinite(sol.w_norm) || !(sol.w_norm > 0)) return r;
-    for (std::size_t j = 0; j < sol.C.size(); ++j)
-        if (!std::isfinite(sol.C[j]) || !std::isfinite(sol.delta[j])) return r;
+    if (!detail::all_finite(sol.C) || !detail::all_finite(sol.delta)) return r;
     r.set_solution(std::move(sol));
     return r;
 }
 
 // The optimiser (W*, H*, b*) for the sample list S: W* the simplex ETF with row norm w_norm (K x d,
 // d >= K-1, optionally rotated by a seeded Haar-random orthogonal matrix), h_i = C_m sum_{k in S_i} w_k,
-// b* = 0. S should hold n_m samples of every m-subset for the result to be the optimum of f on S;
-// every multiplicity in S must be one of result.multiplicities.
+// b* = 0. S should hold n_m samples of every m-subset (res.sample_labels()) for the result to be the
+// optimum of f on S; every multiplicity in S must be one of res.multiplicities().
 inline ufm_point<double> optimum_point(const optimum_result& res, const label_sets& S, index_t d,
                                        std::optional<std::uint64_t> rotation_seed = std::nullopt) {
     detail::require(res.converged(), "optimum_point: result", "the closed-form solver did not converge");
     detail::require(S.num_labels() == res.K(), "optimum_point: labels",
                     "K = " + std::to_string(S.num_labels()) + " differs from the result's K = " + std::to_string(res.K()));
     detail::require(!S.empty(), "optimum_point: labels", "no samples");
-    const auto& ms = res.multiplicities();
+    const per_multiplicity<double>& C = res->C;
     ufm_point<double> pt;
     pt.W = simplex_etf<double>(res.K(), d, res->w_norm, rotation_seed);
     pt.H.resize(d, S.size());
     pt.b = vector<double>::Zero(res.K());
     for (index_t i = 0; i < S.size(); ++i) {
         const index_t m = S.multiplicity(i);
-        const auto it = std::lower_bound(ms.begin(), ms.end(), m);
-        detail::require(it != ms.end() && *it == m, "optimum_point: labels",
+        detail::require(C.contains(m), "optimum_point: labels",
                         "sample " + std::to_string(i) + " has multiplicity " + std::to_string(m) +
                             ", which has no samples (n_m = 0) in the result");
-        const double Cm = res->C[static_cast<std::size_t>(it - ms.begin())];
         auto h = pt.H.col(i);
         h.setZero();
         for (label_t k : S[i]) h += pt.W.row(k).transpose();
-        h *= Cm;
+        h *= C.at(m);
     }
     return pt;
 }

@@ -1,12 +1,12 @@
 #pragma once
 // Synthetic multi-label features with neural-collapse structure plus noise:
 //   h_i = C_m sum_{k in S_i} w_k + sigma g_i,   m = |S_i|,  g_i ~ N(0, I_d / d),
-// W a K x d simplex ETF (etf.hpp), every m-subset S carrying n_m samples (balanced within each
-// multiplicity, imbalanced between them, as in the paper's c10-L/M/S settings). By default W's
-// row norm and C_m are Theorem 1's optimum for these counts (optimum.hpp), i.e. the features are
-// the UFM optimum plus noise; both can be given instead. The noise level is relative:
-// sigma = noise * max_m ||C_m v_S|| (v_S = sum_{k in S} w_k), so noise = 0.5 puts the noise norm
-// at half the largest prototype norm. Seeded by std::mt19937_64 with mlnc's own Box-Muller, so a
+// W a K x d simplex ETF (etf.hpp), every m-subset S carrying n_m samples (balanced_label_sets:
+// balanced within each multiplicity, imbalanced between them, as in the paper's c10-L/M/S
+// settings). By default W's row norm and C_m are Theorem 1's optimum for these counts
+// (optimum.hpp), i.e. the features are the UFM optimum plus noise; both can be given instead.
+// The noise level is relative: sigma = noise * max_m ||C_m v_S|| (v_S = sum_{k in S} w_k), so
+// noise = 0.5 puts the noise norm at half the largest prototype norm. Seeded by std::mt19937_64 with mlnc's own Box-Muller, so a
 // seed gives the same data with every standard library. W depends on rotation_seed only: a training
 // and a test split are two calls that differ in seed.
 
@@ -30,15 +30,15 @@ namespace mlnc {
 
 struct synthetic_options {
     index_t K = 10;
-    index_t d = 0;                        // feature dimension; 0 means K (d >= K - 1 is required)
-    std::vector<index_t> n = {20, 3};     // n[m-1] samples for every label set of size m
-    double noise = 0.3;                   // relative noise level (see above), >= 0
-    std::uint64_t seed = 0;               // the noise
-    std::uint64_t rotation_seed = 1;      // the Haar rotation of W; keep it to share W between splits
-    std::vector<double> C;                // C_m, one per entry of n; empty: Theorem 1's optimum
-    double w_norm = 0;                    // row norm of W; 0: Theorem 1's (or 1 when C is given)
-    penalties lambdas{5e-3, 5e-3, 1e-2};  // the penalties of the optimum used by default
-    index_t max_samples = 10000000;       // refuse larger data sets
+    index_t d = 0;                           // feature dimension; 0 means K (d >= K - 1 is required)
+    multiplicity_counts n{{1, 20}, {2, 3}};  // n_m samples for every label set of size m
+    double noise = 0.3;                      // relative noise level (see above), >= 0
+    std::uint64_t seed = 0;                  // the noise
+    std::uint64_t rotation_seed = 1;         // the Haar rotation of W; keep it to share W between splits
+    per_multiplicity<double> C;              // C_m for exactly the m with n_m > 0; empty: Theorem 1's optimum
+    double w_norm = 0;                       // row norm of W; 0: Theorem 1's (or 1 when C is given)
+    penalties lambdas{5e-3, 5e-3, 1e-2};     // the penalties of the optimum used by default
+    index_t max_samples = 10000000;          // refuse larger data sets
 };
 
 // The paper's CIFAR-10 settings c10-L/M/S differ in how many multiplicity-2 samples there are
@@ -50,17 +50,17 @@ enum class synthetic_imbalance { large, medium, small };
 inline synthetic_options synthetic_preset(synthetic_imbalance level, double noise = 0.3, std::uint64_t seed = 0) {
     synthetic_options o;
     o.K = 10;
-    o.n = {20, level == synthetic_imbalance::large ? 8 : level == synthetic_imbalance::medium ? 3 : 1};
+    o.n = {{1, 20}, {2, level == synthetic_imbalance::large ? 8 : level == synthetic_imbalance::medium ? 3 : 1}};
     o.noise = noise;
     o.seed = seed;
     return o;
 }
 
 struct synthetic_data {
-    matrix<double> H;       // d x N features
-    label_sets S;           // N label sets, by multiplicity then lexicographic, each repeated n_m times
-    matrix<double> W;       // K x d simplex ETF
-    std::vector<double> C;  // C_m for m = 1..n.size() (0 where n_m = 0)
+    matrix<double> H;            // d x N features
+    label_sets S;                // balanced_label_sets(K, n): by multiplicity, then lexicographic, n_m times each
+    matrix<double> W;            // K x d simplex ETF
+    per_multiplicity<double> C;  // C_m for the m with n_m > 0
 };
 
 inline synthetic_data make_synthetic(const synthetic_options& o) {
@@ -68,61 +68,38 @@ inline synthetic_data make_synthetic(const synthetic_options& o) {
     detail::require(K >= 2, "K", "must be at least 2, got " + std::to_string(K));
     const index_t d = o.d == 0 ? K : o.d;
     detail::require(d >= K - 1, "d", "must be at least K - 1 = " + std::to_string(K - 1) + ", got " + std::to_string(d));
-    const auto M = static_cast<index_t>(o.n.size());
-    detail::require(M >= 1 && M <= K, "n", "needs one count per multiplicity 1..M with M in [1, K]");
     detail::require(std::isfinite(o.noise) && o.noise >= 0, "noise", "must be finite and >= 0");
-    double total = 0;
-    for (index_t m = 1; m <= M; ++m) {
-        const index_t c = o.n[static_cast<std::size_t>(m - 1)];
-        detail::require(c >= 0, "n", "n_" + std::to_string(m) + " is negative");
-        if (c > 0) total += static_cast<double>(c) * std::exp(log_binomial(K, m));
-    }
-    detail::require(total >= 1, "n", "gives no samples");
-    detail::require(total <= static_cast<double>(o.max_samples), "n",
-                    "gives about " + std::to_string(total) + " samples, more than max_samples = " +
-                        std::to_string(o.max_samples));
 
     synthetic_data out;
-    out.C.assign(static_cast<std::size_t>(M), 0.0);
+    // First: it validates n and bounds the size before the optimum is solved for it.
+    out.S = balanced_label_sets(K, o.n, o.max_samples);
     double w_norm = o.w_norm;
     if (o.C.empty()) {
-        std::vector<double> nd(o.n.begin(), o.n.end());
-        const optimum_result opt = global_optimum(K, nd, o.lambdas);
+        const optimum_result opt = global_optimum(K, o.n, o.lambdas);
         detail::require(opt.status() == optimum_status::success, "lambdas", "the closed-form optimum did not converge");
         detail::require(!opt->trivial, "lambdas",
                         "the optimum for these counts and penalties is W = H = 0; lower the penalties");
-        for (std::size_t j = 0; j < opt.multiplicities().size(); ++j)
-            out.C[static_cast<std::size_t>(opt.multiplicities()[j] - 1)] = opt->C[j];
+        out.C = opt->C;
         if (w_norm == 0) w_norm = opt->w_norm;
     } else {
-        detail::require(static_cast<index_t>(o.C.size()) == M, "C",
-                        "needs one entry per entry of n (" + std::to_string(M) + "), got " + std::to_string(o.C.size()));
-        for (const double c : o.C) detail::require(std::isfinite(c), "C", "contains NaN or Inf");
+        std::vector<index_t> present;
+        for (const auto& [m, count] : o.n)
+            if (count > 0) present.push_back(m);
+        detail::require(o.C.multiplicities() == present, "C",
+                        "needs exactly the multiplicities with n_m > 0 " + detail::multiplicity_list(present) +
+                            ", got " + detail::multiplicity_list(o.C.multiplicities()));
+        detail::require(detail::all_finite(o.C), "C", "contains NaN or Inf");
         out.C = o.C;
         if (w_norm == 0) w_norm = 1;
     }
     detail::require(std::isfinite(w_norm) && w_norm > 0, "w_norm", "must be finite and > 0");
     out.W = simplex_etf<double>(K, d, w_norm, o.rotation_seed);
 
-    std::vector<index_t> offsets{0};
-    std::vector<label_t> indices;
     double largest = 0;  // max_m ||C_m v_S||, with ||v_S||^2 = m (K - m) w^2 / (K - 1) for the ETF
-    for (index_t m = 1; m <= M; ++m) {
-        const index_t reps = o.n[static_cast<std::size_t>(m - 1)];
-        if (reps == 0) continue;
+    for (const auto& [m, c] : out.C) {
         const double km = static_cast<double>(K), mm = static_cast<double>(m);
-        largest = std::max(largest, std::abs(out.C[static_cast<std::size_t>(m - 1)]) * w_norm *
-                                        std::sqrt(mm * (km - mm) / (km - 1)));
-        const auto count = static_cast<std::uint64_t>(binomial(K, m));
-        for (std::uint64_t r = 0; r < count; ++r) {
-            const auto s = subset_unrank(r, m, K);
-            for (index_t t = 0; t < reps; ++t) {
-                indices.insert(indices.end(), s.begin(), s.end());
-                offsets.push_back(static_cast<index_t>(indices.size()));
-            }
-        }
+        largest = std::max(largest, std::abs(c) * w_norm * std::sqrt(mm * (km - mm) / (km - 1)));
     }
-    out.S = label_sets::from_csr(std::move(offsets), std::move(indices), K);
 
     const index_t N = out.S.size();
     const double sigma = o.noise * largest / std::sqrt(static_cast<double>(d));
@@ -130,7 +107,7 @@ inline synthetic_data make_synthetic(const synthetic_options& o) {
     out.H.resize(d, N);
     for (index_t j = 0; j < out.H.size(); ++j) out.H.data()[j] = sigma * gauss();
     for (index_t i = 0; i < N; ++i) {
-        const double c = out.C[static_cast<std::size_t>(out.S.multiplicity(i) - 1)];
+        const double c = out.C.at(out.S.multiplicity(i));
         for (const label_t k : out.S[i]) out.H.col(i) += c * out.W.row(k).transpose();
     }
     return out;
