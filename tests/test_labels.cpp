@@ -2,6 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
+#include <cstdlib>
+#include <string>
+
 #include <array>
 #include <cstdint>
 #include <limits>
@@ -236,6 +241,15 @@ TEST_CASE("balanced_label_sets: refusals name the argument") {
     CHECK(mlnc::balanced_label_sets(100, {{3, 1}}, 200000).size() == 161700);
     // K = 10^6, m = 8: 2.5e43 samples, refused without overflow.
     CHECK_THROWS_WITH(mlnc::balanced_label_sets(1000000, {{8, 1}}), Contains("max_samples"));
+    // The count is exact: a list of exactly max_samples is accepted, one more sample is not.
+    CHECK(mlnc::balanced_label_sets(100, {{3, 1}}, 161700).size() == 161700);
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(100, {{3, 1}}, 161699), Contains("= 161700 samples"));
+    CHECK_THROWS_WITH(mlnc::balanced_label_sets(100, {{1, 1}, {3, 1}}, 161750), Contains("plus 100 before"));
+    // Memory is checked before the lists are built.
+    setenv("MLNC_MEMORY_LIMIT", "100000", 1);
+    const std::string msg = mlnc_test::error_of([] { mlnc::balanced_label_sets(100, {{3, 1}}); });
+    unsetenv("MLNC_MEMORY_LIMIT");
+    CHECK_THAT(msg, StartsWith("n:") && Contains("memory"));
 }
 
 TEST_CASE("sample_subset: a view of some samples and their feature columns") {

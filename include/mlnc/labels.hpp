@@ -6,6 +6,7 @@
 // (e.g. K = 10^6 for every m <= 7); beyond that rank/unrank throw mlnc::error and only the
 // log-space count log_binomial() is available.
 
+#include <mlnc/detail/memory.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/types.hpp>
 
@@ -28,6 +29,15 @@ namespace mlnc {
 
 using u128 = unsigned __int128;
 
+namespace detail {
+// The integer types label indices may come in: those std::in_range compares safely (no bool,
+// no character types).
+template <class I>
+concept label_integer = std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, char> &&
+                        !std::is_same_v<I, wchar_t> && !std::is_same_v<I, char8_t> && !std::is_same_v<I, char16_t> &&
+                        !std::is_same_v<I, char32_t>;
+}  // namespace detail
+
 class label_sets {
 public:
     label_sets() = default;
@@ -47,8 +57,8 @@ public:
         for (const auto& set : sets) {
             row.clear();
             for (const auto v : set) {
-                static_assert(std::is_integral_v<std::remove_cvref_t<decltype(v)>>,
-                              "mlnc: label indices must be integers");
+                static_assert(detail::label_integer<std::remove_cvref_t<decltype(v)>>,
+                              "mlnc: label indices must be of a signed or unsigned integer type (not bool or a character type)");
                 row.push_back(checked_index(v, i));
             }
             std::sort(row.begin(), row.end());
@@ -93,8 +103,8 @@ public:
     }
     // The same from arrays of any integer types (copied into index_t / label_t, range-checked).
     template <std::ranges::input_range Offsets, std::ranges::input_range Indices>
-        requires(std::is_integral_v<std::ranges::range_value_t<Offsets>> &&
-                 std::is_integral_v<std::ranges::range_value_t<Indices>>)
+        requires(detail::label_integer<std::ranges::range_value_t<Offsets>> &&
+                 detail::label_integer<std::ranges::range_value_t<Indices>>)
     static label_sets from_csr(const Offsets& offsets, const Indices& indices, index_t K) {
         check_k(K);
         std::vector<index_t> off;
@@ -386,18 +396,34 @@ inline std::vector<label_t> subset_unrank(u128 rank, index_t m, index_t K) {
 inline label_sets balanced_label_sets(index_t K, const multiplicity_counts& n, index_t max_samples = 100000000) {
     detail::require(K >= 2 && K <= std::numeric_limits<label_t>::max(), "K",
                     "must be in [2, 2^31 - 1], got " + std::to_string(K));
-    double total = 0;
+    // The exact number of samples and label entries (C(K, m) in 128 bits), compared with the cap
+    // before anything is allocated.
+    u128 total = 0, entries = 0;
+    const u128 cap = static_cast<u128>(std::max<index_t>(max_samples, 0));
     for (const auto& [m, count] : n) {
         detail::require(m <= K, "n", "multiplicity " + std::to_string(m) + " exceeds K = " + std::to_string(K));
         detail::require(count >= 0, "n", "n_" + std::to_string(m) + " = " + std::to_string(count) + " is negative");
-        if (count > 0) total += static_cast<double>(count) * std::exp(log_binomial(K, m));
+        if (count == 0) continue;
+        u128 sets = 0;
+        const bool fits = detail::binomial_u128(K, m, sets);
+        if (!fits || sets > cap / static_cast<u128>(count) || total + sets * static_cast<u128>(count) > cap) {
+            const std::string here = fits && sets <= (~u128{0}) / static_cast<u128>(count)
+                                         ? to_string(sets * static_cast<u128>(count))
+                                         : "about " + detail::num(static_cast<double>(count) * std::exp(log_binomial(K, m)));
+            const std::string before = total > 0 ? " (plus " + to_string(total) + " before)" : std::string();
+            throw error("n: C(K, m) n_m = " + here + " samples at multiplicity " + std::to_string(m) + before +
+                        ", more than max_samples = " + std::to_string(max_samples));
+        }
+        total += sets * static_cast<u128>(count);
+        entries += sets * static_cast<u128>(count) * static_cast<u128>(m);
     }
-    detail::require(total >= 0.5, "n", "gives no samples");
-    detail::require(total <= static_cast<double>(max_samples), "n",
-                    "gives about " + detail::num(total) + " samples, more than max_samples = " + std::to_string(max_samples));
+    detail::require(total >= 1, "n", "gives no samples");
+    detail::require_memory(static_cast<double>(total) * sizeof(index_t) + static_cast<double>(entries) * sizeof(label_t),
+                           "n", "the " + to_string(total) + " label sets of the balanced training set");
     std::vector<index_t> offsets{0};
     std::vector<label_t> indices;
-    offsets.reserve(static_cast<std::size_t>(total + 0.5) + 1);
+    offsets.reserve(static_cast<std::size_t>(total) + 1);
+    indices.reserve(static_cast<std::size_t>(entries));
     for (const auto& [m, count] : n) {
         if (count == 0) continue;
         const auto sets = static_cast<std::uint64_t>(binomial(K, m));
