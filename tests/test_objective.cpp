@@ -20,14 +20,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-Eigen::MatrixXd randn(index_t r, index_t c, std::mt19937_64& rng, double scale = 1.0) {
-    std::normal_distribution<double> nd(0.0, scale);
-    Eigen::MatrixXd A(r, c);
-    for (index_t j = 0; j < c; ++j)
-        for (index_t i = 0; i < r; ++i) A(i, j) = nd(rng);
-    return A;
-}
-
 const mlnc::penalties lam{0.013, 0.007, 0.021};
 
 // K = 4, every single label 2 times and every pair once: 14 samples of multiplicity 1 and 2.
@@ -38,7 +30,7 @@ struct point {
     Eigen::VectorXd b;
 };
 point random_point(index_t K, index_t d, index_t N, std::mt19937_64& rng) {
-    return {randn(K, d, rng), randn(d, N, rng), randn(K, 1, rng)};
+    return {mlnc_test::gaussian(K, d, rng), mlnc_test::gaussian(d, N, rng), mlnc_test::gaussian(K, 1, rng)};
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <mlnc/io/atomic_write.hpp>
 #include <mlnc/labels.hpp>
+#include <mlnc/metrics.hpp>
 
 #include <Eigen/Core>
 #include <Eigen/SVD>
@@ -46,17 +47,14 @@ inline std::vector<std::string> write_outputs(const fs::path& out_dir, const tra
     pts << std::setprecision(9) << "x,y,multiplicity\n";
     means << std::setprecision(9) << "x,y,multiplicity,label_set\n";
     for (index_t i = 0; i < S.size(); ++i) pts << P(i, 0) << "," << P(i, 1) << "," << S.multiplicity(i) << "\n";
-    const auto groups = mlnc::group_by_label_set(S);
-    for (index_t g = 0; g < groups.size(); ++g) {
-        Eigen::Vector2d mu = Eigen::Vector2d::Zero();
-        for (index_t i : groups.members[static_cast<std::size_t>(g)]) mu += P.row(i).transpose();
-        mu /= static_cast<double>(groups.members[static_cast<std::size_t>(g)].size());
+    const mlnc::class_means cm = mlnc::compute_class_means(P.transpose(), S);  // 2 x G
+    for (index_t g = 0; g < cm.num_groups(); ++g) {
         std::string name = "{";
-        for (auto k : groups.sets[g]) {
+        for (auto k : cm.sets[g]) {
             if (name.size() > 1) name += ',';
             name += std::to_string(k);
         }
-        means << mu.x() << "," << mu.y() << "," << groups.sets.multiplicity(g) << ",\"" << name << "}\"\n";
+        means << cm.means(0, g) << "," << cm.means(1, g) << "," << cm.sets.multiplicity(g) << ",\"" << name << "}\"\n";
     }
     write(out_dir / "features_2d.csv", pts.str());
     write(out_dir / "means_2d.csv", means.str());

@@ -3,9 +3,10 @@
 // mlnc::cuda (device, stream). One calling convention everywhere (docs/api.md):
 //  - free functions take the backend as their first argument; without it they run on cpu{}:
 //      pal_loss(Z, S)            pal_loss(mlnc::cpu{4}, Z, S)
-//  - classes are templated on <scalar, backend> and take the backend as the first constructor
-//    argument; without it the backend is cpu{}. Class template argument deduction gives
-//    <double, the backend's type>; a float object names its scalar (and then its backend type):
+//  - classes take the backend as the first constructor argument (without it: cpu{}) and deduce
+//    its type: predictors are templated on the backend alone; objectives on <scalar, backend>,
+//    where class template argument deduction gives <double, the backend's type> and a float
+//    object names its scalar (and then its backend type):
 //      pal_objective f(mlnc::cpu{4}, S, lambdas)      // pal_objective<double, cpu>
 //      pal_objective<float> g(S, lambdas)              // pal_objective<float, cpu>
 // No free function needs an explicit template argument: the backend type follows from the value.

@@ -444,6 +444,10 @@ inline label_sets balanced_label_sets(index_t K, const multiplicity_counts& n, i
 // may repeat and come in any order.
 class sample_subset {
 public:
+    // A view of a temporary would dangle at the end of the statement.
+    sample_subset(const label_sets&& S, std::vector<index_t> indices) = delete;
+    static sample_subset range(const label_sets&& S, index_t begin, index_t count) = delete;
+
     sample_subset(const label_sets& S, std::vector<index_t> indices) : s_(&S), idx_(std::move(indices)) {
         for (std::size_t j = 0; j < idx_.size(); ++j)
             if (idx_[j] < 0 || idx_[j] >= S.size())

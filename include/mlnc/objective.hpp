@@ -134,7 +134,8 @@ public:
     // The data term of the samples in `batch`, (1/N) sum_{i in batch} L(W h_i + b, S_i) with N the
     // number of samples of the whole objective, and its gradients: H and dH are d x |batch| (the
     // batch's columns, e.g. batch.columns(H_full)), dW and db as for evaluate. penalty = 0. The
-    // batch supplies the label sets; its parent must have this objective's K and N.
+    // batch supplies the label sets (its own parent's: normally the label_sets this objective
+    // was built from, of which the objective holds a copy); only K and N are checked against it.
     template <class DW, class DH, class Db, class GW = skip_t, class GH = skip_t, class Gb = skip_t>
     objective_value<T> evaluate_batch(const sample_subset& batch, const Eigen::MatrixBase<DW>& W,
                                       const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b, GW&& dW = skip_t{},
@@ -153,6 +154,9 @@ public:
     objective_value<T> penalty(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
                                const Eigen::MatrixBase<Db>& b, GW&& dW = skip_t{}, GH&& dH = skip_t{},
                                Gb&& db = skip_t{}) const {
+        detail::check_gradient_output<GW, T>();
+        detail::check_gradient_output<GH, T>();
+        detail::check_gradient_output<Gb, T>();
         check_parameters(W, H, b, H.cols());
         check_outputs(W, H, b, dW, dH, db);
         if constexpr (!detail::is_skip<GW>) dW.setZero();
@@ -294,7 +298,9 @@ vector<T> pack_parameters(const ufm_point<T>& p) {
 // The inverse of pack_parameters for K labels, dimension d and N samples.
 template <class Dx>
 ufm_point<typename Dx::Scalar> unpack_parameters(const Eigen::MatrixBase<Dx>& x, index_t K, index_t d, index_t N) {
-    detail::require(K >= 1 && d >= 1 && N >= 1, "unpack_parameters", "K, d and N must be >= 1");
+    detail::require(K >= 1, "K", "must be >= 1, got " + std::to_string(K));
+    detail::require(d >= 1, "d", "must be >= 1, got " + std::to_string(d));
+    detail::require(N >= 1, "N", "must be >= 1, got " + std::to_string(N));
     detail::require(x.size() == K * d + d * N + K && (x.rows() == 1 || x.cols() == 1), "x",
                     "expected a vector of K d + d N + K = " + std::to_string(K * d + d * N + K) + " entries, got " +
                         std::to_string(x.rows()) + " x " + std::to_string(x.cols()));
@@ -433,7 +439,8 @@ public:
     void seed(std::uint64_t s) { rng_.seed(s); }
     // The samples in their current order (identity until Shuffle).
     const std::vector<index_t>& order() const noexcept { return order_; }
-    // The batch [begin, begin + batch_size) of the current order.
+    // The batch [begin, begin + batch_size) of the current order: a view of this objective's own
+    // label sets, valid while the objective lives where it is (not after it is moved or destroyed).
     sample_subset batch(index_t begin, index_t batch_size) const {
         if (begin < 0 || batch_size < 1 || begin > N_ - batch_size)
             throw error("batch: [" + std::to_string(begin) + ", " + std::to_string(begin) + " + " +

@@ -37,14 +37,13 @@ enum class pal_variant {
 };
 
 // A value for each multiplicity m >= 1 present, in ascending m: a sorted flat map. Iterates like
-// std::map (`for (const auto& [m, v] : x)`); at(m) throws mlnc::error when m is absent, operator[]
-// inserts a value-initialised entry as std::map does.
+// std::map (`for (const auto& [m, v] : x)`, read-only, so the order cannot be broken); at(m)
+// throws mlnc::error when m is absent, operator[] inserts a value-initialised entry as std::map does.
 template <class V>
 class per_multiplicity {
 public:
     using value_type = std::pair<index_t, V>;
     using const_iterator = typename std::vector<value_type>::const_iterator;
-    using iterator = typename std::vector<value_type>::iterator;
 
     per_multiplicity() = default;
     // From (m, value) pairs in any order; each m >= 1 at most once.
@@ -59,8 +58,6 @@ public:
     bool empty() const noexcept { return e_.empty(); }
     const_iterator begin() const noexcept { return e_.begin(); }
     const_iterator end() const noexcept { return e_.end(); }
-    iterator begin() noexcept { return e_.begin(); }
-    iterator end() noexcept { return e_.end(); }
     const value_type& front() const { return e_.front(); }
     const value_type& back() const { return e_.back(); }
 

@@ -565,15 +565,16 @@ void check_training(const B& be, const label_sets& S, const penalties& lambdas, 
 }
 
 // What a run holds: the logits workspace, the parameters and the vectors of the method (L-BFGS:
-// 2 m correction vectors and about 8 more of the parameters' size), and W once more for the
-// result (twice in fixed mode: the fixed W and the result's copy).
+// 2 m correction vectors and about 8 more of the parameters' size), W once more for the result
+// (twice in fixed mode: the fixed W and the result's copy), and the objective's copy of the labels.
 template <class T>
 void require_training_memory(const label_sets& S, index_t d, const ufm_options& options) {
     const double N = static_cast<double>(S.size()), K = static_cast<double>(S.num_labels()), dd = static_cast<double>(d);
     const double params = (options.fix_classifier_to_etf ? 0.0 : K * dd) + dd * N + K;
     const double vectors = options.method == ufm_method::lbfgs ? 2.0 * options.lbfgs_memory + 8.0 : 8.0;
     const double extra_w = (options.fix_classifier_to_etf ? 2.0 : 1.0) * K * dd;
-    require_memory(sizeof(T) * (K * N + extra_w + vectors * params), "train_ufm",
+    const double labels = (N + 1) * sizeof(index_t) + static_cast<double>(S.indices().size()) * sizeof(label_t);
+    require_memory(sizeof(T) * (K * N + extra_w + vectors * params) + labels, "train_ufm",
                    "K = " + std::to_string(S.num_labels()) + ", d = " + std::to_string(d) + ", N = " +
                        std::to_string(S.size()) + ": logits, parameters and the optimiser's vectors");
 }

@@ -141,24 +141,21 @@ inline counted_samples parse_counts(std::string_view text, index_t K, index_t ma
 
     counted_samples out{label_sets::from_csr(std::move(offsets), std::move(indices), K), std::nullopt};
     // Balanced and complete within each multiplicity present?
-    std::map<index_t, std::pair<index_t, std::uint64_t>> by_m;  // m -> (count, number of sets)
+    multiplicity_counts n;                    // the count of each multiplicity present
+    per_multiplicity<index_t> sets;           // how many label sets of that multiplicity were listed
     bool balanced = true;
     for (const auto& [s, count] : seen) {
         if (count == 0) continue;
         const auto m = static_cast<index_t>(s.size());
-        auto [it, fresh] = by_m.try_emplace(m, count, 0);
-        if (!fresh && it->second.first != count) balanced = false;
-        ++it->second.second;
+        if (!n.contains(m)) n[m] = count;
+        else if (n.at(m) != count) balanced = false;
+        ++sets[m];
     }
-    for (const auto& [m, cs] : by_m) {
+    for (const auto& [m, listed] : sets) {
         u128 all_sets = 0;  // C(K, m); beyond 2^128 the file cannot list them all
-        if (!mlnc::detail::binomial_u128(K, m, all_sets) || static_cast<u128>(cs.second) != all_sets) balanced = false;
+        if (!mlnc::detail::binomial_u128(K, m, all_sets) || static_cast<u128>(listed) != all_sets) balanced = false;
     }
-    if (balanced) {
-        multiplicity_counts n;
-        for (const auto& [m, cs] : by_m) n.insert_or_assign(m, cs.first);
-        out.n = std::move(n);
-    }
+    if (balanced) out.n = std::move(n);
     return out;
 }
 
