@@ -1,4 +1,6 @@
-# cmake -DMODE=install|subdirectory -DSOURCE_DIR=<mlnc> -DWORK_DIR=<scratch> -P run.cmake
+# cmake -DSOURCE_DIR=<mlnc> -DWORK_DIR=<scratch> -P run.cmake
+# Builds and runs the consumer in this folder with mlnc's sources as a subdirectory (the install
+# route is tested by readme.cmake, with the README's own commands).
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
@@ -9,17 +11,6 @@ function(run)
   endif()
 endfunction()
 
-set(consumer ${SOURCE_DIR}/tests/package)
-if(MODE STREQUAL "install")
-  # Install only the library (no tests/examples), then build the consumer against it.
-  run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/mlnc-build -DMLNC_BUILD_TESTS=OFF
-      -DMLNC_BUILD_EXAMPLES=OFF -DMLNC_BUILD_BENCH=OFF -DMLNC_ENABLE_CUDA=OFF)
-  run(${CMAKE_COMMAND} --install ${WORK_DIR}/mlnc-build --prefix ${WORK_DIR}/prefix)
-  run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/consumer-build -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
-elseif(MODE STREQUAL "subdirectory")
-  run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/consumer-build -DMLNC_SOURCE_DIR=${SOURCE_DIR})
-else()
-  message(FATAL_ERROR "MODE must be install or subdirectory")
-endif()
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/package -B ${WORK_DIR}/consumer-build -DMLNC_SOURCE_DIR=${SOURCE_DIR})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer-build)
 run(${WORK_DIR}/consumer-build/consumer)
