@@ -496,6 +496,7 @@ struct failing_problem {
         });
     }
     void on_iteration(const Eigen::VectorXd&, double, const Eigen::VectorXd&) { ++iterations; }
+    static ufm_line_search line_search() { return ufm_line_search::approximate_wolfe; }
 };
 
 // Runs L-BFGS with the trainer's hooked line search; the exception the objective threw is
@@ -505,7 +506,7 @@ void minimise(failing_problem<E>& f) {
     LBFGSpp::LBFGSParam<double> param;
     param.epsilon = 1e-300;
     param.max_iterations = 50;
-    LBFGSpp::LBFGSSolver<double, detail::hooked_line_search<detail::approximate_wolfe_line_search>::type> solver(param);
+    LBFGSpp::LBFGSSolver<double, detail::hooked_line_search> solver(param);
     Eigen::VectorXd x = Eigen::VectorXd::LinSpaced(4, 1.0, 4.0);
     double fx = 0;
     try {
@@ -542,9 +543,10 @@ TEST_CASE("ufm: an exception from the objective inside a line search propagates 
                 return 1.0;
             }
             void on_iteration(const Eigen::VectorXd&, double, const Eigen::VectorXd&) { ++iterations; }
+            static ufm_line_search line_search() { return ufm_line_search::approximate_wolfe; }
         } f;
         LBFGSpp::LBFGSParam<double> param;
-        LBFGSpp::LBFGSSolver<double, detail::hooked_line_search<detail::approximate_wolfe_line_search>::type> solver(param);
+        LBFGSpp::LBFGSSolver<double, detail::hooked_line_search> solver(param);
         Eigen::VectorXd x = Eigen::VectorXd::Ones(3);
         double fx = 0;
         CHECK_THROWS_AS(solver.minimize(f, x, fx), detail::ufm_search_failed);

@@ -11,7 +11,6 @@
 #include <mlnc/types.hpp>
 
 #include <Eigen/Core>
-#include <Eigen/QR>
 
 #include <cmath>
 #include <cstdint>
@@ -23,17 +22,24 @@ namespace mlnc {
 
 namespace detail {
 
-// d x d Haar-distributed orthogonal matrix: QR of a standard Gaussian matrix with the signs of
-// R's diagonal moved into Q (without that fix Q is not uniformly distributed). The Gaussians come
-// from detail::gaussian_stream, so a seed gives the same rotation with every standard library.
-inline Eigen::MatrixXd haar_orthogonal(Eigen::Index d, std::uint64_t seed) {
+// d x d Haar-distributed orthogonal matrix: the Q of the QR factorisation of a standard Gaussian
+// matrix G whose R has a positive diagonal (with any other sign convention Q is not uniformly
+// distributed). Gram-Schmidt gives exactly that factor: column j of Q is column j of G minus its
+// projections on the columns before, normalised. Orthogonalised twice ("twice is enough",
+// Giraud et al. 2005), it is orthogonal to rounding for the well-conditioned G of this use; the
+// plain loops also keep a Householder QR out of every program that builds an ETF. The Gaussians
+// come from detail::gaussian_stream, so a seed gives the same rotation with every standard library.
+template <class Real = double>
+matrix<Real> haar_orthogonal(Eigen::Index d, std::uint64_t seed) {
     gaussian_stream gauss(seed);
-    Eigen::MatrixXd G(d, d);
-    for (Eigen::Index i = 0; i < G.size(); ++i) G.data()[i] = gauss();
-    const Eigen::HouseholderQR<Eigen::MatrixXd> qr(G);
-    Eigen::MatrixXd Q = qr.householderQ();
-    for (Eigen::Index j = 0; j < d; ++j)
-        if (qr.matrixQR()(j, j) < 0) Q.col(j) = -Q.col(j);
+    matrix<Real> Q(d, d);
+    for (Eigen::Index i = 0; i < Q.size(); ++i) Q.data()[i] = static_cast<Real>(gauss());
+    for (Eigen::Index j = 0; j < d; ++j) {
+        auto q = Q.col(j);
+        for (int pass = 0; pass < 2; ++pass)
+            for (Eigen::Index k = 0; k < j; ++k) q -= Q.col(k).dot(q) * Q.col(k);
+        q /= q.norm();
+    }
     return Q;
 }
 
@@ -71,13 +77,14 @@ matrix<T> simplex_etf(index_t K, index_t d, std::type_identity_t<T> row_norm = T
 // matrix from the simplex-ETF Gram matrix (metrics.md), between 0 and 2. Used with A = W W^T
 // (NC2 on W), A = Mc Mc^T (NC2 on feature means) and A = W Mc^T (NC3). A must be square with
 // K >= 2, finite and non-zero (the direction of the zero matrix is undefined).
-inline double etf_gram_deviation(const Eigen::MatrixXd& A) {
+template <class D>
+double etf_gram_deviation(const Eigen::MatrixBase<D>& A) {
     detail::require(A.rows() == A.cols(), "etf_gram_deviation: A",
                     "must be square, got " + std::to_string(A.rows()) + " x " + std::to_string(A.cols()));
     const index_t K = A.rows();
     detail::require(K >= 2, "etf_gram_deviation: A", "must be at least 2 x 2");
     detail::require(A.allFinite(), "etf_gram_deviation: A", "contains NaN or Inf");
-    const double nA = A.norm();
+    const double nA = static_cast<double>(A.norm());
     detail::require(nA > 0, "etf_gram_deviation: A", "is the zero matrix, whose direction is undefined");
     const double inv = 1.0 / nA;
     const double off = -1.0 / (static_cast<double>(K) * std::sqrt(static_cast<double>(K - 1)));
@@ -85,7 +92,7 @@ inline double etf_gram_deviation(const Eigen::MatrixXd& A) {
     double sum = 0.0;  // the reference Gram matrix is formed entry by entry, never stored
     for (index_t j = 0; j < K; ++j)
         for (index_t i = 0; i < K; ++i) {
-            const double e = A(i, j) * inv - (i == j ? diag : off);
+            const double e = static_cast<double>(A(i, j)) * inv - (i == j ? diag : off);
             sum += e * e;
         }
     return std::sqrt(sum);

@@ -17,12 +17,12 @@
 #include <mlnc/types.hpp>
 
 #include <Eigen/Core>
-#include <Eigen/Eigenvalues>
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -109,20 +109,26 @@ struct class_means {
                     "NC_m need a sample labelled with just k for every label k)");
     }
 
-    // mu_k as the columns of a d x K matrix.
-    Eigen::MatrixXd label_means() const {
+    // mu_k as the columns of a d x K matrix. (Member templates, Real = double, here and below:
+    // Eigen code in a header is compiled only where it is used.)
+    template <class Real = double>
+    matrix<Real> label_means() const {
         require_label_means();
-        Eigen::MatrixXd mu(dim(), num_labels());
+        matrix<Real> mu(dim(), num_labels());
         for (index_t k = 0; k < num_labels(); ++k) mu.col(k) = means.col(k);  // group k is {k} when none is missing
         return mu;
     }
 
     // mu_G = (1/K) sum_k mu_k.
-    Eigen::VectorXd global_mean() const { return label_means().rowwise().mean(); }
+    template <class Real = double>
+    vector<Real> global_mean() const {
+        return label_means<Real>().rowwise().mean();
+    }
 
     // Mc: the K x d matrix of rows (mu_k - mu_G)^T.
-    Eigen::MatrixXd centered_label_means() const {
-        const Eigen::MatrixXd mu = label_means();
+    template <class Real = double>
+    matrix<Real> centered_label_means() const {
+        const matrix<Real> mu = label_means<Real>();
         return (mu.colwise() - mu.rowwise().mean()).transpose();
     }
 };
@@ -176,19 +182,83 @@ Eigen::MatrixXd scaled_copy(const Eigen::MatrixBase<D>& X) {
 }
 
 // Mc (rows mu_k - mu_G), or nullopt when every row is zero up to rounding (all mu_k equal).
-inline std::optional<Eigen::MatrixXd> significant_centered_label_means(const class_means& cm) {
-    const Eigen::MatrixXd mu = cm.label_means();
-    const Eigen::VectorXd g = mu.rowwise().mean();
-    Eigen::MatrixXd Mc = (mu.colwise() - g).transpose();
+template <class Real = double>
+std::optional<matrix<Real>> significant_centered_label_means(const class_means& cm) {
+    const matrix<Real> mu = cm.label_means<Real>();
+    const vector<Real> g = mu.rowwise().mean();
+    matrix<Real> Mc = (mu.colwise() - g).transpose();
     const double scale = mu.colwise().norm().maxCoeff() + g.norm();
     if (negligible(Mc.rowwise().norm().maxCoeff(), scale, cm.num_labels() + 1)) return std::nullopt;
     return Mc;
 }
 
 // The ETF deviation of a K x K Gram-like matrix, or nullopt when A = 0 (no direction to compare).
-inline std::optional<double> etf_gram_deviation_if_defined(const Eigen::MatrixXd& A) {
+template <class D>
+std::optional<double> etf_gram_deviation_if_defined(const Eigen::MatrixBase<D>& A) {
     if (A.squaredNorm() == 0.0) return std::nullopt;
     return mlnc::etf_gram_deviation(A);
+}
+
+// The eigenpairs of a symmetric matrix A by cyclic Jacobi rotations: A = V diag(w) V^T with w
+// ascending and V orthogonal. Each rotation zeroes one off-diagonal entry; sweeps over all of them
+// repeat until the off-diagonal mass is below the rounding of A (||off||_F <= eps ||A||_F), which
+// Jacobi reaches in a handful of sweeps with eigenvalues accurate to ~eps ||A|| (Demmel and
+// Veselic 1992). O(n^3) per sweep: slower than a tridiagonal QR for large n, but these matrices
+// are min(C_m, d) square, and plain loops keep a LAPACK-style solver (seconds of compilation per
+// program at -O2) out of every program that computes NC1. false when it does not converge.
+template <class Real>
+bool symmetric_eigen(matrix<Real> A, vector<Real>& w, matrix<Real>& V) {
+    const index_t n = A.rows();
+    V = matrix<Real>::Identity(n, n);
+    const Real eps = std::numeric_limits<Real>::epsilon();
+    const Real total = A.squaredNorm();
+    bool converged = false;
+    for (int sweep = 0; sweep < 60 && !converged; ++sweep) {
+        Real off = 0;
+        for (index_t q = 1; q < n; ++q)
+            for (index_t p = 0; p < q; ++p) off += 2 * A(p, q) * A(p, q);
+        if (off <= eps * eps * total) {
+            converged = true;
+            break;
+        }
+        for (index_t q = 1; q < n; ++q)
+            for (index_t p = 0; p < q; ++p) {
+                const Real apq = A(p, q);
+                if (apq == 0) continue;
+                // t = tan of the angle that zeroes A(p, q), the smaller root of t^2 + 2 theta t - 1.
+                const Real theta = (A(q, q) - A(p, p)) / (2 * apq);
+                const Real t = (theta >= 0 ? Real(1) : Real(-1)) / (std::abs(theta) + std::hypot(theta, Real(1)));
+                const Real c = 1 / std::hypot(t, Real(1)), s = t * c;
+                for (index_t k = 0; k < n; ++k) {  // A J: columns p and q
+                    const Real akp = A(k, p), akq = A(k, q);
+                    A(k, p) = c * akp - s * akq;
+                    A(k, q) = s * akp + c * akq;
+                }
+                for (index_t k = 0; k < n; ++k) {  // J^T (A J): rows p and q
+                    const Real apk = A(p, k), aqk = A(q, k);
+                    A(p, k) = c * apk - s * aqk;
+                    A(q, k) = s * apk + c * aqk;
+                }
+                A(p, q) = A(q, p) = 0;
+                for (index_t k = 0; k < n; ++k) {  // V J
+                    const Real vkp = V(k, p), vkq = V(k, q);
+                    V(k, p) = c * vkp - s * vkq;
+                    V(k, q) = s * vkp + c * vkq;
+                }
+            }
+    }
+    if (!converged) return false;
+    std::vector<index_t> order(static_cast<std::size_t>(n));
+    std::iota(order.begin(), order.end(), index_t{0});
+    std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return A(a, a) < A(b, b); });
+    w.resize(n);
+    matrix<Real> sorted(n, n);
+    for (index_t j = 0; j < n; ++j) {
+        w(j) = A(order[static_cast<std::size_t>(j)], order[static_cast<std::size_t>(j)]);
+        sorted.col(j) = V.col(order[static_cast<std::size_t>(j)]);
+    }
+    V.swap(sorted);
+    return true;
 }
 
 // P = Lambda^{-1/2} U^T over the eigenpairs (lambda, u) of Sb = B B^T / C that the pseudo-inverse
@@ -196,28 +266,31 @@ inline std::optional<double> etf_gram_deviation_if_defined(const Eigen::MatrixXd
 // B B^T (d x d) and B^T B (C x C) share their nonzero eigenvalues, so the smaller one is
 // decomposed; with B^T B = C V Lambda V^T, u_j = B v_j / sqrt(C lambda_j). B must not be 0;
 // nullopt when the eigensolver fails.
-inline std::optional<Eigen::MatrixXd> between_scatter_pinv_factor(const Eigen::MatrixXd& B) {
+template <class Real = double>
+std::optional<matrix<Real>> between_scatter_pinv_factor(const matrix<Real>& B) {
     constexpr double rel_cutoff = 1e-12;
     const index_t d = B.rows(), C = B.cols();
     const double c = static_cast<double>(C);
     const bool via_gram = C <= d;
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es;
-    if (via_gram) es.compute((B.transpose() * B) / c);
-    else es.compute((B * B.transpose()) / c);
-    if (es.info() != Eigen::Success) return std::nullopt;
-    const Eigen::VectorXd& lam = es.eigenvalues();  // ascending
+    matrix<Real> S(via_gram ? C : d, via_gram ? C : d);
+    if (via_gram) S.noalias() = B.transpose() * B;
+    else S.noalias() = B * B.transpose();
+    S /= static_cast<Real>(c);
+    vector<Real> lam;  // ascending
+    matrix<Real> vectors;
+    if (!symmetric_eigen(std::move(S), lam, vectors)) return std::nullopt;
     const index_t n = lam.size();
     const double cutoff = rel_cutoff * lam(n - 1);
     index_t first = n - 1;
     while (first > 0 && lam(first - 1) >= cutoff) --first;
     const index_t r = n - first;
-    const auto V = es.eigenvectors().rightCols(r);
-    const Eigen::ArrayXd kept = lam.tail(r).array();
+    const auto V = vectors.rightCols(r);
+    const Eigen::Array<Real, Eigen::Dynamic, 1> kept = lam.tail(r).array();
     if (via_gram) {
         // row j: v_j^T B^T / (sqrt(C) lambda_j)
-        return Eigen::MatrixXd(((B * V).array().rowwise() / (std::sqrt(c) * kept).transpose()).matrix().transpose());
+        return matrix<Real>(((B * V).array().rowwise() / (std::sqrt(c) * kept).transpose()).matrix().transpose());
     }
-    return Eigen::MatrixXd((V.array().rowwise() / kept.sqrt().transpose()).matrix().transpose());
+    return matrix<Real>((V.array().rowwise() / kept.sqrt().transpose()).matrix().transpose());
 }
 
 // ||P (h_i - mu_{S_i})||^2 summed over the samples whose group lies in r, in blocks of columns.
@@ -272,7 +345,8 @@ metric_by_multiplicity nc1_unchecked(const const_view<T>& H, const class_means& 
 
 // The angle between unit vectors a and b as 2 atan2(|a - b|, |a + b|): equal to arccos(a.b) but
 // accurate near 0 and pi, where arccos of a rounded cosine loses half the digits.
-inline double unit_angle(const Eigen::Ref<const Eigen::VectorXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b) {
+template <class Da, class Db>
+double unit_angle(const Eigen::MatrixBase<Da>& a, const Eigen::MatrixBase<Db>& b) {
     return 2.0 * std::atan2((a - b).norm(), (a + b).norm());
 }
 
@@ -353,10 +427,11 @@ std::optional<double> nc2(const Eigen::MatrixBase<DM>& M, const char* name = "W"
 
 // NC2 on the features: nc2 of Mc (rows mu_k - mu_G); nullopt when all mu_k are equal.
 // Throws when some mu_k is undefined.
-inline std::optional<double> nc2_features(const class_means& cm) {
-    const auto Mc = detail::significant_centered_label_means(cm);
+template <class Real = double>
+std::optional<double> nc2_features(const class_means& cm) {
+    const auto Mc = detail::significant_centered_label_means<Real>(cm);
     if (!Mc) return std::nullopt;
-    const Eigen::MatrixXd X = detail::scaled_copy(*Mc);
+    const matrix<Real> X = detail::scaled_copy(*Mc);
     return detail::etf_gram_deviation_if_defined(X * X.transpose());
 }
 
@@ -381,7 +456,10 @@ enum class nc_m_origin { global_mean, zero };
 // where every angle is 0 (the mean angle is below 16 sqrt(eps) ~ 2.4e-7 rad, about ten times the
 // resolution of an arccos of a rounded cosine). Throws when some mu_k is undefined.
 // Cost O(|F_m| K d + |F_m|^2 m): the cross inner products come from Mc^T U, not from U^T V.
-inline metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean) {
+template <class Real = double>
+metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean) {
+    using mat = matrix<Real>;
+    using vec = vector<Real>;
     cm.require_label_means();
     metric_by_multiplicity out;
     const auto ranges = cm.groups_by_multiplicity();
@@ -389,18 +467,18 @@ inline metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = n
 
     const double scale = cm.means.cwiseAbs().maxCoeff();
     const double inv_scale = scale > 0 ? 1.0 / scale : 1.0;
-    const Eigen::MatrixXd mu = cm.label_means() * inv_scale;  // d x K
-    const Eigen::VectorXd o =
-        origin == nc_m_origin::global_mean ? Eigen::VectorXd(mu.rowwise().mean()) : Eigen::VectorXd::Zero(cm.dim());
-    const Eigen::MatrixXd Cm = mu.colwise() - o;  // column k: mu_k - o
+    const mat mu = cm.label_means<Real>() * inv_scale;  // d x K
+    const vec o =
+        origin == nc_m_origin::global_mean ? vec(mu.rowwise().mean()) : vec::Zero(cm.dim());
+    const mat Cm = mu.colwise() - o;  // column k: mu_k - o
     const index_t K = cm.num_labels();
 
     for (const auto& [m, r] : ranges) {
         if (m < 2) continue;
         const index_t F = r.size();
-        const Eigen::MatrixXd Mu = cm.means.middleCols(r.begin, F) * inv_scale;
-        const Eigen::MatrixXd U = Mu.colwise() - o;
-        Eigen::MatrixXd V = Eigen::MatrixXd::Zero(cm.dim(), F);
+        const mat Mu = cm.means.middleCols(r.begin, F) * inv_scale;
+        const mat U = Mu.colwise() - o;
+        mat V = mat::Zero(cm.dim(), F);
         bool zero_vector = false;
         for (index_t t = 0; t < F; ++t) {
             double terms = 0.0;
@@ -415,9 +493,9 @@ inline metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = n
             out[m] = std::nullopt;
             continue;
         }
-        const Eigen::VectorXd nu = U.colwise().norm().transpose();
-        const Eigen::VectorXd nv = V.colwise().norm().transpose();
-        const Eigen::MatrixXd CU = Cm.transpose() * U;  // K x F: column s holds c_k . u_S
+        const vec nu = U.colwise().norm().transpose();
+        const vec nv = V.colwise().norm().transpose();
+        const mat CU = Cm.transpose() * U;  // K x F: column s holds c_k . u_S
         double matched = 0.0, all = 0.0;
         for (index_t s = 0; s < F; ++s) {
             const double same = detail::unit_angle(U.col(s) / nu(s), V.col(s) / nv(s));

@@ -354,8 +354,10 @@ inline double reduced_objective(index_t K, const multiplicity_counts& n, const p
 // n_m >= 0, entries with n_m = 0 ignored, at least one n_m > 0) and the penalties (lambda_w,
 // lambda_h > 0; lambda_b >= 0 only matters through b* = 0). Bad input throws mlnc::error; a budget
 // that runs out gives status no_convergence.
-inline optimum_result global_optimum(index_t K, const multiplicity_counts& n, const penalties& lambdas,
-                                     const optimum_options& opt = {}) {
+template <class Real = double>  // a template only so that it is compiled where it is used
+optimum_result global_optimum(index_t K, const multiplicity_counts& n, const penalties& lambdas,
+                              const optimum_options& opt = {}) {
+    static_assert(std::is_same_v<Real, double>, "mlnc: the closed form is computed in double");
     const detail::optimum_problem p = detail::make_optimum_problem(K, n, lambdas);
     detail::check_optimum_options(opt);
     optimum_result r = detail::begin_result(p);
@@ -487,8 +489,10 @@ inline optimum_result global_optimum(index_t K, const multiplicity_counts& n, co
 // evaluation solves the first for every c_{1,m} by Boost's safeguarded Newton iteration. Outputs are
 // formed from (c_{1,m}, rho) by the paper's formulas, independently of route 1. Near the collapse
 // threshold (Delta -> 0) this route loses accuracy: Delta = log((K-m) c / m) is a difference there.
-inline optimum_result optimum_by_system44(index_t K, const multiplicity_counts& n, const penalties& lambdas,
-                                          const optimum_options& opt = {}) {
+template <class Real = double>  // a template only so that Boost's solvers are compiled where used
+optimum_result optimum_by_system44(index_t K, const multiplicity_counts& n, const penalties& lambdas,
+                                   const optimum_options& opt = {}) {
+    static_assert(std::is_same_v<Real, double>, "mlnc: the closed form is computed in double");
     const detail::optimum_problem p = detail::make_optimum_problem(K, n, lambdas);
     detail::check_optimum_options(opt);
     optimum_result r = detail::begin_result(p);
@@ -606,19 +610,20 @@ inline optimum_result optimum_by_system44(index_t K, const multiplicity_counts& 
 
 // The optimiser (W*, H*, b*) for the sample list S: W* the simplex ETF with row norm w_norm (K x d,
 // d >= K-1, optionally rotated by a seeded Haar-random orthogonal matrix), h_i = C_m sum_{k in S_i} w_k,
-// b* = 0. S should hold n_m samples of every m-subset (res.sample_labels()) for the result to be the
+// b* = 0, in the scalar T (default double). S should hold n_m samples of every m-subset (res.sample_labels()) for the result to be the
 // optimum of f on S; every multiplicity in S must be one of res.multiplicities().
-inline ufm_point<double> optimum_point(const optimum_result& res, const label_sets& S, index_t d,
-                                       std::optional<std::uint64_t> rotation_seed = std::nullopt) {
+template <class T = double>
+ufm_point<T> optimum_point(const optimum_result& res, const label_sets& S, index_t d,
+                           std::optional<std::uint64_t> rotation_seed = std::nullopt) {
     detail::require(res.converged(), "optimum_point: result", "the closed-form solver did not converge");
     detail::require(S.num_labels() == res.K(), "optimum_point: labels",
                     "K = " + std::to_string(S.num_labels()) + " differs from the result's K = " + std::to_string(res.K()));
     detail::require(!S.empty(), "optimum_point: labels", "no samples");
     const per_multiplicity<double>& C = res->C;
-    ufm_point<double> pt;
-    pt.W = simplex_etf<double>(res.K(), d, res->w_norm, rotation_seed);
+    ufm_point<T> pt;
+    pt.W = simplex_etf<T>(res.K(), d, static_cast<T>(res->w_norm), rotation_seed);
     pt.H.resize(d, S.size());
-    pt.b = vector<double>::Zero(res.K());
+    pt.b = vector<T>::Zero(res.K());
     for (index_t i = 0; i < S.size(); ++i) {
         const index_t m = S.multiplicity(i);
         detail::require(C.contains(m), "optimum_point: labels",
@@ -627,7 +632,7 @@ inline ufm_point<double> optimum_point(const optimum_result& res, const label_se
         auto h = pt.H.col(i);
         h.setZero();
         for (label_t k : S[i]) h += pt.W.row(k).transpose();
-        h *= C.at(m);
+        h *= static_cast<T>(C.at(m));
     }
     return pt;
 }

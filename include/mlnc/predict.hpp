@@ -476,13 +476,18 @@ struct ova_label_fit {
 namespace detail {
 
 // f_k and its gradient in LBFGSpp's f(x, grad) form; x = (w, b). Keeps the best point evaluated,
-// which is what a failed line search falls back to.
+// which is what a failed line search falls back to. (A template, Real = double, so that it is
+// compiled only where the OvA baseline is used.)
+template <class Real = double>
 class logistic_problem {
+    using mat = matrix<Real>;
+    using vec = vector<Real>;
+
 public:
-    logistic_problem(const Eigen::MatrixXd& H, Eigen::VectorXd y, double l2)
+    logistic_problem(const mat& H, vec y, double l2)
         : h_(H), y_(std::move(y)), l2_(l2), z_(H.cols()), r_(H.cols()) {}
 
-    double operator()(const Eigen::VectorXd& x, Eigen::VectorXd& grad) {
+    double operator()(const vec& x, vec& grad) {
         const index_t d = h_.rows();
         const double n = static_cast<double>(h_.cols());
         z_.noalias() = h_.transpose() * x.head(d);
@@ -513,16 +518,16 @@ public:
     double best_f() const noexcept { return best_f_; }
     double best_loss() const noexcept { return best_loss_; }
     double best_gradient_norm() const noexcept { return best_gnorm_; }
-    const Eigen::VectorXd& best_x() const noexcept { return best_x_; }
+    const vec& best_x() const noexcept { return best_x_; }
 
 private:
-    const Eigen::MatrixXd& h_;
-    Eigen::VectorXd y_;
+    const mat& h_;
+    vec y_;
     double l2_;
-    Eigen::VectorXd z_, r_;
+    vec z_, r_;
     double best_f_ = std::numeric_limits<double>::infinity();
     double best_loss_ = 0, best_gnorm_ = 0;
-    Eigen::VectorXd best_x_;
+    vec best_x_;
 };
 
 inline void check_ova_options(const ova_options& o) {
@@ -580,7 +585,7 @@ public:
                 const auto s = S_train[i];
                 if (std::binary_search(s.begin(), s.end(), static_cast<label_t>(k))) y(i) = 1.0;
             }
-            detail::logistic_problem f(H, y, options.l2);
+            detail::logistic_problem<> f(H, y, options.l2);
             Eigen::VectorXd x = Eigen::VectorXd::Zero(d + 1);
             double fx = 0;
             ova_label_fit& fit = fits_[static_cast<std::size_t>(k)];

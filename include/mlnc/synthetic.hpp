@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mlnc {
@@ -63,7 +64,9 @@ struct synthetic_data {
     per_multiplicity<double> C;  // C_m for the m with n_m > 0
 };
 
-inline synthetic_data make_synthetic(const synthetic_options& o) {
+template <class Real = double>  // a template only so that it is compiled where it is used
+synthetic_data make_synthetic(const synthetic_options& o) {
+    static_assert(std::is_same_v<Real, double>, "mlnc: synthetic data are generated in double");
     const index_t K = o.K;
     detail::require(K >= 2, "K", "must be at least 2, got " + std::to_string(K));
     const index_t d = o.d == 0 ? K : o.d;

@@ -186,6 +186,7 @@ public:
         : obj_(std::move(objective)), opt_(o), observer_(std::move(obs)), start_(std::chrono::steady_clock::now()) {}
 
     Eigen::Index size() const noexcept { return obj_.size(); }
+    ufm_line_search line_search() const noexcept { return opt_.line_search; }
 
     Eigen::Map<const matrix<T>> W(const vec& x) const { return obj_.W(x); }
     Eigen::Map<const matrix<T>> H(const vec& x) const { return obj_.H(x); }
@@ -345,39 +346,47 @@ public:
     }
 };
 
-// Wraps any LBFGSpp-compatible line search: every accepted step is reported to the problem (the
-// per-iteration hook LBFGSSolver lacks), and a failed search puts the last accepted iterate back
-// into x before signalling the failure.
-template <template <class> class Inner>
+// The line search of every L-BFGS run: the kind chosen in ufm_options (read from the problem at
+// run time, so that one LBFGSSolver is compiled for all four), wrapped so that every accepted
+// step is reported to the problem (the per-iteration hook LBFGSSolver lacks), and a failed search
+// puts the last accepted iterate back into x before signalling the failure.
+template <class Scalar>
 struct hooked_line_search {
-    template <class Scalar>
-    struct type {
-        using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-        template <class Foo>
-        static void LineSearch(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt,
-                               const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
-            const Scalar f0 = fx;
-            bool ok = false;
-            try {
-                Inner<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
-                // LBFGSpp 0.1.0's Nocedal-Wright search returns its last trial, whatever it is,
-                // when it runs out of evaluations: never accept a step that raises f.
-                const Scalar slack = Scalar(16) * std::numeric_limits<Scalar>::epsilon() *
-                                     std::max(Scalar(1), std::abs(f0));
-                ok = std::isfinite(fx) && fx <= f0 + slack && grad.allFinite();
-            } catch (const line_search_failure&) {
-            } catch (const std::runtime_error&) {
-                // LBFGSpp's own line searches report their failures so. Exceptions from the
-                // objective cannot arrive here: its fence turns them into solver_aborted.
-            } catch (const std::logic_error&) {
+    using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+    template <class Foo>
+    static void LineSearch(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt,
+                           const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
+        const Scalar f0 = fx;
+        bool ok = false;
+        try {
+            switch (f.line_search()) {
+                case ufm_line_search::approximate_wolfe:
+                    approximate_wolfe_line_search<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                    break;
+                case ufm_line_search::backtracking_armijo:  // param.linesearch says which test
+                case ufm_line_search::backtracking_strong_wolfe:
+                    LBFGSpp::LineSearchBacktracking<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                    break;
+                case ufm_line_search::nocedal_wright:
+                    LBFGSpp::LineSearchNocedalWright<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                    break;
             }
-            if (!ok) {
-                x = xp;
-                throw ufm_search_failed{};
-            }
-            f.on_iteration(x, fx, grad);
+            // LBFGSpp 0.1.0's Nocedal-Wright search returns its last trial, whatever it is,
+            // when it runs out of evaluations: never accept a step that raises f.
+            const Scalar slack = Scalar(16) * std::numeric_limits<Scalar>::epsilon() * std::max(Scalar(1), std::abs(f0));
+            ok = std::isfinite(fx) && fx <= f0 + slack && grad.allFinite();
+        } catch (const line_search_failure&) {
+        } catch (const std::runtime_error&) {
+            // LBFGSpp's own line searches report their failures so. Exceptions from the
+            // objective cannot arrive here: its fence turns them into solver_aborted.
+        } catch (const std::logic_error&) {
         }
-    };
+        if (!ok) {
+            x = xp;
+            throw ufm_search_failed{};
+        }
+        f.on_iteration(x, fx, grad);
+    }
 };
 
 // L-BFGS: LBFGSSolver runs with its own stopping tests disabled (epsilon = 0, no max_iterations);
@@ -385,20 +394,21 @@ struct hooked_line_search {
 // last accepted iterate with an empty memory (a steepest-descent step): a stale curvature pair is
 // the usual cause far from the solution. The run ends (line_search_failed) when a failure comes
 // before the objective has decreased by more than 16 roundoffs since the last (re)start.
-template <class T, class B, template <class> class LS>
-ufm_status run_lbfgs(ufm_problem<T, B>& problem, vector<T>& x, const ufm_options& o, int linesearch_kind,
-                     int& restarts) {
+template <class T, class B>
+ufm_status run_lbfgs(ufm_problem<T, B>& problem, vector<T>& x, const ufm_options& o, int& restarts) {
     LBFGSpp::LBFGSParam<T> param;
     param.m = o.lbfgs_memory;
     param.epsilon = T(0);
     param.epsilon_rel = T(0);
     param.past = 0;
     param.max_iterations = 0;
-    param.linesearch = linesearch_kind;
+    param.linesearch = o.line_search == ufm_line_search::backtracking_armijo
+                           ? LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_ARMIJO
+                           : LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE;
     param.max_linesearch = o.max_line_search;
     param.ftol = static_cast<T>(o.armijo);
     param.wolfe = static_cast<T>(o.wolfe);
-    LBFGSpp::LBFGSSolver<T, hooked_line_search<LS>::template type> solver(param);
+    LBFGSpp::LBFGSSolver<T, hooked_line_search> solver(param);
     for (;;) {
         problem.restarted();
         const double f_start = problem.objective();
@@ -500,28 +510,8 @@ ufm_result<T> run_from_start(ufm_problem<T, B>& problem, vector<T>& x, vector<T>
     }
 
     ufm_status status = ufm_status::line_search_failed;
-    if (options.method == ufm_method::gd) {
-        status = run_gd(problem, x, f0, grad, options);
-    } else {
-        switch (options.line_search) {
-            case ufm_line_search::approximate_wolfe:
-                status = run_lbfgs<T, B, approximate_wolfe_line_search>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
-                break;
-            case ufm_line_search::backtracking_armijo:
-                status = run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_ARMIJO, restarts);
-                break;
-            case ufm_line_search::backtracking_strong_wolfe:
-                status = run_lbfgs<T, B, LBFGSpp::LineSearchBacktracking>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
-                break;
-            case ufm_line_search::nocedal_wright:
-                status = run_lbfgs<T, B, LBFGSpp::LineSearchNocedalWright>(
-                    problem, x, options, LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE, restarts);
-                break;
-        }
-    }
+    if (options.method == ufm_method::gd) status = run_gd(problem, x, f0, grad, options);
+    else status = run_lbfgs(problem, x, options, restarts);
     return unpack(problem, x, status, restarts);
 }
 
