@@ -16,3 +16,11 @@
 #if !defined(MLNC_WITH_CUDA)
 #define MLNC_WITH_CUDA 0
 #endif
+
+// MLNC_PRECOMPILED is defined (to 1) for programs linked to mlnc::precompiled, the optional static
+// library that holds the float and double CPU instances of the heavy templates (the trainer, the
+// objective, the metrics, the closed form, the ETF, the synthetic data; docs/api.md): the headers
+// then declare those instances extern template, and research code compiles several times faster.
+#if !defined(MLNC_PRECOMPILED)
+#define MLNC_PRECOMPILED 0
+#endif

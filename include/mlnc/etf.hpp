@@ -108,3 +108,17 @@ double etf_deviation(const Eigen::MatrixBase<D>& W) {
 }
 
 }  // namespace mlnc
+
+// mlnc::precompiled: these instances are compiled once, into the library, and only declared here.
+#if MLNC_PRECOMPILED
+#if defined(MLNC_INSTANTIATE_ETF)
+#define MLNC_INSTANCE template
+#else
+#define MLNC_INSTANCE extern template
+#endif
+namespace mlnc {
+MLNC_INSTANCE matrix<float> simplex_etf<float>(index_t, index_t, float, std::optional<std::uint64_t>);
+MLNC_INSTANCE matrix<double> simplex_etf<double>(index_t, index_t, double, std::optional<std::uint64_t>);
+}  // namespace mlnc
+#undef MLNC_INSTANCE
+#endif

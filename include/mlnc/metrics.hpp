@@ -570,3 +570,19 @@ nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& 
 }
 
 }  // namespace mlnc
+
+// mlnc::precompiled: these instances are compiled once, into the library, and only declared here.
+#if MLNC_PRECOMPILED
+#if defined(MLNC_INSTANTIATE_METRICS)
+#define MLNC_INSTANCE template
+#else
+#define MLNC_INSTANCE extern template
+#endif
+namespace mlnc::detail {
+MLNC_INSTANCE class_means class_means_of(const const_view<float>&, const label_sets&);
+MLNC_INSTANCE class_means class_means_of(const const_view<double>&, const label_sets&);
+MLNC_INSTANCE nc_metrics nc_metrics_from_means(const const_view<float>&, const class_means&);
+MLNC_INSTANCE nc_metrics nc_metrics_from_means(const const_view<double>&, const class_means&);
+}  // namespace mlnc::detail
+#undef MLNC_INSTANCE
+#endif

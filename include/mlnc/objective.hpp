@@ -73,10 +73,34 @@ constexpr void check_gradient_output() {
     }
 }
 
-template <class O>
-void fill_nan(O& out) {
-    if constexpr (!is_skip<O>) out.setConstant(std::numeric_limits<typename std::decay_t<O>::Scalar>::quiet_NaN());
-}
+// A gradient output as the objective's one Ref type R: skip is a null pointer; an object R can
+// bind to (a column-major matrix, Map or Block; any vector with direct access) is written in
+// place; anything else (a row-major matrix) goes through a temporary copied back by finish().
+// One instantiation of the objective's body then serves every kind of output.
+template <class R, class O>
+class output_binding {
+public:
+    explicit output_binding(O& o) : o_(o) {
+        if constexpr (direct) {
+            ref_.emplace(o);
+        } else if constexpr (!is_skip<O>) {
+            if constexpr (plain::ColsAtCompileTime == 1) tmp_.resize(o.size());
+            else tmp_.resize(o.rows(), o.cols());
+            ref_.emplace(tmp_);
+        }
+    }
+    R* get() { return ref_ ? &*ref_ : nullptr; }
+    void finish() {
+        if constexpr (!direct && !is_skip<O>) o_ = tmp_.reshaped(o_.rows(), o_.cols());
+    }
+
+private:
+    static constexpr bool direct = !is_skip<O> && std::is_constructible_v<R, O&>;
+    using plain = typename R::PlainObject;
+    O& o_;
+    plain tmp_;
+    std::optional<R> ref_;
+};
 
 }  // namespace detail
 
@@ -86,9 +110,17 @@ void fill_nan(O& out) {
 // overflow T are reported in objective_value::status (total = +Inf), not thrown. Gradient outputs
 // are any writable Eigen matrix, Map or Block of the right shape, or mlnc::skip; they must not
 // alias W, H or b.
+// The templates taking Eigen arguments only check shapes and bind them to the Ref types below;
+// the work is done by non-template members, compiled once per (T, B) (and precompiled with
+// mlnc::precompiled, see docs/api.md).
 template <class T = double, class B = cpu>
 class pal_objective {
 public:
+    using in_matrix = Eigen::Ref<const matrix<T>, 0, Eigen::OuterStride<>>;
+    using in_vector = Eigen::Ref<const vector<T>, 0, Eigen::InnerStride<>>;
+    using out_matrix = Eigen::Ref<matrix<T>, 0, Eigen::OuterStride<>>;
+    using out_vector = Eigen::Ref<vector<T>, 0, Eigen::InnerStride<>>;
+
     pal_objective(B be, label_sets S, penalties lambdas, pal_variant v = pal_variant::pal)
         : be_(be), s_(std::move(S)), lam_(lambdas), v_(v) {
         detail::check_pal_backend<B, T>();
@@ -125,10 +157,7 @@ public:
     template <class DW, class DH, class Db, class GW, class GH, class Gb>
     objective_value<T> evaluate(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
                                 const Eigen::MatrixBase<Db>& b, GW&& dW, GH&& dH, Gb&& db) {
-        objective_value<T> v = data_term(s_, W, H, b, dW, dH, db);
-        if (!v.ok()) return v;
-        add_penalty(v, W, H, b, dW, dH, db);
-        return v;
+        return bind(W, H, b, dW, dH, db, [this](const auto&... a) { return evaluate_refs(a...); });
     }
 
     // The data term of the samples in `batch`, (1/N) sum_{i in batch} L(W h_i + b, S_i) with N the
@@ -140,12 +169,8 @@ public:
     objective_value<T> evaluate_batch(const sample_subset& batch, const Eigen::MatrixBase<DW>& W,
                                       const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b, GW&& dW = skip_t{},
                                       GH&& dH = skip_t{}, Gb&& db = skip_t{}) {
-        if (batch.num_labels() != num_labels() || batch.total_samples() != num_samples())
-            throw error("batch: a subset of " + std::to_string(batch.total_samples()) + " samples over " +
-                        std::to_string(batch.num_labels()) + " labels, but the objective has " +
-                        std::to_string(num_samples()) + " samples over " + std::to_string(num_labels()));
-        if (batch.empty()) throw error("batch: no samples");
-        return data_term(batch, W, H, b, dW, dH, db);
+        check_batch(batch);
+        return bind(W, H, b, dW, dH, db, [this, &batch](const auto&... a) { return data_term(batch, a...); });
     }
 
     // The penalty lW ||W||^2 + lH ||H||^2 + lb ||b||^2 alone (loss = 0), with its gradients 2 l X.
@@ -154,113 +179,56 @@ public:
     objective_value<T> penalty(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
                                const Eigen::MatrixBase<Db>& b, GW&& dW = skip_t{}, GH&& dH = skip_t{},
                                Gb&& db = skip_t{}) const {
-        detail::check_gradient_output<GW, T>();
-        detail::check_gradient_output<GH, T>();
-        detail::check_gradient_output<Gb, T>();
-        check_parameters(W, H, b, H.cols());
-        check_outputs(W, H, b, dW, dH, db);
-        if constexpr (!detail::is_skip<GW>) dW.setZero();
-        if constexpr (!detail::is_skip<GH>) dH.setZero();
-        if constexpr (!detail::is_skip<Gb>) db.setZero();
-        objective_value<T> v;
-        add_penalty(v, W, H, b, dW, dH, db);
-        return v;
+        return bind(W, H, b, dW, dH, db, [this](const auto&... a) { return penalty_refs(a...); });
     }
+
+    // The same on the Ref types (what the templates above call).
+    objective_value<T> evaluate_refs(const in_matrix& W, const in_matrix& H, const in_vector& b, out_matrix* dW,
+                                     out_matrix* dH, out_vector* db);
+    objective_value<T> data_term(const sample_subset& batch, const in_matrix& W, const in_matrix& H,
+                                 const in_vector& b, out_matrix* dW, out_matrix* dH, out_vector* db);
+    objective_value<T> penalty_refs(const in_matrix& W, const in_matrix& H, const in_vector& b, out_matrix* dW,
+                                    out_matrix* dH, out_vector* db) const;
 
 private:
-    template <class L, class DW, class DH, class Db, class GW, class GH, class Gb>
-    objective_value<T> data_term(const L& S, const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
-                                 const Eigen::MatrixBase<Db>& b, GW& dW, GH& dH, Gb& db) {
-        detail::check_gradient_output<GW, T>();
-        detail::check_gradient_output<GH, T>();
-        detail::check_gradient_output<Gb, T>();
-        const index_t n = S.size();
-        check_parameters(W, H, b, n);
-        check_outputs(W, H, b, dW, dH, db);
-        constexpr bool any_gradient = !detail::is_skip<GW> || !detail::is_skip<GH> || !detail::is_skip<Gb>;
-        auto Z = logits(W, H, b, n);
-        const double inv_n = 1.0 / static_cast<double>(num_samples());
-        const auto r = detail::pal_dispatch(be_, detail::view_of(Z), S, v_, static_cast<T*>(nullptr),
-                                            any_gradient ? detail::mutable_view_of(Z) : strided_view<T>{}, inv_n);
-        objective_value<T> v;
-        if (!r.finite()) {
-            constexpr T inf = std::numeric_limits<T>::infinity();
-            detail::fill_nan(dW);
-            detail::fill_nan(dH);
-            detail::fill_nan(db);
-            v.loss = v.total = inf;
-            v.status = objective_status::overflow;
-            v.overflow_row = r.bad_row;
-            v.overflow_col = r.bad_col;
-            return v;
-        }
-        const auto& G = Z;
-        if constexpr (!detail::is_skip<GW>) dW.noalias() = G * H.transpose();
-        if constexpr (!detail::is_skip<GH>) dH.noalias() = W.transpose() * G;
-        if constexpr (!detail::is_skip<Gb>) db = G.rowwise().sum().reshaped(db.rows(), db.cols());
-        v.loss = v.total = static_cast<T>(r.sum * inv_n);
-        return v;
-    }
-
-    // Adds the penalty to v and its gradient to the non-skipped outputs. Summed in double.
-    template <class DW, class DH, class Db, class GW, class GH, class Gb>
-    void add_penalty(objective_value<T>& v, const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
-                     const Eigen::MatrixBase<Db>& b, GW& dW, GH& dH, Gb& db) const {
-        const double pen = lam_.lambda_w * W.template cast<double>().squaredNorm() +
-                           lam_.lambda_h * H.template cast<double>().squaredNorm() +
-                           lam_.lambda_b * b.template cast<double>().squaredNorm();
-        v.penalty = static_cast<T>(pen);
-        v.total = static_cast<T>(static_cast<double>(v.loss) + pen);
-        if constexpr (!detail::is_skip<GW>) dW += T(2 * lam_.lambda_w) * W;
-        if constexpr (!detail::is_skip<GH>) dH += T(2 * lam_.lambda_h) * H;
-        if constexpr (!detail::is_skip<Gb>) db += T(2 * lam_.lambda_b) * b.reshaped(db.rows(), db.cols());
-    }
-
-    template <class DW, class DH, class Db>
-    void check_parameters(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
-                          const Eigen::MatrixBase<Db>& b, index_t n) const {
+    // Checks the shapes the Ref types cannot hold (a vector b, db), binds every argument and calls
+    // f(W, H, b, dW*, dH*, db*); outputs that needed a temporary are written back afterwards.
+    template <class DW, class DH, class Db, class GW, class GH, class Gb, class F>
+    static objective_value<T> bind(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                                   const Eigen::MatrixBase<Db>& b, GW& dW, GH& dH, Gb& db, F&& f) {
         static_assert(std::is_same_v<typename DW::Scalar, T> && std::is_same_v<typename DH::Scalar, T> &&
                           std::is_same_v<typename Db::Scalar, T>,
                       "mlnc: W, H and b must have the objective's scalar type");
-        const index_t K = num_labels();
-        if (W.rows() != K)
-            throw error("W: expected " + std::to_string(K) + " rows (one per label), got " + std::to_string(W.rows()));
-        detail::check_shape(H, W.cols(), n, "H", "d x n, d = columns of W, n = number of samples");
-        if (b.size() != K || (b.rows() != 1 && b.cols() != 1))
-            throw error("b: expected a vector of " + std::to_string(K) + " entries, got " + std::to_string(b.rows()) +
-                        " x " + std::to_string(b.cols()));
-        detail::check_finite(W, "W");
-        detail::check_finite(H, "H");
-        detail::check_finite(b, "b");
+        detail::check_gradient_output<GW, T>();
+        detail::check_gradient_output<GH, T>();
+        detail::check_gradient_output<Gb, T>();
+        check_vector(b, W.rows(), "b", "W.rows()");
+        if constexpr (!detail::is_skip<Gb>) check_vector(db, W.rows(), "db", "W.rows()");
+        detail::output_binding<out_matrix, std::remove_reference_t<GW>> gw(dW);
+        detail::output_binding<out_matrix, std::remove_reference_t<GH>> gh(dH);
+        detail::output_binding<out_vector, std::remove_reference_t<Gb>> gb(db);
+        const objective_value<T> v = f(in_matrix(W), in_matrix(H), in_vector(b), gw.get(), gh.get(), gb.get());
+        gw.finish();
+        gh.finish();
+        gb.finish();
+        return v;
+    }
+    template <class D>
+    static void check_vector(const Eigen::MatrixBase<D>& x, index_t n, const char* name, const char* what) {
+        if (x.size() != n || (x.rows() != 1 && x.cols() != 1))
+            throw error(std::string(name) + ": expected a vector of " + std::to_string(n) + " entries (" + what +
+                        "), got " + std::to_string(x.rows()) + " x " + std::to_string(x.cols()));
     }
 
-    template <class DW, class DH, class Db, class GW, class GH, class Gb>
-    static void check_outputs(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
-                              const Eigen::MatrixBase<Db>& b, const GW& dW, const GH& dH, const Gb& db) {
-        if constexpr (!detail::is_skip<GW>) detail::check_shape(dW, W.rows(), W.cols(), "dW", "same shape as W");
-        if constexpr (!detail::is_skip<GH>) detail::check_shape(dH, H.rows(), H.cols(), "dH", "same shape as H");
-        if constexpr (!detail::is_skip<Gb>) {
-            if (db.size() != b.size() || (db.rows() != 1 && db.cols() != 1))
-                throw error("db: expected a vector of " + std::to_string(b.size()) + " entries, got " +
-                            std::to_string(db.rows()) + " x " + std::to_string(db.cols()));
-        }
-    }
-
-    // Z = W H + b 1^T in the workspace, which grows to the largest n seen and is reused.
-    template <class DW, class DH, class Db>
-    Eigen::Map<matrix<T>> logits(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
-                                 const Eigen::MatrixBase<Db>& b, index_t n) {
-        const index_t K = num_labels();
-        if (z_.size() < K * n) {
-            detail::require_memory(static_cast<double>(K) * static_cast<double>(n) * sizeof(T), "logits",
-                                   "the K x n logits workspace, K = " + std::to_string(K) + ", n = " + std::to_string(n));
-            z_.resize(K * n);
-        }
-        Eigen::Map<matrix<T>> Z(z_.data(), K, n);
-        Z.noalias() = W * H;
-        Z.colwise() += b.derived().reshaped();
-        return Z;
-    }
+    void check_batch(const sample_subset& batch) const;
+    template <class L>
+    objective_value<T> data_term_of(const L& S, const in_matrix& W, const in_matrix& H, const in_vector& b,
+                                    out_matrix* dW, out_matrix* dH, out_vector* db);
+    void add_penalty(objective_value<T>& v, const in_matrix& W, const in_matrix& H, const in_vector& b,
+                     out_matrix* dW, out_matrix* dH, out_vector* db) const;
+    void check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n) const;
+    static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH);
+    Eigen::Map<matrix<T>> logits(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n);
 
     B be_;
     label_sets s_;
@@ -268,6 +236,129 @@ private:
     pal_variant v_;
     vector<T> z_;
 };
+
+// The members that do the work: not inline, so that mlnc::precompiled's instances are used.
+template <class T, class B>
+objective_value<T> pal_objective<T, B>::evaluate_refs(const in_matrix& W, const in_matrix& H, const in_vector& b,
+                                                       out_matrix* dW, out_matrix* dH, out_vector* db) {
+    objective_value<T> v = data_term_of(s_, W, H, b, dW, dH, db);
+    if (v.ok()) add_penalty(v, W, H, b, dW, dH, db);
+    return v;
+}
+
+template <class T, class B>
+objective_value<T> pal_objective<T, B>::data_term(const sample_subset& batch, const in_matrix& W, const in_matrix& H,
+                                                   const in_vector& b, out_matrix* dW, out_matrix* dH, out_vector* db) {
+    check_batch(batch);
+    return data_term_of(batch, W, H, b, dW, dH, db);
+}
+
+template <class T, class B>
+objective_value<T> pal_objective<T, B>::penalty_refs(const in_matrix& W, const in_matrix& H, const in_vector& b,
+                                                      out_matrix* dW, out_matrix* dH, out_vector* db) const {
+    check_parameters(W, H, b, H.cols());
+    check_outputs(W, H, dW, dH);
+    if (dW) dW->setZero();
+    if (dH) dH->setZero();
+    if (db) db->setZero();
+    objective_value<T> v;
+    add_penalty(v, W, H, b, dW, dH, db);
+    return v;
+}
+
+template <class T, class B>
+void pal_objective<T, B>::check_batch(const sample_subset& batch) const {
+    if (batch.num_labels() != num_labels() || batch.total_samples() != num_samples())
+        throw error("batch: a subset of " + std::to_string(batch.total_samples()) + " samples over " +
+                    std::to_string(batch.num_labels()) + " labels, but the objective has " +
+                    std::to_string(num_samples()) + " samples over " + std::to_string(num_labels()));
+    if (batch.empty()) throw error("batch: no samples");
+}
+
+template <class T, class B>
+template <class L>
+objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix& W, const in_matrix& H,
+                                                      const in_vector& b, out_matrix* dW, out_matrix* dH,
+                                                      out_vector* db) {
+    const index_t n = S.size();
+    check_parameters(W, H, b, n);
+    check_outputs(W, H, dW, dH);
+    const bool any_gradient = dW || dH || db;
+    auto Z = logits(W, H, b, n);
+    const double inv_n = 1.0 / static_cast<double>(num_samples());
+    const auto r = detail::pal_dispatch(be_, detail::view_of(Z), S, v_, static_cast<T*>(nullptr),
+                                        any_gradient ? detail::mutable_view_of(Z) : strided_view<T>{}, inv_n);
+    objective_value<T> v;
+    if (!r.finite()) {
+        constexpr T inf = std::numeric_limits<T>::infinity();
+        constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+        if (dW) dW->setConstant(nan);
+        if (dH) dH->setConstant(nan);
+        if (db) db->setConstant(nan);
+        v.loss = v.total = inf;
+        v.status = objective_status::overflow;
+        v.overflow_row = r.bad_row;
+        v.overflow_col = r.bad_col;
+        return v;
+    }
+    const auto& G = Z;
+    if (dW) dW->noalias() = G * H.transpose();
+    if (dH) dH->noalias() = W.transpose() * G;
+    if (db) *db = G.rowwise().sum();
+    v.loss = v.total = static_cast<T>(r.sum * inv_n);
+    return v;
+}
+
+// Adds the penalty to v and its gradient to the outputs given. Summed in double.
+template <class T, class B>
+void pal_objective<T, B>::add_penalty(objective_value<T>& v, const in_matrix& W, const in_matrix& H,
+                                      const in_vector& b, out_matrix* dW, out_matrix* dH, out_vector* db) const {
+    const double pen = lam_.lambda_w * W.template cast<double>().squaredNorm() +
+                       lam_.lambda_h * H.template cast<double>().squaredNorm() +
+                       lam_.lambda_b * b.template cast<double>().squaredNorm();
+    v.penalty = static_cast<T>(pen);
+    v.total = static_cast<T>(static_cast<double>(v.loss) + pen);
+    if (dW) *dW += T(2 * lam_.lambda_w) * W;
+    if (dH) *dH += T(2 * lam_.lambda_h) * H;
+    if (db) *db += T(2 * lam_.lambda_b) * b;
+}
+
+template <class T, class B>
+void pal_objective<T, B>::check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b,
+                                           index_t n) const {
+    const index_t K = num_labels();
+    if (W.rows() != K)
+        throw error("W: expected " + std::to_string(K) + " rows (one per label), got " + std::to_string(W.rows()));
+    detail::check_shape(H, W.cols(), n, "H", "d x n, d = columns of W, n = number of samples");
+    detail::require(b.size() == K, "b", "expected a vector of " + std::to_string(K) + " entries, got " +
+                                            std::to_string(b.size()));
+    detail::check_finite(W, "W");
+    detail::check_finite(H, "H");
+    detail::check_finite(b, "b");
+}
+
+template <class T, class B>
+void pal_objective<T, B>::check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW,
+                                        const out_matrix* dH) {
+    if (dW) detail::check_shape(*dW, W.rows(), W.cols(), "dW", "same shape as W");
+    if (dH) detail::check_shape(*dH, H.rows(), H.cols(), "dH", "same shape as H");
+}
+
+// Z = W H + b 1^T in the workspace, which grows to the largest n seen and is reused.
+template <class T, class B>
+Eigen::Map<matrix<T>> pal_objective<T, B>::logits(const in_matrix& W, const in_matrix& H, const in_vector& b,
+                                                  index_t n) {
+    const index_t K = num_labels();
+    if (z_.size() < K * n) {
+        detail::require_memory(static_cast<double>(K) * static_cast<double>(n) * sizeof(T), "logits",
+                               "the K x n logits workspace, K = " + std::to_string(K) + ", n = " + std::to_string(n));
+        z_.resize(K * n);
+    }
+    Eigen::Map<matrix<T>> Z(z_.data(), K, n);
+    Z.noalias() = W * H;
+    Z.colwise() += b;
+    return Z;
+}
 
 template <backend B>
 pal_objective(B, label_sets, penalties, pal_variant = pal_variant::pal) -> pal_objective<double, B>;
@@ -555,3 +646,26 @@ template <class T>
 ufm_objective(label_sets, matrix<T>, penalties, pal_variant = pal_variant::pal) -> ufm_objective<T, cpu>;
 
 }  // namespace mlnc
+
+// mlnc::precompiled: these instances are compiled once, into the library, and only declared here.
+#if MLNC_PRECOMPILED
+#if defined(MLNC_INSTANTIATE_OBJECTIVE)
+#define MLNC_INSTANCE template
+#else
+#define MLNC_INSTANCE extern template
+#endif
+namespace mlnc {
+#define MLNC_PAL_OBJECTIVE_INSTANCES(T)                                                                       \
+    MLNC_INSTANCE class pal_objective<T, cpu>;                                                                \
+    MLNC_INSTANCE objective_value<T> pal_objective<T, cpu>::data_term_of(                                     \
+        const label_sets&, const in_matrix&, const in_matrix&, const in_vector&, out_matrix*, out_matrix*,   \
+        out_vector*);                                                                                         \
+    MLNC_INSTANCE objective_value<T> pal_objective<T, cpu>::data_term_of(                                     \
+        const sample_subset&, const in_matrix&, const in_matrix&, const in_vector&, out_matrix*, out_matrix*, \
+        out_vector*);
+MLNC_PAL_OBJECTIVE_INSTANCES(float)
+MLNC_PAL_OBJECTIVE_INSTANCES(double)
+#undef MLNC_PAL_OBJECTIVE_INSTANCES
+}  // namespace mlnc
+#undef MLNC_INSTANCE
+#endif

@@ -638,3 +638,23 @@ ufm_point<T> optimum_point(const optimum_result& res, const label_sets& S, index
 }
 
 }  // namespace mlnc
+
+// mlnc::precompiled: these instances are compiled once, into the library, and only declared here.
+#if MLNC_PRECOMPILED
+#if defined(MLNC_INSTANTIATE_OPTIMUM)
+#define MLNC_INSTANCE template
+#else
+#define MLNC_INSTANCE extern template
+#endif
+namespace mlnc {
+MLNC_INSTANCE optimum_result global_optimum<double>(index_t, const multiplicity_counts&, const penalties&,
+                                                   const optimum_options&);
+MLNC_INSTANCE optimum_result optimum_by_system44<double>(index_t, const multiplicity_counts&, const penalties&,
+                                                        const optimum_options&);
+MLNC_INSTANCE ufm_point<float> optimum_point<float>(const optimum_result&, const label_sets&, index_t,
+                                                   std::optional<std::uint64_t>);
+MLNC_INSTANCE ufm_point<double> optimum_point<double>(const optimum_result&, const label_sets&, index_t,
+                                                     std::optional<std::uint64_t>);
+}  // namespace mlnc
+#undef MLNC_INSTANCE
+#endif

@@ -117,3 +117,16 @@ synthetic_data make_synthetic(const synthetic_options& o) {
 }
 
 }  // namespace mlnc
+
+// mlnc::precompiled: these instances are compiled once, into the library, and only declared here.
+#if MLNC_PRECOMPILED
+#if defined(MLNC_INSTANTIATE_SYNTHETIC)
+#define MLNC_INSTANCE template
+#else
+#define MLNC_INSTANCE extern template
+#endif
+namespace mlnc {
+MLNC_INSTANCE synthetic_data make_synthetic<double>(const synthetic_options&);
+}  // namespace mlnc
+#undef MLNC_INSTANCE
+#endif

@@ -8,6 +8,7 @@
 //  - penalties: the weights of Problem (4).
 // Nothing here depends on a backend.
 
+#include <mlnc/config.hpp>
 #include <mlnc/error.hpp>
 
 #include <Eigen/Core>
@@ -143,3 +144,27 @@ inline void check_penalties(const penalties& p) {
 }
 
 }  // namespace mlnc
+
+// A program compiled with MLNC_PRECOMPILED=1 (linked to mlnc::precompiled) must be compiled with
+// the library's Eigen alignment: Eigen assumes its matrices are aligned to EIGEN_MAX_ALIGN_BYTES,
+// which depends on the instruction set (16 for SSE2, 32 for AVX, 64 for AVX-512), and matrices
+// allocated on one side are used on the other. The library defines one symbol named after its
+// alignment; every program references the one named after its own, so a mismatch (e.g. a
+// program built with -march=native against a library built without) fails to link, naming both
+// values, instead of crashing at run time.
+#if MLNC_PRECOMPILED
+#define MLNC_ALIGN_SYMBOL_2(n) precompiled_library_has_eigen_max_align_bytes_##n
+#define MLNC_ALIGN_SYMBOL(n) MLNC_ALIGN_SYMBOL_2(n)
+namespace mlnc::detail {
+extern const int MLNC_ALIGN_SYMBOL(EIGEN_MAX_ALIGN_BYTES);
+#if defined(MLNC_INSTANTIATE_TYPES)
+const int MLNC_ALIGN_SYMBOL(EIGEN_MAX_ALIGN_BYTES) = EIGEN_MAX_ALIGN_BYTES;
+#else
+namespace {
+[[gnu::used]] const int* const precompiled_alignment_check = &MLNC_ALIGN_SYMBOL(EIGEN_MAX_ALIGN_BYTES);
+}  // namespace
+#endif
+}  // namespace mlnc::detail
+#undef MLNC_ALIGN_SYMBOL
+#undef MLNC_ALIGN_SYMBOL_2
+#endif

@@ -14,6 +14,7 @@
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/objective.hpp>
+#include <mlnc/types.hpp>
 
 #include <Eigen/Core>
 
@@ -655,3 +656,19 @@ ufm_result<T> train_ufm(const label_sets& S, const penalties& lambdas, const ufm
 }
 
 }  // namespace mlnc
+
+// mlnc::precompiled: these instances are compiled once, into the library, and only declared here.
+#if MLNC_PRECOMPILED
+#if defined(MLNC_INSTANTIATE_UFM)
+#define MLNC_INSTANCE template
+#else
+#define MLNC_INSTANCE extern template
+#endif
+namespace mlnc::detail {
+MLNC_INSTANCE ufm_result<float> run_training(ufm_objective<float, cpu>, vector<float>, const ufm_options&,
+                                             ufm_observer<float>);
+MLNC_INSTANCE ufm_result<double> run_training(ufm_objective<double, cpu>, vector<double>, const ufm_options&,
+                                              ufm_observer<double>);
+}  // namespace mlnc::detail
+#undef MLNC_INSTANCE
+#endif
