@@ -1,6 +1,7 @@
-// Microbenchmarks of the PAL-CE kernels (CPU backend), templated over the scalar type.
-// Every kernel is paired with a memory-copy reference over the same bytes (Copy/K/N) so that
-// the ratio kernel_time / copy_time is comparable across machines; bench/compare.py prints it.
+// Microbenchmarks of the PAL-CE kernels (CPU backend), templated over the scalar type; the last
+// argument of each is the thread count (cpu{threads}). Every kernel is paired with a memory-copy
+// reference over the same bytes on as many threads (Copy/K/N/threads) so that the ratio
+// kernel_time / copy_time is comparable across machines; bench/compare.py prints it.
 
 #include <mlnc/objective.hpp>
 #include <mlnc/pal.hpp>
@@ -9,6 +10,10 @@
 
 #include <cstring>
 #include <random>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace {
 
@@ -37,14 +42,24 @@ void set_counters(benchmark::State& st, mlnc::index_t K, mlnc::index_t N, int pa
     st.counters["N"] = static_cast<double>(N);
 }
 
-// Reference: read and write K x N scalars (what an ideal in-place gradient pass moves).
+// Reference: read and write K x N scalars (what an ideal in-place gradient pass moves), on
+// `threads` threads each copying one contiguous range.
 template <class T>
 void Copy(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1);
+    const int threads = static_cast<int>(st.range(2));
     const mlnc::matrix<T> a = bench_logits<T>(K, N);
-    mlnc::matrix<T> b(K, N);
+    mlnc::matrix<T> b = mlnc::matrix<T>::Zero(K, N);  // touched: no page faults in the timing
+    const auto n = static_cast<std::size_t>(K * N);
     for (auto _ : st) {
-        std::memcpy(b.data(), a.data(), sizeof(T) * static_cast<std::size_t>(K * N));
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+#endif
+        for (int t = 0; t < threads; ++t) {
+            const std::size_t lo = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(threads);
+            const std::size_t hi = n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(threads);
+            std::memcpy(b.data() + lo, a.data() + lo, sizeof(T) * (hi - lo));
+        }
         benchmark::DoNotOptimize(b.data());
         benchmark::ClobberMemory();
     }
@@ -56,7 +71,8 @@ void PalLoss(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1);
     const auto S = bench_labels(K, N);
     const mlnc::matrix<T> Z = bench_logits<T>(K, N);
-    for (auto _ : st) benchmark::DoNotOptimize(mlnc::pal_loss(Z, S));
+    const mlnc::cpu be{static_cast<int>(st.range(2))};
+    for (auto _ : st) benchmark::DoNotOptimize(mlnc::pal_loss(be, Z, S));
     set_counters<T>(st, K, N, 1);
 }
 
@@ -65,9 +81,24 @@ void PalLossGrad(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1);
     const auto S = bench_labels(K, N);
     const mlnc::matrix<T> Z = bench_logits<T>(K, N);
-    mlnc::matrix<T> G(K, N);
+    mlnc::matrix<T> G = mlnc::matrix<T>::Zero(K, N);
+    const mlnc::cpu be{static_cast<int>(st.range(2))};
     for (auto _ : st) {
-        benchmark::DoNotOptimize(mlnc::pal_loss_grad(Z, S, G));
+        benchmark::DoNotOptimize(mlnc::pal_loss_grad(be, Z, S, G));
+        benchmark::ClobberMemory();
+    }
+    set_counters<T>(st, K, N, 2);
+}
+
+// The gradient over the logits (Z read, G written in the same place): what the objective does.
+template <class T>
+void PalLossGradInPlace(benchmark::State& st) {
+    const auto K = st.range(0), N = st.range(1);
+    const auto S = bench_labels(K, N);
+    mlnc::matrix<T> Z = bench_logits<T>(K, N);
+    const mlnc::cpu be{static_cast<int>(st.range(2))};
+    for (auto _ : st) {
+        benchmark::DoNotOptimize(mlnc::pal_loss_grad_inplace(be, Z, S));
         benchmark::ClobberMemory();
     }
     set_counters<T>(st, K, N, 2);
@@ -94,18 +125,28 @@ void Objective(benchmark::State& st) {
                                                benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
+// The shapes of docs/performance.md, serial and on 2 threads.
 void shapes(benchmark::internal::Benchmark* b) {
-    b->Args({10, 100000})->Args({100, 10000})->Args({1000, 1000})->Args({100000, 10})->Unit(benchmark::kMicrosecond);
+    for (const int threads : {1, 2})
+        for (const auto& [K, N] : {std::pair<int, int>{10, 100000}, {100, 10000}, {1000, 4096}, {100000, 64}})
+            b->Args({K, N, threads});
+    b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+// The bandwidth target: K = 1000, N = 65 536 (256 MB in float, out of cache).
+void big(benchmark::internal::Benchmark* b) {
+    b->Args({1000, 65536, 1})->Args({1000, 65536, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 }  // namespace
 
-BENCHMARK_TEMPLATE(Copy, float)->Apply(shapes);
+BENCHMARK_TEMPLATE(Copy, float)->Apply(shapes)->Apply(big);
 BENCHMARK_TEMPLATE(PalLoss, float)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLossGrad, float)->Apply(shapes);
+BENCHMARK_TEMPLATE(PalLossGradInPlace, float)->Apply(shapes)->Apply(big);
 BENCHMARK_TEMPLATE(Copy, double)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLoss, double)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLossGrad, double)->Apply(shapes);
+BENCHMARK_TEMPLATE(PalLossGradInPlace, double)->Apply(shapes);
 BENCHMARK_TEMPLATE(Objective, float)->Args({100, 4096, 128})->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(Objective, double)->Args({100, 4096, 128})->Unit(benchmark::kMillisecond);
 

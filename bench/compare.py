@@ -2,8 +2,9 @@
 """Runs bench/mlnc_bench and bench/torch_pal.py and prints the ratios docs/performance.md reports.
 
 usage: bench/compare.py BUILD_DIR/bench/mlnc_bench [--min-time 0.3]
-Ratios: each kernel's time over the memory copy of the same bytes measured in the same
-process (machine-independent), and mlnc's time over PyTorch's (both single-threaded).
+Ratios: each kernel's time over the memory copy of the same bytes on as many threads, measured
+in the same process (machine-independent), and PyTorch's time over mlnc's at the same thread
+count (how many times faster mlnc is).
 """
 import argparse
 import json
@@ -26,32 +27,38 @@ def main():
                                   text=True).stdout)
     t = {}
     for b in g["benchmarks"]:
-        name, K, N = b["name"].split("/")[:3]
-        t[(name, int(K), int(N))] = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9}[b["time_unit"]]
+        name, K, N, nt = b["name"].split("/")[:4]
+        t[(name, int(K), int(N), int(nt))] = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9}[b["time_unit"]]
+    threads = sorted({k[3] for k in t})
     torch_res = None
     try:
-        torch_res = json.loads(subprocess.run([TORCH_PYTHON, os.path.join(here, "torch_pal.py")], check=True, capture_output=True,
-                                             text=True).stdout)
+        torch_res = json.loads(subprocess.run([TORCH_PYTHON, os.path.join(here, "torch_pal.py")] + [str(n) for n in threads],
+                                              check=True, capture_output=True, text=True).stdout)
     except (subprocess.CalledProcessError, FileNotFoundError) as e:
         print(f"(PyTorch reference unavailable: {e}; install python3-torch)", file=sys.stderr)
-    print("| dtype | K | N | loss / copy | loss+grad / copy | mlnc loss+grad (ms) | torch loss+grad (ms) | mlnc / torch (loss+grad) | mlnc / torch (loss) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| dtype | threads | K | N | copy (ms) | loss / copy | loss+grad / copy | in place / copy | mlnc loss+grad (ms) "
+          "| torch loss+grad (ms) | speed-up vs torch, loss | speed-up vs torch, loss+grad |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dtype in ("float", "double"):
-        for (name, K, N) in sorted(k for k in t if k[0] == f"Copy<{dtype}>"):
-            copy = t[(name, K, N)]
-            loss = t[(f"PalLoss<{dtype}>", K, N)]
-            grad = t[(f"PalLossGrad<{dtype}>", K, N)]
-            row = f"| {dtype} | {K} | {N} | {loss / copy:.1f} | {grad / copy:.1f} | {grad * 1e3:.3f} |"
+        for (name, K, N, nt) in sorted(k for k in t if k[0] == f"Copy<{dtype}>"):
+            copy = t[(name, K, N, nt)]
+            loss = t.get((f"PalLoss<{dtype}>", K, N, nt))
+            grad = t.get((f"PalLossGrad<{dtype}>", K, N, nt))
+            inpl = t.get((f"PalLossGradInPlace<{dtype}>", K, N, nt))
+            f = lambda x, s=1.0, d=2: "n/a" if x is None else f"{x * s:.{d}f}"
+            row = (f"| {dtype} | {nt} | {K} | {N} | {f(copy, 1e3, 3)} | {f(loss and loss / copy)} | "
+                   f"{f(grad and grad / copy)} | {f(inpl and inpl / copy)} | {f(grad, 1e3, 3)} |")
             tr = None
             if torch_res:
-                tr = next((r for r in torch_res["results"] if r["dtype"] == dtype and r["K"] == K and r["N"] == N), None)
-            if tr:
-                row += f" {tr['loss_grad_s'] * 1e3:.3f} | {grad / tr['loss_grad_s']:.2f} | {loss / tr['loss_s']:.2f} |"
+                tr = next((r for r in torch_res["results"]
+                           if r["dtype"] == dtype and r["K"] == K and r["N"] == N and r["threads"] == nt), None)
+            if tr and loss and grad:
+                row += f" {tr['loss_grad_s'] * 1e3:.3f} | {tr['loss_s'] / loss:.1f} | {tr['loss_grad_s'] / grad:.1f} |"
             else:
                 row += " n/a | n/a | n/a |"
             print(row)
     if torch_res:
-        print(f"\nPyTorch {torch_res['torch']}, {torch_res['threads']} thread(s).")
+        print(f"\nPyTorch {torch_res['torch']}, at the same thread counts.")
 
 
 if __name__ == "__main__":

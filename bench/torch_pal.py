@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""PyTorch reference for the PAL-CE kernels, single-threaded like mlnc's CPU backend.
+"""PyTorch reference for the PAL-CE kernels, at the thread counts of mlnc's benchmarks.
 
-Prints JSON: for each (dtype, K, N) the seconds per call of the loss alone and of loss plus
-dLoss/dZ (autograd), and a memory-copy reference over the same K x N buffer (torch clone),
+usage: torch_pal.py [THREADS ...]   (default: 1 2)
+Prints JSON: for each (threads, dtype, K, N) the seconds per call of the loss alone and of loss
+plus dLoss/dZ (autograd), and a memory-copy reference over the same K x N buffer (torch clone),
 all measured in this process. Run by bench/compare.py; needs Debian's python3-torch.
 """
 import json
@@ -11,7 +12,7 @@ import time
 
 import torch
 
-SHAPES = [(10, 100000), (100, 10000), (1000, 1000), (100000, 10)]
+SHAPES = [(10, 100000), (100, 10000), (1000, 4096), (100000, 64)]
 
 
 def labels(K, N, gen):
@@ -42,33 +43,36 @@ def timeit(fn, min_time=0.3):
 
 
 def main():
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(1)
+    threads = [int(a) for a in sys.argv[1:]] or [1, 2]
     out = []
-    for dtype in (torch.float32, torch.float64):
-        for K, N in SHAPES:
-            y = labels(K, N, gen).to(dtype)
-            m = y.sum(dim=1)
-            z0 = (torch.rand(N, K, generator=gen, dtype=dtype) * 2 - 1) * 4
+    for nt in threads:
+        torch.set_num_threads(nt)
+        gen = torch.Generator().manual_seed(1)
+        for dtype in (torch.float32, torch.float64):
+            for K, N in SHAPES:
+                y = labels(K, N, gen).to(dtype)
+                m = y.sum(dim=1)
+                z0 = (torch.rand(N, K, generator=gen, dtype=dtype) * 2 - 1) * 4
 
-            def loss_only():
-                with torch.no_grad():
-                    return pal_loss(z0, y, m).item()
+                def loss_only():
+                    with torch.no_grad():
+                        return pal_loss(z0, y, m).item()
 
-            z = z0.clone().requires_grad_(True)
+                z = z0.clone().requires_grad_(True)
 
-            def loss_grad():
-                z.grad = None
-                loss = pal_loss(z, y, m)
-                loss.backward()
-                return loss.item()
+                def loss_grad():
+                    z.grad = None
+                    loss = pal_loss(z, y, m)
+                    loss.backward()
+                    return loss.item()
 
-            def copy():
-                return z0.clone()
+                def copy():
+                    return z0.clone()
 
-            out.append({"dtype": "float" if dtype == torch.float32 else "double", "K": K, "N": N,
-                        "copy_s": timeit(copy), "loss_s": timeit(loss_only), "loss_grad_s": timeit(loss_grad)})
-    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": out}, sys.stdout, indent=1)
+                out.append({"threads": nt, "dtype": "float" if dtype == torch.float32 else "double", "K": K,
+                            "N": N, "copy_s": timeit(copy), "loss_s": timeit(loss_only),
+                            "loss_grad_s": timeit(loss_grad)})
+    json.dump({"torch": torch.__version__, "results": out}, sys.stdout, indent=1)
     print()
 
 

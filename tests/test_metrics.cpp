@@ -294,6 +294,36 @@ TEST_CASE("hand-computed metrics for K = 3 in the plane") {
     CHECK(mlnc::nc3(W, cm) == r.nc3);
     CHECK(mlnc::nc_m(cm) == r.nc_m);
     CHECK(mlnc::nc_m(cm, mlnc::nc_m_origin::zero) == r.nc_m_uncentered);
+    // What is not asked for is not computed.
+    const auto q = mlnc::compute_nc_metrics(mlnc::cpu{1}, H, S, W, {.nc_m_uncentered = false});
+    CHECK(q.nc_m_uncentered.empty());
+    CHECK(q.nc_m == r.nc_m);
+}
+
+TEST_CASE("NC_m on threads: the same bits at every thread count") {
+    // K = 20 labels, every pair (|F_2| = 190) and every triple (|F_3| = 1140: 3.9e6 angles, enough
+    // work for several threads) with a noisy tag-wise mean.
+    std::mt19937_64 rng(8);
+    const index_t K = 20, d = 6;
+    const label_sets S = mlnc::balanced_label_sets(K, {{1, 2}, {2, 1}, {3, 1}});
+    Eigen::MatrixXd H(d, S.size());
+    const Eigen::MatrixXd M = Eigen::MatrixXd::Random(d, K);
+    std::normal_distribution<double> noise(0.0, 0.3);
+    for (index_t i = 0; i < S.size(); ++i) {
+        H.col(i).setZero();
+        for (const auto k : S[i]) H.col(i) += M.col(k);
+        for (index_t j = 0; j < d; ++j) H(j, i) += noise(rng);
+    }
+    const auto cm = mlnc::compute_class_means(H, S);
+    const auto one = mlnc::nc_m(mlnc::cpu{1}, cm);
+    REQUIRE(one.contains(2));
+    REQUIRE(one.at(2).has_value());
+    for (const int t : {0, 2, 3, 5}) {
+        INFO("threads " << t);
+        CHECK(mlnc::nc_m(mlnc::cpu{t}, cm) == one);
+        CHECK(mlnc::nc_m(mlnc::cpu{t}, cm, mlnc::nc_m_origin::zero) == mlnc::nc_m(mlnc::cpu{1}, cm, mlnc::nc_m_origin::zero));
+    }
+    CHECK_THROWS_WITH(mlnc::nc_m(mlnc::cpu{-2}, cm), Catch::Matchers::Contains("cpu::threads"));
 }
 
 TEST_CASE("NC1 with an exactly known within-class scatter") {

@@ -283,6 +283,139 @@ TEST_CASE("K = 10^6 labels: loss and gradient at the logits level") {
     CHECK(G.allFinite());
 }
 
+TEST_CASE("K = 10^6 in float: lane sums combined in double keep the loss to float precision") {
+    const index_t K = 1000000;
+    const auto S = label_sets::from_lists({{0}, {5, 999999}, {1, 2, 3, 4, 500000}}, K);
+    std::mt19937_64 rng(4);
+    const Eigen::MatrixXf Z = randn(K, 3, rng, 3.0).cast<float>();
+    Eigen::MatrixXf G(K, 3);
+    const float l = mlnc::pal_loss_grad(Z, S, G);
+    long double ref = 0;
+    for (index_t i = 0; i < 3; ++i) ref += ref_sample_loss(Z.col(i).cast<double>(), S[i], pal_variant::pal);
+    // Each exp(z - max) is within ~2 ulp of float (Eigen's pexp); the sums run over blocks of 16
+    // terms per SIMD lane in float (relative error <= 16 * 2^-24 ~ 1e-6, worst case) and the block
+    // sums are added in double, so log(sum) is off by <= ~1.1e-6 per label; the mean loss here is
+    // ~16 (log K + spread): 2e-7 relative. A sum of 10^6 terms kept in float lanes alone (62 500
+    // per lane of 16) could be off by up to 4e-3.
+    CHECK(static_cast<double>(l) == Approx(static_cast<double>(ref / 3)).epsilon(2e-7));
+    // The gradient of each column sums to m p - y = m - m = 0 up to float rounding of K terms.
+    CHECK(G.cast<double>().colwise().sum().cwiseAbs().maxCoeff() < 1e-5);
+}
+
+TEST_CASE("threads: the same loss bit for bit at a thread count, within 1e-14 across counts") {
+    // Without OpenMP every count runs serially and the checks hold trivially; the build links
+    // the tests to mlnc::openmp when the compiler has it, and this says which it was.
+    INFO("OpenMP: " << (mlnc::detail::openmp_enabled ? "yes" : "no"));
+    const index_t K = GENERATE(10, 37), N = 4099;  // the small-K block path, and columns one at a time
+    INFO("K = " << K);
+    std::vector<std::vector<index_t>> lists;
+    std::mt19937_64 rng(11);
+    for (index_t i = 0; i < N; ++i) {
+        std::vector<index_t> set{static_cast<index_t>(rng() % K)};
+        if (i % 3 == 0) set.push_back((set[0] + 1 + static_cast<index_t>(rng() % (K - 1))) % K);
+        lists.push_back(set);
+    }
+    const auto S = label_sets::from_lists(lists, K);
+    const Eigen::MatrixXd Z = randn(K, N, rng, 4.0);
+    Eigen::MatrixXd G1(K, N), G(K, N);
+    const double l1 = mlnc::pal_loss_grad(mlnc::cpu{1}, Z, S, G1);
+    for (const int t : {0, 2, 3, 7}) {
+        INFO("threads " << t);
+        const double a = mlnc::pal_loss_grad(mlnc::cpu{t}, Z, S, G);
+        const double b = mlnc::pal_loss(mlnc::cpu{t}, Z, S);
+        CHECK(a == mlnc::pal_loss_grad(mlnc::cpu{t}, Z, S, G));  // run to run: bit for bit
+        CHECK(a == b);                                         // loss alone: same ranges, same sums
+        CHECK(std::abs(a - l1) <= 1e-14 * std::abs(l1));
+        CHECK(G == G1);  // each column is computed alike whatever thread computes it
+    }
+    Eigen::VectorXd per1(N), per3(N);
+    CHECK(mlnc::pal_sample_losses(mlnc::cpu{1}, Z, S, per1) == mlnc::pal_loss(mlnc::cpu{1}, Z, S));
+    mlnc::pal_sample_losses(mlnc::cpu{3}, Z, S, per3);
+    CHECK(per3 == per1);
+#if defined(_OPENMP)
+    // Called from inside the caller's own parallel region the kernel runs serially (no nested team).
+    int inner = 0;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        inner = mlnc::detail::team_size(0, 1e12, 1.0, 1000);
+    }
+    CHECK(inner == 1);
+    CHECK(mlnc::detail::team_size(3, 1e12, 1.0, 1000) == 3);
+    CHECK(mlnc::detail::team_size(3, 1e12, 1.0, 2) == 2);     // never more threads than items
+    CHECK(mlnc::detail::team_size(3, 100.0, 1000.0, 1000) == 1);  // too little work to share
+#endif
+}
+
+TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N around a block", "", float, double) {
+    // K <= 32 runs L samples per SIMD register (L = 4..16 by type and instruction set), the rest of
+    // the columns one at a time; both must match the definition, for every split of N.
+    using T = TestType;
+    const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-13;  // relative, per sample
+    std::mt19937_64 rng(21);
+    for (const index_t K : {2, 3, 7, 10, 16, 17, 31, 32, 33}) {
+        for (const index_t N : {1, 15, 16, 17, 40}) {
+            INFO("K = " << K << ", N = " << N);
+            std::vector<std::vector<index_t>> lists;
+            for (index_t i = 0; i < N; ++i) {
+                std::vector<index_t> set{static_cast<index_t>(rng() % K)};
+                if (K > 1 && i % 2 == 0) set.push_back((set[0] + 1 + static_cast<index_t>(rng() % (K - 1))) % K);
+                lists.push_back(set);
+            }
+            const auto S = label_sets::from_lists(lists, K);
+            const mlnc::matrix<T> Z = randn(K, N, rng, 5.0).cast<T>();
+            for (const pal_variant v : {pal_variant::pal, pal_variant::pal_n}) {
+                mlnc::vector<T> per(N);
+                mlnc::pal_sample_losses(Z, S, per, v);
+                mlnc::matrix<T> G(K, N);
+                mlnc::pal_loss_grad(Z, S, G, v);
+                mlnc::matrix<T> Zi = Z;
+                mlnc::pal_loss_grad_inplace(Zi, S, v);
+                CHECK(Zi == G);  // in place and out of place: the same computation
+                for (index_t i = 0; i < N; ++i) {
+                    const Eigen::VectorXd z = Z.col(i).template cast<double>();
+                    const long double ref = ref_sample_loss(z, S[i], v);
+                    CHECK(std::abs(static_cast<long double>(per[i]) - ref) <= tol * (1 + std::abs(ref)));
+                    // G(:, i) = (m p - y) / N (PAL) or (p - y / m) / N (PAL-N), p = softmax(z).
+                    const double m = static_cast<double>(S[i].size());
+                    const Eigen::ArrayXd p = (z.array() - z.maxCoeff()).exp() / (z.array() - z.maxCoeff()).exp().sum();
+                    Eigen::ArrayXd g = (v == pal_variant::pal ? m : 1.0) * p;
+                    for (const auto k : S[i]) g[k] -= v == pal_variant::pal ? 1.0 : 1.0 / m;
+                    g /= static_cast<double>(N);
+                    const double err = (G.col(i).template cast<double>().array() - g).abs().maxCoeff();
+                    CHECK(err <= tol * (1 + m) / static_cast<double>(N));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("small K: a non-finite logit inside a block of samples is reported at its place") {
+    using Catch::Matchers::Contains;
+    const index_t K = 10, N = 40;
+    std::vector<std::vector<index_t>> lists;
+    for (index_t i = 0; i < N; ++i) lists.push_back({i % K});
+    const auto S = label_sets::from_lists(lists, K);
+    const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+    for (const double bad : {-inf, inf, nan}) {
+        for (const index_t col : {0, 5, 17, 33, 39}) {
+            Eigen::MatrixXd Z = Eigen::MatrixXd::Constant(K, N, 0.25);
+            Z(3, col) = bad;
+            Z(7, std::min<index_t>(col + 1, N - 1)) = nan;  // a later bad entry must not be the one reported
+            std::string where = "(3, ";
+            where += std::to_string(col);
+            where += ")";
+            INFO("bad value " << bad << " at " << where);
+            CHECK_THROWS_WITH(mlnc::pal_loss(Z, S), Contains(where));
+            Eigen::MatrixXd G(K, N);
+            CHECK_THROWS_WITH(mlnc::pal_loss_grad(Z, S, G), Contains(where));
+            CHECK_THROWS_WITH(mlnc::pal_loss_grad_inplace(Z, S), Contains(where));
+            Eigen::MatrixXf Zf = Z.cast<float>();
+            CHECK_THROWS_WITH(mlnc::pal_loss(Zf, S), Contains(where));
+        }
+    }
+}
+
 TEST_CASE("a non-finite logit is reported at its place in the input, in place or not") {
     using Catch::Matchers::Contains;
     const auto S = label_sets::from_lists({{0}, {1, 2}, {0, 2}}, 4);

@@ -58,7 +58,8 @@ inline structure analyse(const mlnc::ufm_result<double>& res, const mlnc::label_
     s.C = tw.C;
     s.residual = tw.residual;
     const auto cm = mlnc::compute_class_means(res.H, S);
-    if (cm.num_missing_labels() == 0) s.nc = mlnc::compute_nc_metrics(res.H, S, res.W);
+    if (cm.num_missing_labels() == 0)
+        s.nc = mlnc::compute_nc_metrics(mlnc::cpu{}, res.H, S, res.W, {.nc_m_uncentered = false});
     else s.nc_unavailable = "some label has no multiplicity-1 sample, so mu_k is undefined";
     return s;
 }

@@ -73,7 +73,7 @@ inline training train(const mlnc::label_sets& S, index_t d, const mlnc::penaltie
     auto observer = [&](const mlnc::ufm_history_entry& h, const Eigen::Ref<const Eigen::MatrixXd>& W,
                         const Eigen::Ref<const Eigen::MatrixXd>& H, const Eigen::Ref<const Eigen::VectorXd>&) {
         std::optional<mlnc::nc_metrics> nc;
-        if (metrics_defined) nc = mlnc::compute_nc_metrics(H, S, W);
+        if (metrics_defined) nc = mlnc::compute_nc_metrics(mlnc::cpu{}, H, S, W, {.nc_m_uncentered = false});
         csv << h.iteration << "," << fmt(h.objective, 17) << "," << fmt(h.gradient_norm, 17) << ","
             << fmt(h.seconds, 6) << "," << (nc ? na(nc->nc1) : "nan") << "," << (nc ? na(nc->nc2_w) : "nan") << ","
             << (nc ? na(nc->nc2_h) : "nan") << "," << (nc ? na(nc->nc3) : "nan");

@@ -26,8 +26,9 @@ namespace mlnc {
 
 // Host kernels (Eigen and mlnc's own loops).
 struct cpu {
-    // Threads the CPU kernels may use: 0 = the engine's default (all hardware threads), 1 = serial.
-    // Today's kernels run on the calling thread whatever the value; the threaded CPU engine honours it.
+    // Threads the CPU kernels may use: 0 = all (OpenMP's default team size), 1 = serial. Honoured
+    // in programs compiled with OpenMP (link mlnc::openmp); without it everything is serial.
+    // Inside a parallel region of the caller the kernels run serially (no nested teams).
     int threads = 0;
 };
 
@@ -52,7 +53,7 @@ struct backend_traits<cpu> {
     static constexpr bool pal_loss = true;    // logits-level PAL-CE / PAL-N kernels
     static constexpr bool objective = true;   // f(W, H, b) with gradients
     static constexpr bool predictors = true;  // ONN, tag-wise and OvA prediction
-    static constexpr bool threads = false;    // honours cpu::threads (the threaded CPU engine)
+    static constexpr bool threads = true;     // honours cpu::threads (with OpenMP: mlnc::openmp)
 };
 
 template <>

@@ -10,7 +10,9 @@
 // counts as zero when it is within rounding of zero: ||y - o|| <= 16 eps n (||y|| + ||o||), with
 // n the number of terms that formed it; its direction is then rounding noise.
 
+#include <mlnc/backend.hpp>
 #include <mlnc/detail/checks.hpp>
+#include <mlnc/detail/threads.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
@@ -455,9 +457,12 @@ enum class nc_m_origin { global_mean, zero };
 // nullopt where some u_S or v_T is zero (always so for m = K centred: the c_k sum to 0), or
 // where every angle is 0 (the mean angle is below 16 sqrt(eps) ~ 2.4e-7 rad, about ten times the
 // resolution of an arccos of a rounded cosine). Throws when some mu_k is undefined.
-// Cost O(|F_m| K d + |F_m|^2 m): the cross inner products come from Mc^T U, not from U^T V.
+// Cost O(|F_m| K d + |F_m|^2 m): the cross inner products come from Mc^T U, not from U^T V. The
+// |F_m|^2 angles are shared among be.threads threads by rows s; the row sums are added in row
+// order, so the result is the same bit for bit at any thread count.
 template <class Real = double>
-metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean) {
+metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean) {
+    detail::check_backend_value(be);
     using mat = matrix<Real>;
     using vec = vector<Real>;
     cm.require_label_means();
@@ -496,18 +501,27 @@ metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_ori
         const vec nu = U.colwise().norm().transpose();
         const vec nv = V.colwise().norm().transpose();
         const mat CU = Cm.transpose() * U;  // K x F: column s holds c_k . u_S
+        std::vector<double> same(static_cast<std::size_t>(F)), row(static_cast<std::size_t>(F));
+        const auto rows = [&](index_t begin, index_t end) {
+            for (index_t s = begin; s < end; ++s) {
+                const double a = detail::unit_angle(U.col(s) / nu(s), V.col(s) / nv(s));
+                double sum = a;
+                for (index_t t = 0; t < F; ++t) {
+                    if (t == s) continue;
+                    double dot = 0.0;
+                    for (label_t k : cm.sets[r.begin + t]) dot += CU(k, s);
+                    sum += std::acos(std::clamp(dot / (nu(s) * nv(t)), -1.0, 1.0));
+                }
+                same[static_cast<std::size_t>(s)] = a;
+                row[static_cast<std::size_t>(s)] = sum;
+            }
+        };
+        const int nt = detail::team_size(be.threads, static_cast<double>(F) * static_cast<double>(F) * m, 1e5, F);
+        detail::parallel_ranges(nt, F, 1, [&](int, index_t begin, index_t end) { rows(begin, end); });
         double matched = 0.0, all = 0.0;
         for (index_t s = 0; s < F; ++s) {
-            const double same = detail::unit_angle(U.col(s) / nu(s), V.col(s) / nv(s));
-            matched += same;
-            double row = same;
-            for (index_t t = 0; t < F; ++t) {
-                if (t == s) continue;
-                double dot = 0.0;
-                for (label_t k : cm.sets[r.begin + t]) dot += CU(k, s);
-                row += std::acos(std::clamp(dot / (nu(s) * nv(t)), -1.0, 1.0));
-            }
-            all += row;
+            matched += same[static_cast<std::size_t>(s)];
+            all += row[static_cast<std::size_t>(s)];
         }
         const double f = static_cast<double>(F);
         const double mean_all = all / (f * f);
@@ -519,6 +533,16 @@ metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_ori
     }
     return out;
 }
+
+template <class Real = double>
+metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean) {
+    return nc_m<Real>(cpu{}, cm, origin);
+}
+
+// What compute_nc_metrics computes besides the metrics that are always computed.
+struct nc_metrics_options {
+    bool nc_m_uncentered = true;  // NC_m centred at 0 as well (the published code's variant)
+};
 
 // All metrics of docs/metrics.md; the W-dependent ones are nullopt here.
 struct nc_metrics {
@@ -533,40 +557,52 @@ struct nc_metrics {
 
 namespace detail {
 template <class T>
-nc_metrics nc_metrics_from_means(const const_view<T>& H, const class_means& cm) {
+nc_metrics nc_metrics_from_means(const cpu& be, const const_view<T>& H, const class_means& cm,
+                                 const nc_metrics_options& opt) {
     cm.require_label_means();
     nc_metrics r;
     r.nc1_by_multiplicity = nc1_unchecked(H, cm);
     r.nc1 = r.nc1_by_multiplicity.at(1);
     r.nc2_h = nc2_features(cm);
-    r.nc_m = nc_m(cm, nc_m_origin::global_mean);
-    r.nc_m_uncentered = nc_m(cm, nc_m_origin::zero);
+    r.nc_m = nc_m(be, cm, nc_m_origin::global_mean);
+    if (opt.nc_m_uncentered) r.nc_m_uncentered = nc_m(be, cm, nc_m_origin::zero);
     return r;
 }
 }  // namespace detail
 
-// NC1 (all multiplicities), NC2 on the features and NC_m (both centrings) of H (d x N) with S.
+// NC1 (all multiplicities), NC2 on the features and NC_m (both centrings, unless opt says
+// otherwise) of H (d x N) with S; NC_m's angles on be.threads threads.
 // Throws mlnc::error on a shape mismatch, NaN/Inf, or a label without a multiplicity-1 sample.
 template <class DH>
-nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
+nc_metrics compute_nc_metrics(const cpu& be, const Eigen::MatrixBase<DH>& H, const label_sets& S,
+                              const nc_metrics_options& opt = {}) {
     static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
     const detail::const_view<typename DH::Scalar> Hv(H.derived());
     detail::check_samples_and_features(Hv, S);
-    return detail::nc_metrics_from_means(Hv, detail::class_means_of(Hv, S));
+    return detail::nc_metrics_from_means(be, Hv, detail::class_means_of(Hv, S), opt);
+}
+template <class DH>
+nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
+    return compute_nc_metrics(cpu{}, H, S);
 }
 
 // The same plus NC2 on W and NC3; W is K x d (float or double, independently of H).
 template <class DH, class DW>
-nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S, const Eigen::MatrixBase<DW>& W) {
+nc_metrics compute_nc_metrics(const cpu& be, const Eigen::MatrixBase<DH>& H, const label_sets& S,
+                              const Eigen::MatrixBase<DW>& W, const nc_metrics_options& opt = {}) {
     static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
     const detail::const_view<typename DH::Scalar> Hv(H.derived());
     detail::check_samples_and_features(Hv, S);
     detail::check_classifier(W, S.num_labels(), Hv.rows());
     const class_means cm = detail::class_means_of(Hv, S);
-    nc_metrics r = detail::nc_metrics_from_means(Hv, cm);
+    nc_metrics r = detail::nc_metrics_from_means(be, Hv, cm, opt);
     r.nc2_w = nc2(W, "W");
     r.nc3 = nc3(W, cm);
     return r;
+}
+template <class DH, class DW>
+nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S, const Eigen::MatrixBase<DW>& W) {
+    return compute_nc_metrics(cpu{}, H, S, W);
 }
 
 }  // namespace mlnc
@@ -581,8 +617,10 @@ nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& 
 namespace mlnc::detail {
 MLNC_INSTANCE class_means class_means_of(const const_view<float>&, const label_sets&);
 MLNC_INSTANCE class_means class_means_of(const const_view<double>&, const label_sets&);
-MLNC_INSTANCE nc_metrics nc_metrics_from_means(const const_view<float>&, const class_means&);
-MLNC_INSTANCE nc_metrics nc_metrics_from_means(const const_view<double>&, const class_means&);
+MLNC_INSTANCE nc_metrics nc_metrics_from_means(const cpu&, const const_view<float>&, const class_means&,
+                                               const nc_metrics_options&);
+MLNC_INSTANCE nc_metrics nc_metrics_from_means(const cpu&, const const_view<double>&, const class_means&,
+                                               const nc_metrics_options&);
 }  // namespace mlnc::detail
 #undef MLNC_INSTANCE
 #endif

@@ -194,16 +194,16 @@ private:
     // Checks the shapes the Ref types cannot hold (a vector b, db), binds every argument and calls
     // f(W, H, b, dW*, dH*, db*); outputs that needed a temporary are written back afterwards.
     template <class DW, class DH, class Db, class GW, class GH, class Gb, class F>
-    static objective_value<T> bind(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
-                                   const Eigen::MatrixBase<Db>& b, GW& dW, GH& dH, Gb& db, F&& f) {
+    objective_value<T> bind(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H,
+                                   const Eigen::MatrixBase<Db>& b, GW& dW, GH& dH, Gb& db, F&& f) const {
         static_assert(std::is_same_v<typename DW::Scalar, T> && std::is_same_v<typename DH::Scalar, T> &&
                           std::is_same_v<typename Db::Scalar, T>,
                       "mlnc: W, H and b must have the objective's scalar type");
         detail::check_gradient_output<GW, T>();
         detail::check_gradient_output<GH, T>();
         detail::check_gradient_output<Gb, T>();
-        check_vector(b, W.rows(), "b", "W.rows()");
-        if constexpr (!detail::is_skip<Gb>) check_vector(db, W.rows(), "db", "W.rows()");
+        check_vector(b, "b");
+        if constexpr (!detail::is_skip<Gb>) check_vector(db, "db");
         detail::output_binding<out_matrix, std::remove_reference_t<GW>> gw(dW);
         detail::output_binding<out_matrix, std::remove_reference_t<GH>> gh(dH);
         detail::output_binding<out_vector, std::remove_reference_t<Gb>> gb(db);
@@ -214,10 +214,10 @@ private:
         return v;
     }
     template <class D>
-    static void check_vector(const Eigen::MatrixBase<D>& x, index_t n, const char* name, const char* what) {
-        if (x.size() != n || (x.rows() != 1 && x.cols() != 1))
-            throw error(std::string(name) + ": expected a vector of " + std::to_string(n) + " entries (" + what +
-                        "), got " + std::to_string(x.rows()) + " x " + std::to_string(x.cols()));
+    void check_vector(const Eigen::MatrixBase<D>& x, const char* name) const {
+        if (x.rows() != 1 && x.cols() != 1)
+            throw error(std::string(name) + ": expected a vector of " + std::to_string(num_labels()) + " entries, got " +
+                        std::to_string(x.rows()) + " x " + std::to_string(x.cols()));
     }
 
     void check_batch(const sample_subset& batch) const;
@@ -227,7 +227,8 @@ private:
     void add_penalty(objective_value<T>& v, const in_matrix& W, const in_matrix& H, const in_vector& b,
                      out_matrix* dW, out_matrix* dH, out_vector* db) const;
     void check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n) const;
-    static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH);
+    static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH,
+                              const out_vector* db);
     Eigen::Map<matrix<T>> logits(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n);
 
     B be_;
@@ -257,7 +258,7 @@ template <class T, class B>
 objective_value<T> pal_objective<T, B>::penalty_refs(const in_matrix& W, const in_matrix& H, const in_vector& b,
                                                       out_matrix* dW, out_matrix* dH, out_vector* db) const {
     check_parameters(W, H, b, H.cols());
-    check_outputs(W, H, dW, dH);
+    check_outputs(W, H, dW, dH, db);
     if (dW) dW->setZero();
     if (dH) dH->setZero();
     if (db) db->setZero();
@@ -282,7 +283,7 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
                                                       out_vector* db) {
     const index_t n = S.size();
     check_parameters(W, H, b, n);
-    check_outputs(W, H, dW, dH);
+    check_outputs(W, H, dW, dH, db);
     const bool any_gradient = dW || dH || db;
     auto Z = logits(W, H, b, n);
     const double inv_n = 1.0 / static_cast<double>(num_samples());
@@ -339,9 +340,12 @@ void pal_objective<T, B>::check_parameters(const in_matrix& W, const in_matrix& 
 
 template <class T, class B>
 void pal_objective<T, B>::check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW,
-                                        const out_matrix* dH) {
+                                        const out_matrix* dH, const out_vector* db) {
     if (dW) detail::check_shape(*dW, W.rows(), W.cols(), "dW", "same shape as W");
     if (dH) detail::check_shape(*dH, H.rows(), H.cols(), "dH", "same shape as H");
+    if (db)
+        detail::require(db->size() == W.rows(), "db", "expected a vector of " + std::to_string(W.rows()) +
+                                                         " entries, got " + std::to_string(db->size()));
 }
 
 // Z = W H + b 1^T in the workspace, which grows to the largest n seen and is reused.

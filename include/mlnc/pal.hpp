@@ -44,8 +44,7 @@ pal_kernel_result pal_dispatch(const B& be, strided_view<const T> z, const L& S,
                                strided_view<T> g, double scale) {
     check_pal_backend<B, T>();
     if constexpr (std::is_same_v<std::remove_cvref_t<B>, cpu>) {
-        (void)be;  // the serial kernel; cpu::threads is honoured by the threaded CPU engine
-        return cpu_kernels::pal_columns(z, S, v, per_sample, g, scale);
+        return cpu_kernels::pal_columns(z, S, v, per_sample, g, scale, be.threads);
     }
 }
 

@@ -1,18 +1,33 @@
 #pragma once
-// CPU kernel of the PAL-CE / PAL-N loss at the logits level: one pass over the columns of Z,
-// each column read once from memory (max, exp, sum and gradient stay in cache).
+// CPU kernel of the PAL-CE / PAL-N loss at the logits level.
 //
-// The kernel throws nothing: a non-finite logit is reported in its result (the first one in
-// column order, at its true position even when the gradient overwrites Z), and the front ends
-// decide whether that is bad input (a Z the caller gave) or a numerical event (logits that
-// overflowed inside the objective).
+// One column (sample) at a time, in three sweeps that touch memory once: (1) max and the
+// non-finite check together, reading the column into cache; (2) exp(z - max) summed, and
+// written to the gradient column when a gradient is wanted (nothing of size K is written for the
+// loss alone); (3) the scaling of that column in cache, and the labels' entries. So Z is read
+// from memory once and G written once, in place or not. The sweeps use Eigen's packet math (the
+// instruction set the program is compiled for: SSE2, AVX2, AVX-512) with the sums accumulated in
+// SIMD lanes of T over blocks of 16 packets and the block sums combined in double.
+//
+// Threads (mlnc::openmp): the columns are split into one contiguous range per thread; each thread
+// sums its range in column order and the partial sums are added in thread order, so the loss is
+// the same bit for bit run to run at a given thread count.
+//
+// The kernel throws nothing but std::bad_alloc (its K-entry scratch columns): a non-finite logit
+// is reported in its result (the first one in column order, at its true position even when the
+// gradient overwrites Z), and the front ends decide whether that is bad input (a Z the caller
+// gave) or a numerical event (logits that overflowed inside the objective).
 
+#include <mlnc/detail/threads.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/types.hpp>
 
 #include <Eigen/Core>
 
 #include <cmath>
+#include <cstddef>
+#include <exception>
+#include <limits>
 #include <vector>
 
 namespace mlnc {
@@ -44,73 +59,197 @@ Eigen::Index first_non_finite(const T* p, Eigen::Index n) noexcept {
     return k;
 }
 
+// The packet sweeps over one contiguous column of K entries.
 template <class T>
-Eigen::Index first_nan(const T* p, Eigen::Index n) noexcept {
-    Eigen::Index k = 0;
-    while (k + 1 < n && !std::isnan(p[k])) ++k;
-    return k;
+struct column_sweeps {
+    using packet = typename Eigen::internal::packet_traits<T>::type;
+    static constexpr Eigen::Index L = Eigen::internal::unpacket_traits<packet>::size;
+    static constexpr Eigen::Index block = 16 * L;  // entries summed in T before a flush to double
+
+    // The max of z[0, K), or NaN when an entry is not finite (x - x is NaN exactly for +-Inf and
+    // NaN, and accumulates in the same sweep as the max). The last K mod L entries go through one
+    // packet padded with z[0], which changes neither the max nor the check.
+    static T max_or_nan(const T* z, Eigen::Index K) noexcept {
+        namespace ei = Eigen::internal;
+        const Eigen::Index full = K - K % L;
+        packet vmax = ei::pset1<packet>(z[0]);
+        packet vbad = ei::psub(vmax, vmax);
+        for (Eigen::Index k = 0; k < full; k += L) {
+            const packet x = ei::ploadu<packet>(z + k);
+            vmax = ei::pmax(vmax, x);
+            vbad = ei::padd(vbad, ei::psub(x, x));
+        }
+        if (full < K) {
+            alignas(64) T tail[L];
+            for (Eigen::Index j = 0; j < L; ++j) tail[j] = full + j < K ? z[full + j] : z[0];
+            const packet x = ei::pload<packet>(tail);
+            vmax = ei::pmax(vmax, x);
+            vbad = ei::padd(vbad, ei::psub(x, x));
+        }
+        return ei::predux(vbad) == T(0) ? ei::predux_max(vmax) : std::numeric_limits<T>::quiet_NaN();
+    }
+
+    // sum_k exp(z_k - mx) in double; e[k] = exp(z_k - mx) when e is not null (e may be z).
+    static double exp_sum(const T* z, Eigen::Index K, T mx, T* e) noexcept {
+        namespace ei = Eigen::internal;
+        const packet vm = ei::pset1<packet>(mx);
+        double sum = 0;
+        Eigen::Index k = 0;
+        for (; k + block <= K; k += block) {
+            packet acc = ei::pzero(vm);
+            for (Eigen::Index j = k; j < k + block; j += L) {
+                const packet x = ei::pexp(ei::psub(ei::ploadu<packet>(z + j), vm));
+                if (e) ei::pstoreu(e + j, x);
+                acc = ei::padd(acc, x);
+            }
+            sum += static_cast<double>(ei::predux(acc));
+        }
+        if (k + L <= K) {
+            packet acc = ei::pzero(vm);
+            for (; k + L <= K; k += L) {
+                const packet x = ei::pexp(ei::psub(ei::ploadu<packet>(z + k), vm));
+                if (e) ei::pstoreu(e + k, x);
+                acc = ei::padd(acc, x);
+            }
+            sum += static_cast<double>(ei::predux(acc));
+        }
+        if (k < K) {  // the last K mod L entries: one packet, padded with mx (its lanes are not used)
+            alignas(64) T tail[L];
+            for (Eigen::Index j = 0; j < L; ++j) tail[j] = k + j < K ? z[k + j] : mx;
+            ei::pstore(tail, ei::pexp(ei::psub(ei::pload<packet>(tail), vm)));
+            for (Eigen::Index j = 0; k + j < K; ++j) {
+                if (e) e[k + j] = tail[j];
+                sum += static_cast<double>(tail[j]);
+            }
+        }
+        return sum;
+    }
+
+    static void scale(T* e, Eigen::Index K, T s) noexcept {
+        namespace ei = Eigen::internal;
+        const packet vs = ei::pset1<packet>(s);
+        Eigen::Index k = 0;
+        for (; k + L <= K; k += L) ei::pstoreu(e + k, ei::pmul(ei::ploadu<packet>(e + k), vs));
+        for (; k < K; ++k) e[k] *= s;
+    }
+};
+
+// Small K: a column of K <= small_k_max logits does not fill the SIMD registers for long, and the
+// per-column costs (three sweeps, one log) dominate. So L columns at a time (L samples per
+// register): the block is transposed into a K x L buffer whose row k holds logit k of the L
+// samples, and max, exp, sum and log run across samples, one packet per label.
+inline constexpr Eigen::Index small_k_max = 32;
+
+// The block of columns [i0, i0 + L): adds its losses to `sum` (in column order) and writes its
+// gradient; returns false, having written nothing, when the block holds a non-finite logit (the
+// caller then runs the columns one at a time, which reports it).
+template <class T, class Labels>
+bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant variant, T* per_sample, strided_view<T> g,
+                     double scale, Eigen::Index i0, double& sum) {
+    namespace ei = Eigen::internal;
+    using packet = typename column_sweeps<T>::packet;
+    constexpr Eigen::Index L = column_sweeps<T>::L;
+    const Eigen::Index K = z.rows;
+    const bool want_grad = g.data != nullptr;
+    alignas(64) T zt[small_k_max * L];
+    for (Eigen::Index j = 0; j < L; ++j) {
+        const T* zc = z.data + (i0 + j) * z.outer;
+        for (Eigen::Index k = 0; k < K; ++k) zt[k * L + j] = zc[k];
+    }
+    packet vmax = ei::pload<packet>(zt);
+    packet vbad = ei::psub(vmax, vmax);
+    for (Eigen::Index k = 1; k < K; ++k) {
+        const packet x = ei::pload<packet>(zt + k * L);
+        vmax = ei::pmax(vmax, x);
+        vbad = ei::padd(vbad, ei::psub(x, x));
+    }
+    if (!(ei::predux(vbad) == T(0))) return false;
+    packet vsum = ei::pzero(vmax);
+    for (Eigen::Index k = 0; k < K; ++k) {
+        const packet e = ei::pexp(ei::psub(ei::pload<packet>(zt + k * L), vmax));
+        if (want_grad) ei::pstore(zt + k * L, e);
+        vsum = ei::padd(vsum, e);
+    }
+    alignas(64) T mx[L], se[L], lse[L];
+    ei::pstore(mx, vmax);
+    ei::pstore(se, vsum);
+    if constexpr (ei::packet_traits<T>::HasLog) {
+        ei::pstore(lse, ei::plog(vsum));  // sum in [1, K]: its log to the precision of T
+    } else {
+        for (Eigen::Index j = 0; j < L; ++j) lse[j] = std::log(se[j]);
+    }
+    for (Eigen::Index j = 0; j < L; ++j) {
+        const Eigen::Index i = i0 + j;
+        const T* zc = z.data + i * z.outer;  // still the logits: column i is written only below
+        const auto set = S[i];
+        const auto m = static_cast<double>(set.size());
+        double loss = 0.0;
+        for (const label_t k : set) loss += (static_cast<double>(mx[j]) - static_cast<double>(zc[k])) + lse[j];
+        if (variant == pal_variant::pal_n) loss /= m;
+        sum += loss;
+        if (per_sample != nullptr) per_sample[i] = static_cast<T>(loss);
+        if (want_grad) {
+            const auto p_scale =
+                static_cast<T>((variant == pal_variant::pal ? m : 1.0) * scale / static_cast<double>(se[j]));
+            const auto y_value = static_cast<T>((variant == pal_variant::pal ? 1.0 : 1.0 / m) * scale);
+            T* gc = g.data + i * g.outer;
+            for (Eigen::Index k = 0; k < K; ++k) gc[k] = zt[k * L + j] * p_scale;
+            for (const label_t k : set) gc[k] -= y_value;
+        }
+    }
+    return true;
 }
 
-// For each column i of Z (K x N):
-//   per_sample[i] (if not null) = loss of sample i,
-//   G(:, i) (if g.data is not null) = d(sum of losses)/dz_i * scale (1/N for a mean over N samples;
-//   the same 1/N for a minibatch of them, so that batch gradients add up to the full one).
-// G may alias Z (same data and strides): each column is read completely before it is written.
-// Columns with a non-unit inner stride go through a K-entry scratch column (no K x N copy).
-// Stops at the first column holding a non-finite logit and reports it. Throws nothing, except
-// std::bad_alloc when its scratch columns (K entries each) cannot be allocated.
-// S is a label_sets or a sample_subset: sample i's labels are S[i].
+// The columns [begin, end) of Z, serially: see pal_columns.
 template <class T, class Labels>
-pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_variant variant, T* per_sample,
-                              strided_view<T> g, double scale) {
-    using col_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-    using out_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-    const Eigen::Index K = z.rows, N = z.cols;
+pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal_variant variant, T* per_sample,
+                                   strided_view<T> g, double scale, Eigen::Index begin, Eigen::Index end) {
+    using sweeps = column_sweeps<T>;
+    const Eigen::Index K = z.rows;
     const bool want_grad = g.data != nullptr;
     pal_kernel_result result;
     // Logits of the sample's labels, saved before an in-place gradient overwrites them.
     std::vector<T> z_in;
     std::vector<T> z_buf(z.inner != 1 ? static_cast<std::size_t>(K) : 0);
-    std::vector<T> scratch(!want_grad || g.inner != 1 ? static_cast<std::size_t>(K) : 0);
-    for (Eigen::Index i = 0; i < N; ++i) {
+    std::vector<T> scratch(want_grad && g.inner != 1 ? static_cast<std::size_t>(K) : 0);
+    // Blocks start at multiples of L (and the threads' ranges too), so a column takes the same
+    // path, and gives the same bits, whatever the thread count.
+    constexpr Eigen::Index L = sweeps::L;
+    const bool small = L > 1 && K <= small_k_max && z.inner == 1 && (!want_grad || g.inner == 1);
+    Eigen::Index block_end = begin;  // columns before it were done by a block
+    for (Eigen::Index i = begin; i < end; ++i) {
+        if (small && i >= block_end && i % L == 0 && i + L <= end) {
+            if (pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum)) {
+                i += L - 1;
+                continue;
+            }
+            block_end = i + L;  // a non-finite logit in this block: its columns one at a time
+        }
         const T* zi = z.data + i * z.outer;
         if (z.inner != 1) {
             for (Eigen::Index k = 0; k < K; ++k) z_buf[static_cast<std::size_t>(k)] = zi[k * z.inner];
             zi = z_buf.data();
         }
-        const col_map zc(zi, K);
+        // A NaN anywhere, or an infinity, makes the max NaN: every non-finite column is found, and
+        // its first bad entry located, before anything of it is written.
+        const T mx = sweeps::max_or_nan(zi, K);
+        if (std::isnan(mx)) {
+            result.bad_row = first_non_finite(zi, K);
+            result.bad_col = i;
+            return result;
+        }
         const auto set = S[i];
         const auto m = static_cast<double>(set.size());
         z_in.resize(set.size());
         for (std::size_t j = 0; j < set.size(); ++j) z_in[j] = zi[set[j]];
 
-        // With PropagateNaN a NaN anywhere makes the max NaN, and +-Inf shows in the max or the
-        // min (the default PropagateFast may drop both a NaN and an Inf of one column), so every
-        // non-finite column is found, and its first bad entry located, before anything is written.
-        const T mx = zc.template maxCoeff<Eigen::PropagateNaN>();
-        const T mn = zc.template minCoeff<Eigen::PropagateNaN>();
-        if (!std::isfinite(mx) || !std::isfinite(mn)) {
-            result.bad_row = first_non_finite(zi, K);
-            result.bad_col = i;
-            return result;
-        }
-        // exp(z - max) goes to the gradient column, or to a scratch column, in T (vectorised),
-        // and is summed in double.
-        T* e = want_grad && g.inner == 1 ? g.data + i * g.outer : scratch.data();
-        out_map ec(e, K);
-        ec = (zc - mx).exp();
-        const double sum_exp = ec.template cast<double>().sum();
-        // Defensive: unreachable with finite max and min (each term lies in [0, 1], the sum in
-        // [1, K]). Should it happen, exp(z - max) is NaN exactly where z is.
-        if (!std::isfinite(sum_exp)) {
-            result.bad_row = first_nan(e, K);
-            result.bad_col = i;
-            return result;
-        }
-        // sum_exp >= 1 (the max contributes exp(0)), so its log is finite and >= 0, and every
-        // term (mx - z_k) + log(sum_exp) is a non-negative number: no cancellation, and no
-        // overflow unless the loss itself exceeds the largest double (logits of opposite signs
-        // near +-1.8e308 in double; never for float), when it is +Inf as it should be.
+        T* e = !want_grad ? nullptr : g.inner == 1 ? g.data + i * g.outer : scratch.data();
+        // sum_exp lies in [1, K]: the max contributes exp(0) = 1 and every term is in [0, 1].
+        const double sum_exp = sweeps::exp_sum(zi, K, mx, e);
+        // log(sum_exp) is finite and >= 0, and every term (mx - z_k) + log(sum_exp) is a
+        // non-negative number: no cancellation, and no overflow unless the loss itself exceeds
+        // the largest double (logits of opposite signs near +-1.8e308 in double; never for
+        // float), when it is +Inf as it should be.
         const double log_sum = std::log(sum_exp);
         double loss = 0.0;
         for (const T zk : z_in) loss += (static_cast<double>(mx) - static_cast<double>(zk)) + log_sum;
@@ -122,7 +261,7 @@ pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_vari
             // PAL:   g = (m p - y) scale      PAL-N: g = (p - y / m) scale
             const double p_scale = (variant == pal_variant::pal ? m : 1.0) * scale / sum_exp;
             const double y_value = (variant == pal_variant::pal ? 1.0 : 1.0 / m) * scale;
-            ec *= static_cast<T>(p_scale);
+            sweeps::scale(e, K, static_cast<T>(p_scale));
             for (const label_t k : set) e[k] -= static_cast<T>(y_value);
             if (g.inner != 1) {
                 T* gi = g.data + i * g.outer;
@@ -131,6 +270,36 @@ pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_vari
         }
     }
     return result;
+}
+
+// For each column i of Z (K x N):
+//   per_sample[i] (if not null) = loss of sample i,
+//   G(:, i) (if g.data is not null) = d(sum of losses)/dz_i * scale (1/N for a mean over N samples;
+//   the same 1/N for a minibatch of them, so that batch gradients add up to the full one).
+// G may alias Z (same data and strides): each column is read completely before it is written.
+// Columns with a non-unit inner stride go through a K-entry scratch column (no K x N copy).
+// Reports the first column (in column order) holding a non-finite logit. threads: as cpu::threads
+// (0 = all, 1 = serial; serial without OpenMP or inside a parallel region of the caller). Throws
+// nothing, except std::bad_alloc when its scratch columns (K entries each) cannot be allocated.
+// S is a label_sets or a sample_subset: sample i's labels are S[i].
+template <class T, class Labels>
+pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_variant variant, T* per_sample,
+                              strided_view<T> g, double scale, int threads = 1) {
+    const Eigen::Index N = z.cols;
+    // Below ~32k logits per thread the threads cost more than they save.
+    const int nt = detail::team_size(threads, static_cast<double>(z.rows) * static_cast<double>(N), 32768.0,
+                                     static_cast<index_t>(N));
+    if (nt <= 1) return pal_column_range(z, S, variant, per_sample, g, scale, 0, N);
+    std::vector<pal_kernel_result> part(static_cast<std::size_t>(nt));
+    detail::parallel_ranges(nt, N, column_sweeps<T>::L, [&](int t, Eigen::Index begin, Eigen::Index end) {
+        part[static_cast<std::size_t>(t)] = pal_column_range(z, S, variant, per_sample, g, scale, begin, end);
+    });
+    pal_kernel_result r;
+    for (const pal_kernel_result& p : part) {
+        if (!p.finite()) return p;  // the ranges are in column order: the first bad one is the first
+        r.sum += p.sum;
+    }
+    return r;
 }
 
 }  // namespace cpu_kernels

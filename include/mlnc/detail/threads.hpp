@@ -1,0 +1,77 @@
+#pragma once
+// Threads of the CPU engine: OpenMP when the program is compiled with it (link mlnc::openmp, or
+// add -fopenmp yourself), else everything runs on the calling thread with the same results.
+// Work is split into one contiguous range per thread and partial results are combined in range
+// order, so a result depends on the number of ranges only, never on scheduling.
+
+#include <mlnc/types.hpp>
+
+#include <algorithm>
+#include <exception>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace mlnc::detail {
+
+// True when this program was compiled with OpenMP (cpu::threads is then honoured).
+inline constexpr bool openmp_enabled =
+#if defined(_OPENMP)
+    true;
+#else
+    false;
+#endif
+
+// The threads to use for `work` units over `items` independent items, with `requested` as in
+// cpu::threads (0 = all, omp_get_max_threads()). One thread without OpenMP, inside a parallel
+// region of the caller (no nested teams, no oversubscription), or when there is less than
+// min_work_per_thread per thread.
+inline int team_size(int requested, double work, double min_work_per_thread, index_t items) noexcept {
+#if defined(_OPENMP)
+    if (omp_in_parallel()) return 1;
+    long t = requested > 0 ? requested : omp_get_max_threads();
+    t = std::min<long>(t, static_cast<long>(std::min<index_t>(items, 1 << 20)));
+    t = std::min<long>(t, static_cast<long>(std::max(1.0, work / min_work_per_thread)));
+    return static_cast<int>(std::max<long>(t, 1));
+#else
+    (void)requested;
+    (void)work;
+    (void)min_work_per_thread;
+    (void)items;
+    return 1;
+#endif
+}
+
+// The start of range t of [0, n) split into nt contiguous, near-equal ranges that start at
+// multiples of grain (t = nt gives n).
+inline index_t range_begin(int t, int nt, index_t n, index_t grain = 1) noexcept {
+    if (t >= nt) return n;
+    const auto b = static_cast<index_t>(static_cast<double>(n) * t / nt);
+    return std::min(n, b / grain * grain);
+}
+
+// Calls f(t, begin, end) for every range t < nt of [0, n) (range_begin), on up to nt threads. An
+// exception thrown by f stops nothing else; the one of the lowest t is rethrown once all are done.
+template <class F>
+void parallel_ranges(int nt, index_t n, index_t grain, F&& f) {
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(nt));
+    const auto run = [&](int t) {
+        try {
+            f(t, range_begin(t, nt, n, grain), range_begin(t + 1, nt, n, grain));
+        } catch (...) {
+            errors[static_cast<std::size_t>(t)] = std::current_exception();
+        }
+    };
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; ++t) run(t);
+#else
+    for (int t = 0; t < nt; ++t) run(t);
+#endif
+    for (const std::exception_ptr& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
+}  // namespace mlnc::detail
