@@ -285,7 +285,8 @@ void check_against_reference(const problem& P, label_format fmt, bool with_b, bo
     INFO("stderr: " << r.err);
     REQUIRE(r.code == 0);
     const nlohmann::json j = nlohmann::json::parse(r.out);
-    CHECK(j.size() == 5);
+    CHECK(j.size() == 6);
+    CHECK(j.at("dtype") == "float64");  // W (and b) are float64 files: computed in float64
     CHECK(j.at("n").get<int>() == P.N);
     CHECK(j.at("k").get<int>() == P.K);
     CHECK(j.at("d").get<int>() == P.d);
@@ -514,3 +515,59 @@ TEST_CASE("objective: hostile --grad-out and input names are written and quoted 
 }
 
 #endif  // MLNC_CLI_PATH
+
+TEST_CASE("mlnc objective computes in the dtype of its inputs, or in --dtype") {
+    // All of W, H, b float32: computed and written in float32; --dtype double widens; --dtype float
+    // rounds float64 files. The reference runs in long double on the values the program computes
+    // with (rounded to float32 where it reads float32).
+    problem P = random_problem(7, 4, 25, 2.0, 11);
+    problem R = P;
+    for (auto* v : {&R.W, &R.H, &R.b})
+        for (double& x : *v) x = static_cast<double>(static_cast<float>(x));
+    const reference ref{R};
+    const ld loss = ref.loss(widen(R.W), widen(R.H), widen(R.b));
+    const gradients g = reference_gradients(R);
+
+    temp_dir dir;
+    const auto f32 = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+    const std::vector<float> W32 = f32(P.W), H32 = f32(P.H), b32 = f32(P.b);
+    mlnc::io::write_npy(dir / "W32.npy", W32.data(), {P.K, P.d});
+    mlnc::io::write_npy(dir / "H32.npy", H32.data(), {P.N, P.d});
+    mlnc::io::write_npy(dir / "b32.npy", b32.data(), {P.K});
+    mlnc::io::write_npy(dir / "W64.npy", R.W.data(), {P.K, P.d});
+    mlnc::io::write_npy(dir / "H64.npy", R.H.data(), {P.N, P.d});
+    mlnc::io::write_npy(dir / "b64.npy", R.b.data(), {P.K});
+    const fs::path labels = dir / "labels.txt";
+    write_text_labels(labels, P.S);
+
+    struct run_case {
+        const char* files;
+        const char* dtype_arg;
+        const char* dtype;
+        const char* npy;
+        ld tol;  // relative: float32 arithmetic on K = 7, d = 4 (a few ulp of the largest term) or float64
+    };
+    for (const run_case c : {run_case{"32", "", "float32", "<f4", 2e-6L}, run_case{"32", " --dtype double", "float64", "<f8", 1e-12L},
+                             run_case{"64", " --dtype float", "float32", "<f4", 2e-6L}, run_case{"64", "", "float64", "<f8", 1e-12L}}) {
+        INFO("files float" << c.files << c.dtype_arg);
+        const std::string sfx = std::string(c.files) + ".npy";
+        const fs::path grad = dir / (std::string("grad") + c.files + c.dtype);
+        const cli_result r = run_objective(dir, "--W " + q(dir / ("W" + sfx)) + " --H " + q(dir / ("H" + sfx)) + " --b " +
+                                                    q(dir / ("b" + sfx)) + " --labels " + q(labels) + lambda_args(P) +
+                                                    " --grad-out " + q(grad) + " --json" + c.dtype_arg);
+        INFO("stderr: " << r.err);
+        REQUIRE(r.code == 0);
+        const nlohmann::json j = nlohmann::json::parse(r.out);
+        CHECK(j.at("dtype") == c.dtype);
+        CHECK(std::fabs(j.at("loss").get<double>() - loss) <= c.tol * std::fabs(loss));
+        const mlnc::io::npy_array dW = mlnc::io::read_npy(grad / "dW.npy");
+        const mlnc::io::npy_array dH = mlnc::io::read_npy(grad / "dH.npy");
+        CHECK(dW.dtype == c.npy);
+        CHECK(dH.dtype == c.npy);
+        check_close(dW.data, g.dW, c.tol, "dW");
+        check_close(dH.data, g.dH, c.tol, "dH");
+    }
+    const cli_result bad = run_objective(dir, "--W " + q(dir / "W32.npy") + " --H " + q(dir / "H32.npy") + " --labels " +
+                                                  q(labels) + " --dtype half");
+    CHECK(bad.code == 2);
+}

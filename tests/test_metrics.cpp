@@ -326,6 +326,46 @@ TEST_CASE("NC_m on threads: the same bits at every thread count") {
     CHECK_THROWS_WITH(mlnc::nc_m(mlnc::cpu{-2}, cm), Catch::Matchers::Contains("cpu::threads"));
 }
 
+TEST_CASE("NC_m from sampled pairs: within a few standard errors of the exact value, reproducible") {
+    // Forced sampling (max_exact_pairs = 0) on a problem small enough to compute exactly too.
+    std::mt19937_64 rng(9);
+    const index_t K = 20, d = 6;
+    const label_sets S = mlnc::balanced_label_sets(K, {{1, 2}, {2, 1}, {3, 1}});
+    Eigen::MatrixXd H = Eigen::MatrixXd::Random(d, S.size());
+    const auto cm = mlnc::compute_class_means(H, S);
+    const auto exact = mlnc::nc_m(mlnc::cpu{1}, cm);
+    mlnc::metric_by_multiplicity none;
+    CHECK(mlnc::nc_m(mlnc::cpu{1}, cm, mlnc::nc_m_origin::global_mean, {}, &none) == exact);
+    CHECK(none.empty());  // exact values have no standard error
+    const mlnc::nc_m_sampling sampling{.max_exact_pairs = 0, .pairs = 1 << 16, .seed = 4};
+    mlnc::metric_by_multiplicity se;
+    const auto est = mlnc::nc_m(mlnc::cpu{1}, cm, mlnc::nc_m_origin::global_mean, sampling, &se);
+    for (const index_t m : {2, 3}) {
+        INFO("m = " << m);
+        REQUIRE(exact.at(m).has_value());
+        REQUIRE(est.at(m).has_value());
+        REQUIRE(se.contains(m));
+        const double e = *se.at(m);
+        CHECK(e > 0);
+        CHECK(e < 0.01 * *exact.at(m));  // 65 536 pairs: the estimate is good to ~0.1-1%
+        // The estimator is unbiased in the cross mean; the ratio's delta-method bias is O(1/M).
+        CHECK(std::abs(*est.at(m) - *exact.at(m)) <= 5 * e);
+    }
+    // The same seed, any thread count: the same bits.
+    for (const int t : {0, 2, 3}) {
+        mlnc::metric_by_multiplicity se_t;
+        CHECK(mlnc::nc_m(mlnc::cpu{t}, cm, mlnc::nc_m_origin::global_mean, sampling, &se_t) == est);
+        CHECK(se_t == se);
+    }
+    // Through compute_nc_metrics.
+    const auto r = mlnc::compute_nc_metrics(mlnc::cpu{}, H, S, {.nc_m_uncentered = true, .sampling = sampling});
+    CHECK(r.nc_m == est);
+    CHECK(r.nc_m_standard_error == se);
+    CHECK(r.nc_m_uncentered_standard_error.contains(2));
+    CHECK_THROWS_WITH(mlnc::nc_m(mlnc::cpu{}, cm, mlnc::nc_m_origin::zero, {.max_exact_pairs = 0, .pairs = 0}),
+                      Catch::Matchers::Contains("sampling.pairs"));
+}
+
 TEST_CASE("NC1 with an exactly known within-class scatter") {
     // Class means r w_k (simplex ETF, unit rows): Sb = (r^2/K) W^T W has K-1 eigenvalues
     // r^2/(K-1). Each class has the 2d samples mu_k +- delta e_j, so its mean is exact and

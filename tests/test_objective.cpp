@@ -303,3 +303,56 @@ TEST_CASE("minibatch SGD on the separable form approaches f*", "[objective][opti
     CHECK(r.f >= f_star * (1 - 1e-14));
     CHECK(r.f - f_star <= 1e-4 * f_star);
 }
+
+TEST_CASE("objective in chunks of columns: every chunking gives the unchunked result to 1e-12", "[objective]") {
+    // The logits are formed c columns at a time (c from the workspace budget); dW and db add the
+    // chunks' contributions. Chunks of 1, 2, 7, 16 and 17 columns, N - 1 (a last chunk of one)
+    // and N; relative error ||a - b||_F / ||b||_F over each whole array.
+    std::mt19937_64 rng(31);
+    const index_t K = 10, d = 5;
+    const label_sets S = mlnc::balanced_label_sets(K, {{1, 2}, {2, 1}});  // 65 samples
+    const index_t N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    const auto rel = [](const auto& a, const auto& b) { return (a - b).norm() / b.norm(); };
+    for (const auto v : {mlnc::pal_variant::pal, mlnc::pal_variant::pal_n}) {
+        mlnc::pal_objective obj(S, lam, v);
+        REQUIRE(obj.workspace_bytes() == mlnc::default_workspace_bytes);
+        Eigen::MatrixXd dW(K, d), dH(d, N);
+        Eigen::VectorXd db(K);
+        const auto whole = obj.evaluate(p.W, p.H, p.b, dW, dH, db);
+        for (const index_t c : {index_t{1}, index_t{2}, index_t{7}, index_t{16}, index_t{17}, N - 1, N}) {
+            INFO("chunk of " << c << " columns");
+            mlnc::pal_objective chunked(S, lam, v);
+            chunked.set_workspace_bytes(static_cast<std::size_t>(c * K) * sizeof(double));
+            Eigen::MatrixXd cW(K, d), cH(d, N);
+            Eigen::VectorXd cb(K);
+            const auto part = chunked.evaluate(p.W, p.H, p.b, cW, cH, cb);
+            CHECK(std::abs(part.total - whole.total) <= 1e-12 * std::abs(whole.total));
+            CHECK(rel(cW, dW) <= 1e-12);
+            CHECK(rel(cH, dH) <= 1e-12);
+            CHECK(rel(cb, db) <= 1e-12);
+            // A batch in chunks too.
+            const sample_subset batch(S, {3, 60, 4, 4, 17, 33, 2});
+            const Eigen::MatrixXd Hb = batch.columns(p.H);
+            Eigen::MatrixXd bW(K, d), bH(d, 7), uW(K, d), uH(d, 7);
+            Eigen::VectorXd bb(K), ub(K);
+            const auto bv = chunked.evaluate_batch(batch, p.W, Hb, p.b, bW, bH, bb);
+            const auto uv = obj.evaluate_batch(batch, p.W, Hb, p.b, uW, uH, ub);
+            CHECK(std::abs(bv.total - uv.total) <= 1e-12 * std::abs(uv.total));
+            CHECK(rel(bW, uW) <= 1e-12);
+            CHECK(rel(bH, uH) <= 1e-12);
+            CHECK(rel(bb, ub) <= 1e-12);
+        }
+    }
+    // An overflow is reported at its global column, whichever chunk holds it.
+    mlnc::pal_objective chunked(S, lam);
+    chunked.set_workspace_bytes(3 * K * sizeof(double));
+    Eigen::MatrixXd H = p.H;
+    H.col(40).setConstant(1e300);
+    Eigen::MatrixXd W = p.W;
+    W.setConstant(1e10);
+    const auto o = chunked.evaluate(W, H, p.b);
+    CHECK(o.status == mlnc::objective_status::overflow);
+    CHECK(o.overflow_col == 40);
+    CHECK_THROWS_WITH(chunked.set_workspace_bytes(0), Contains("workspace_bytes"));
+}

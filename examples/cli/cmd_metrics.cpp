@@ -61,9 +61,15 @@ void print_table(const mlnc::nc_metrics& r, Eigen::Index N, Eigen::Index K, Eige
     line("NC2 on W", have_w ? to_text(r.nc2_w, "W = 0") : "unavailable (no --classifier)");
     line("NC2 on feature means", to_text(r.nc2_h, "all mu_k equal"));
     line("NC3", have_w ? to_text(r.nc3, "W Mc^T = 0") : "unavailable (no --classifier)");
-    for (const auto& [m, v] : r.nc_m) line("NC_m, m = " + std::to_string(m), to_text(v, "a zero vector in an angle"));
+    // Past 2^24 pairs of label sets NC_m's cross mean is estimated from sampled pairs.
+    const auto with_se = [](const std::optional<double>& v, const mlnc::metric_by_multiplicity& se, mlnc::index_t m) {
+        std::string text = to_text(v, "a zero vector in an angle");
+        if (v && se.contains(m) && se.at(m)) text += " +- " + to_text(se.at(m)) + " (estimated from sampled pairs)";
+        return text;
+    };
+    for (const auto& [m, v] : r.nc_m) line("NC_m, m = " + std::to_string(m), with_se(v, r.nc_m_standard_error, m));
     for (const auto& [m, v] : r.nc_m_uncentered)
-        line("NC_m uncentred, m = " + std::to_string(m), to_text(v, "a zero vector in an angle"));
+        line("NC_m uncentred, m = " + std::to_string(m), with_se(v, r.nc_m_uncentered_standard_error, m));
     std::cout << std::flush;
 }
 
@@ -97,16 +103,21 @@ int run_metrics(const metrics_options& o) {
     });
 
     if (o.json) {
-        mlnc_cli::print_json({{"n", N},
-                              {"k", K},
-                              {"d", d},
-                              {"nc1", to_json(r.nc1)},
-                              {"nc1_by_multiplicity", to_json(r.nc1_by_multiplicity)},
-                              {"nc2_w", to_json(r.nc2_w)},
-                              {"nc2_h", to_json(r.nc2_h)},
-                              {"nc3", to_json(r.nc3)},
-                              {"nc_m", to_json(r.nc_m)},
-                              {"nc_m_uncentered", to_json(r.nc_m_uncentered)}});
+        nlohmann::json j{{"n", N},
+                         {"k", K},
+                         {"d", d},
+                         {"nc1", to_json(r.nc1)},
+                         {"nc1_by_multiplicity", to_json(r.nc1_by_multiplicity)},
+                         {"nc2_w", to_json(r.nc2_w)},
+                         {"nc2_h", to_json(r.nc2_h)},
+                         {"nc3", to_json(r.nc3)},
+                         {"nc_m", to_json(r.nc_m)},
+                         {"nc_m_uncentered", to_json(r.nc_m_uncentered)}};
+        // Only where some NC_m was estimated from sampled pairs (more than 2^24 pairs of sets).
+        if (!r.nc_m_standard_error.empty()) j["nc_m_standard_error"] = to_json(r.nc_m_standard_error);
+        if (!r.nc_m_uncentered_standard_error.empty())
+            j["nc_m_uncentered_standard_error"] = to_json(r.nc_m_uncentered_standard_error);
+        mlnc_cli::print_json(j);
     } else {
         print_table(r, N, K, d, W.has_value());
     }

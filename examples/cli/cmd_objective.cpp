@@ -19,6 +19,8 @@
 #include <sstream>
 #include <string>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
 namespace {
 
@@ -26,6 +28,7 @@ namespace fs = std::filesystem;
 
 struct objective_options {
     std::string W, H, b, labels, grad_out;
+    std::string dtype = "auto";
     double lambda_w = 0.0, lambda_h = 0.0, lambda_b = 0.0;
     bool normalized = false;
     bool json = false;
@@ -41,31 +44,47 @@ auto from_option(const char* option, Read&& read) {
     }
 }
 
-int run_objective(const objective_options& o) {
-    const mlnc::penalties lam{mlnc_cli::checked_lambda(o.lambda_w, "--lambda-w"),
-                              mlnc_cli::checked_lambda(o.lambda_h, "--lambda-h"),
-                              mlnc_cli::checked_lambda(o.lambda_b, "--lambda-b")};
-    if (!o.grad_out.empty()) {
-        std::error_code ec;
-        if (fs::exists(o.grad_out, ec) && !fs::is_directory(o.grad_out, ec))
-            throw mlnc::error("--grad-out " + mlnc::detail::printable(o.grad_out) + ": exists and is not a directory");
-    }
+// Reads a float array as T: float32 files as float32, float64 files as float64; a float64 file
+// read as float (only on --dtype float) is read in double and rounded, as asked.
+template <class T, class Read>
+auto read_as(const char* option, const std::string& path, Read&& read) {
+    return from_option(option, [&] {
+        if constexpr (std::is_same_v<T, float>) {
+            if (mlnc::io::read_npy_dtype(path) == "<f8") {
+                auto x = read(double{}).template cast<float>().eval();
+                if (!x.allFinite())
+                    throw mlnc::error(mlnc::detail::printable(path) +
+                                      ": values beyond the range of float32; use --dtype double");
+                return x;
+            }
+        }
+        return read(T{});
+    });
+}
 
-    const Eigen::MatrixXd W = from_option("--W", [&] { return mlnc::io::read_matrix(o.W, "W"); });
+const char* dtype_name(float) { return "float32"; }
+const char* dtype_name(double) { return "float64"; }
+
+// The computation in T (the dtype of the inputs, or --dtype).
+template <class T>
+int run_objective_as(const objective_options& o, const mlnc::penalties& lam) {
+    using mat = mlnc::matrix<T>;
+    using vec = mlnc::vector<T>;
+    const mat W = read_as<T>("--W", o.W, [&](auto t) { return mlnc::io::read_matrix<decltype(t)>(o.W, "W"); });
     const Eigen::Index K = W.rows(), d = W.cols();
     if (K < 2)
         throw mlnc::error("--W " + mlnc::detail::printable(o.W) + ": W has " + std::to_string(K) + " row; need K >= 2 labels (W is K x d)");
 
-    const Eigen::MatrixXd H = from_option("--H", [&] { return mlnc::io::read_features(o.H, "H"); });
+    const mat H = read_as<T>("--H", o.H, [&](auto t) { return mlnc::io::read_features<decltype(t)>(o.H, "H"); });
     const Eigen::Index N = H.cols();
     if (H.rows() != d)
         throw mlnc::error("--H " + mlnc::detail::printable(o.H) + ": H is " + std::to_string(N) + " x " + std::to_string(H.rows()) +
                           " (N x d) but W is " + std::to_string(K) + " x " + std::to_string(d) +
                           " (K x d): the feature dimensions differ");
 
-    Eigen::VectorXd b = Eigen::VectorXd::Zero(K);
+    vec b = vec::Zero(K);
     if (!o.b.empty()) {
-        b = from_option("--b", [&] { return mlnc::io::read_vector(o.b, "b"); });
+        b = read_as<T>("--b", o.b, [&](auto t) { return mlnc::io::read_vector<decltype(t)>(o.b, "b"); });
         if (b.size() != K)
             throw mlnc::error("--b " + mlnc::detail::printable(o.b) + ": b has " + std::to_string(b.size()) + " entries, expected K = " +
                               std::to_string(K) + " (rows of W)");
@@ -76,11 +95,11 @@ int run_objective(const objective_options& o) {
         throw mlnc::error("--labels " + mlnc::detail::printable(o.labels) + ": " + std::to_string(S.size()) + " label sets but H has N = " +
                           std::to_string(N) + " samples");
 
-    mlnc::pal_objective<double> f(std::move(S), lam, o.normalized ? mlnc::pal_variant::pal_n : mlnc::pal_variant::pal);
+    mlnc::pal_objective<T> f(std::move(S), lam, o.normalized ? mlnc::pal_variant::pal_n : mlnc::pal_variant::pal);
 
-    mlnc::objective_value<double> v;
-    Eigen::MatrixXd dW, dH;
-    Eigen::VectorXd db;
+    mlnc::objective_value<T> v;
+    mat dW, dH;
+    vec db;
     if (o.grad_out.empty()) {
         v = f.evaluate(W, H, b);
     } else {
@@ -90,10 +109,12 @@ int run_objective(const objective_options& o) {
         v = f.evaluate(W, H, b, dW, dH, db);
     }
     if (!v.ok())
-        throw mlnc::error("the logits W H + b overflow double precision at (label " + std::to_string(v.overflow_row) +
-                          ", sample " + std::to_string(v.overflow_col) + "): inputs too large");
+        throw mlnc::error("the logits W H + b overflow " + std::string(dtype_name(T{})) + " at (label " +
+                          std::to_string(v.overflow_row) + ", sample " + std::to_string(v.overflow_col) +
+                          "): inputs too large" + (std::is_same_v<T, float> ? " (try --dtype double)" : ""));
     if (!std::isfinite(v.total) || !dW.allFinite() || !dH.allFinite() || !db.allFinite())
-        throw mlnc::error("the objective or its gradient overflows double precision (inputs too large)");
+        throw mlnc::error("the objective or its gradient overflows " + std::string(dtype_name(T{})) +
+                          " (inputs too large)" + (std::is_same_v<T, float> ? "; try --dtype double" : ""));
 
     if (!o.grad_out.empty()) {
         const fs::path dir(o.grad_out);
@@ -114,12 +135,17 @@ int run_objective(const objective_options& o) {
     }
 
     if (o.json) {
-        mlnc_cli::print_json({{"n", N}, {"k", K}, {"d", d}, {"loss", v.loss}, {"objective", v.total}});
+        mlnc_cli::print_json({{"n", N},
+                              {"k", K},
+                              {"d", d},
+                              {"dtype", dtype_name(T{})},
+                              {"loss", static_cast<double>(v.loss)},
+                              {"objective", static_cast<double>(v.total)}});
     } else {
         // 15 significant digits for reading; --json gives the exact values.
         std::cout << std::setprecision(15)
                   << (o.normalized ? "PAL-N" : "PAL-CE") << " objective, N = " << N << " samples, K = " << K
-                  << " labels, d = " << d << "\n"
+                  << " labels, d = " << d << ", " << dtype_name(T{}) << "\n"
                   << "  loss      " << v.loss << "\n"
                   << "  penalty   " << v.penalty << "\n"
                   << "  objective " << v.total << "\n";
@@ -129,6 +155,25 @@ int run_objective(const objective_options& o) {
         std::cout << std::flush;
     }
     return mlnc_cli::exit_ok;
+}
+
+int run_objective(const objective_options& o) {
+    const mlnc::penalties lam{mlnc_cli::checked_lambda(o.lambda_w, "--lambda-w"),
+                              mlnc_cli::checked_lambda(o.lambda_h, "--lambda-h"),
+                              mlnc_cli::checked_lambda(o.lambda_b, "--lambda-b")};
+    if (!o.grad_out.empty()) {
+        std::error_code ec;
+        if (fs::exists(o.grad_out, ec) && !fs::is_directory(o.grad_out, ec))
+            throw mlnc::error("--grad-out " + mlnc::detail::printable(o.grad_out) + ": exists and is not a directory");
+    }
+    // auto: float32 when every float input is float32 (nothing is widened or narrowed), else float64.
+    bool all_float32 = true;
+    for (const auto& [option, path] : {std::pair<const char*, const std::string*>{"--W", &o.W}, {"--H", &o.H}, {"--b", &o.b}}) {
+        if (path->empty()) continue;
+        all_float32 = all_float32 && from_option(option, [&] { return mlnc::io::read_npy_dtype(*path); }) == "<f4";
+    }
+    const bool use_float = o.dtype == "float" || (o.dtype == "auto" && all_float32);
+    return use_float ? run_objective_as<float>(o, lam) : run_objective_as<double>(o, lam);
 }
 
 const mlnc_cli::registrar reg{mlnc_cli::command{
@@ -149,6 +194,11 @@ const mlnc_cli::registrar reg{mlnc_cli::command{
         app.add_flag("--normalized", o->normalized, "PAL-N: divide each sample's loss by its number of labels");
         app.add_option("--grad-out", o->grad_out, "Write DIR/dW.npy (K x d), DIR/dH.npy (N x d), DIR/db.npy (K)")
             ->type_name("DIR");
+        app.add_option("--dtype", o->dtype,
+                       "Compute in float, double, or auto: float when W, H (and b) are all float32 files, else double")
+            ->check(CLI::IsMember({"auto", "float", "double"}))
+            ->capture_default_str()
+            ->type_name("T");
         mlnc_cli::add_json_flag(app, o->json);
         return [o] { return run_objective(*o); };
     }}};

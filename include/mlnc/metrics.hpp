@@ -23,11 +23,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <random>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace mlnc {
@@ -451,6 +454,16 @@ std::optional<double> nc3(const Eigen::MatrixBase<DW>& W, const class_means& cm)
 // Where NC_m measures angles from: mu_G (the definition) or the origin (the published code).
 enum class nc_m_origin { global_mean, zero };
 
+// NC_m's denominator is a mean over |F_m|^2 pairs of sets. Up to max_exact_pairs pairs it is
+// computed exactly; past that, its off-diagonal part (pairs S != T) is estimated from `pairs`
+// pairs drawn uniformly (with replacement, mt19937_64(seed + m)), and the standard error of the
+// resulting NC_m (delta method) is reported beside it. The diagonal mean is always exact.
+struct nc_m_sampling {
+    index_t max_exact_pairs = index_t{1} << 24;  // 16.8 M pairs: |F_m| up to 4096
+    index_t pairs = index_t{1} << 20;            // ~1 M sampled pairs: NC_m to ~1e-3 relative
+    std::uint64_t seed = 0;
+};
+
 // NC_m for every multiplicity m >= 2 present, over the sets F_m of size m:
 //   u_S = mu_S - o, v_T = sum_{k in T} (mu_k - o), o = mu_G (or 0),
 //   NC_m = mean_{S} angle(u_S, v_S) / mean_{S, T} angle(u_S, v_T), angles in radians.
@@ -459,10 +472,15 @@ enum class nc_m_origin { global_mean, zero };
 // resolution of an arccos of a rounded cosine). Throws when some mu_k is undefined.
 // Cost O(|F_m| K d + |F_m|^2 m): the cross inner products come from Mc^T U, not from U^T V. The
 // |F_m|^2 angles are shared among be.threads threads by rows s; the row sums are added in row
-// order, so the result is the same bit for bit at any thread count.
+// order, so the result is the same bit for bit at any thread count. Past sampling.max_exact_pairs
+// pairs the cross mean is estimated (see nc_m_sampling); the standard error of each estimated
+// NC_m goes to *standard_error when it is not null (exact values have no entry there).
 template <class Real = double>
-metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean) {
+metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin origin = nc_m_origin::global_mean,
+                            const nc_m_sampling& sampling = {}, metric_by_multiplicity* standard_error = nullptr) {
     detail::check_backend_value(be);
+    detail::require(sampling.max_exact_pairs >= 0, "sampling.max_exact_pairs", "must be >= 0");
+    detail::require(sampling.pairs >= 1, "sampling.pairs", "must be >= 1");
     using mat = matrix<Real>;
     using vec = vector<Real>;
     cm.require_label_means();
@@ -501,35 +519,68 @@ metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin or
         const vec nu = U.colwise().norm().transpose();
         const vec nv = V.colwise().norm().transpose();
         const mat CU = Cm.transpose() * U;  // K x F: column s holds c_k . u_S
+        const auto cross = [&](index_t s, index_t t) {  // angle(u_S, v_T), S != T
+            double dot = 0.0;
+            for (label_t k : cm.sets[r.begin + t]) dot += CU(k, s);
+            return std::acos(std::clamp(dot / (nu(s) * nv(t)), -1.0, 1.0));
+        };
+        const double f = static_cast<double>(F);
+        const bool exact = f * f <= static_cast<double>(sampling.max_exact_pairs) || F < 2;
         std::vector<double> same(static_cast<std::size_t>(F)), row(static_cast<std::size_t>(F));
         const auto rows = [&](index_t begin, index_t end) {
             for (index_t s = begin; s < end; ++s) {
-                const double a = detail::unit_angle(U.col(s) / nu(s), V.col(s) / nv(s));
-                double sum = a;
-                for (index_t t = 0; t < F; ++t) {
-                    if (t == s) continue;
-                    double dot = 0.0;
-                    for (label_t k : cm.sets[r.begin + t]) dot += CU(k, s);
-                    sum += std::acos(std::clamp(dot / (nu(s) * nv(t)), -1.0, 1.0));
-                }
-                same[static_cast<std::size_t>(s)] = a;
+                same[static_cast<std::size_t>(s)] = detail::unit_angle(U.col(s) / nu(s), V.col(s) / nv(s));
+                if (!exact) continue;
+                double sum = 0.0;
+                for (index_t t = 0; t < F; ++t)
+                    if (t != s) sum += cross(s, t);
                 row[static_cast<std::size_t>(s)] = sum;
             }
         };
-        const int nt = detail::team_size(be.threads, static_cast<double>(F) * static_cast<double>(F) * m, 1e5, F);
-        detail::parallel_ranges(nt, F, 1, [&](int, index_t begin, index_t end) { rows(begin, end); });
-        double matched = 0.0, all = 0.0;
+        const double work = exact ? f * f * static_cast<double>(m) : f * static_cast<double>(cm.dim());
+        detail::parallel_ranges(detail::team_size(be.threads, work, 1e5, F), F, 1,
+                                [&](int, index_t begin, index_t end) { rows(begin, end); });
+        double matched = 0.0, off = 0.0;
         for (index_t s = 0; s < F; ++s) {
             matched += same[static_cast<std::size_t>(s)];
-            all += row[static_cast<std::size_t>(s)];
+            off += row[static_cast<std::size_t>(s)];
         }
-        const double f = static_cast<double>(F);
-        const double mean_all = all / (f * f);
+        // mean_all = (sum of the diagonal + sum off it) / F^2; estimated: the off-diagonal mean
+        // from sampled pairs, with its standard error.
+        double mean_off = exact && F > 1 ? off / (f * (f - 1)) : 0.0, se_off = 0.0;
+        if (!exact) {
+            const index_t M = sampling.pairs;
+            std::vector<std::pair<index_t, index_t>> pairs(static_cast<std::size_t>(M));
+            std::mt19937_64 rng(sampling.seed + static_cast<std::uint64_t>(m));
+            for (auto& [a, b] : pairs) {  // s uniform, t uniform among the F - 1 others
+                a = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F));
+                b = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F - 1));
+                if (b >= a) ++b;
+            }
+            std::vector<double> angle(static_cast<std::size_t>(M));
+            detail::parallel_ranges(detail::team_size(be.threads, static_cast<double>(M) * m, 1e5, M), M, 1,
+                                    [&](int, index_t begin, index_t end) {
+                                        for (index_t j = begin; j < end; ++j) {
+                                            const auto [a, b] = pairs[static_cast<std::size_t>(j)];
+                                            angle[static_cast<std::size_t>(j)] = cross(a, b);
+                                        }
+                                    });
+            double sum = 0.0;
+            for (const double a : angle) sum += a;
+            mean_off = sum / static_cast<double>(M);
+            double ss = 0.0;
+            for (const double a : angle) ss += (a - mean_off) * (a - mean_off);
+            se_off = M > 1 ? std::sqrt(ss / static_cast<double>(M - 1) / static_cast<double>(M)) : 0.0;
+        }
+        const double mean_same = matched / f;
+        const double mean_all = mean_same / f + mean_off * (f - 1) / f;
         if (mean_all <= 16 * std::sqrt(std::numeric_limits<double>::epsilon())) {
             out[m] = std::nullopt;  // 0/0: every u_S is parallel to every v_T
             continue;
         }
-        out[m] = (matched / f) / mean_all;
+        out[m] = mean_same / mean_all;
+        if (!exact && standard_error != nullptr)
+            (*standard_error)[m] = mean_same * ((f - 1) / f) * se_off / (mean_all * mean_all);
     }
     return out;
 }
@@ -542,6 +593,7 @@ metric_by_multiplicity nc_m(const class_means& cm, nc_m_origin origin = nc_m_ori
 // What compute_nc_metrics computes besides the metrics that are always computed.
 struct nc_metrics_options {
     bool nc_m_uncentered = true;  // NC_m centred at 0 as well (the published code's variant)
+    nc_m_sampling sampling{};     // when NC_m is estimated rather than computed exactly
 };
 
 // All metrics of docs/metrics.md; the W-dependent ones are nullopt here.
@@ -553,6 +605,10 @@ struct nc_metrics {
     std::optional<double> nc3;                 // needs W
     metric_by_multiplicity nc_m;               // m >= 2, centred at mu_G
     metric_by_multiplicity nc_m_uncentered;    // m >= 2, centred at 0
+    // The standard errors of the NC_m values that were estimated from sampled pairs
+    // (nc_m_sampling); no entry where NC_m is exact.
+    metric_by_multiplicity nc_m_standard_error;
+    metric_by_multiplicity nc_m_uncentered_standard_error;
 };
 
 namespace detail {
@@ -564,8 +620,9 @@ nc_metrics nc_metrics_from_means(const cpu& be, const const_view<T>& H, const cl
     r.nc1_by_multiplicity = nc1_unchecked(H, cm);
     r.nc1 = r.nc1_by_multiplicity.at(1);
     r.nc2_h = nc2_features(cm);
-    r.nc_m = nc_m(be, cm, nc_m_origin::global_mean);
-    if (opt.nc_m_uncentered) r.nc_m_uncentered = nc_m(be, cm, nc_m_origin::zero);
+    r.nc_m = nc_m(be, cm, nc_m_origin::global_mean, opt.sampling, &r.nc_m_standard_error);
+    if (opt.nc_m_uncentered)
+        r.nc_m_uncentered = nc_m(be, cm, nc_m_origin::zero, opt.sampling, &r.nc_m_uncentered_standard_error);
     return r;
 }
 }  // namespace detail

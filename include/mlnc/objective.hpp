@@ -15,6 +15,7 @@
 #include <mlnc/backend.hpp>
 #include <mlnc/detail/checks.hpp>
 #include <mlnc/detail/memory.hpp>
+#include <mlnc/detail/threads.hpp>
 #include <mlnc/error.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/pal.hpp>
@@ -24,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <numeric>
@@ -102,11 +104,27 @@ private:
     std::optional<R> ref_;
 };
 
+// The label sets of samples [offset, offset + n) of S, as samples 0..n-1 (a chunk of columns).
+template <class L>
+struct label_window {
+    const L* S;
+    index_t offset;
+    index_t n;
+    auto operator[](index_t i) const { return (*S)[offset + i]; }
+    index_t size() const noexcept { return n; }
+    index_t num_labels() const noexcept { return S->num_labels(); }
+};
+
 }  // namespace detail
 
-// f(W, H, b) for fixed labels and penalties, with analytic gradients. Holds one K x n workspace for
-// the logits (n = N, or the batch size): the only K x n object ever formed (the gradient G
-// overwrites it). Bad input (shapes, NaN/Inf in W, H or b) throws mlnc::error; logits that
+// The workspace of the objective's logits: chunks of at most this many bytes (default 64 MiB).
+inline constexpr std::size_t default_workspace_bytes = std::size_t{64} << 20;
+
+// f(W, H, b) for fixed labels and penalties, with analytic gradients. The samples are processed in
+// chunks of c columns: Z_c = W H_c + b, the kernel turns Z_c into G_c in place (scaled by the
+// global 1/N), then dW += G_c H_c^T, dH_c = W^T G_c, db += G_c 1. So the K x N logits are never
+// formed: the one workspace holds K x c entries, c as large as workspace_bytes() allows (at least
+// one column). Bad input (shapes, NaN/Inf in W, H or b) throws mlnc::error; logits that
 // overflow T are reported in objective_value::status (total = +Inf), not thrown. Gradient outputs
 // are any writable Eigen matrix, Map or Block of the right shape, or mlnc::skip; they must not
 // alias W, H or b.
@@ -136,6 +154,13 @@ public:
         : pal_objective(B{}, std::move(S), lambdas, v) {}
 
     const B& backend_value() const noexcept { return be_; }
+    // The byte budget of the logits workspace (default_workspace_bytes); one column of K entries is
+    // always allowed. Results do not depend on it beyond rounding (the chunks' sums are added).
+    std::size_t workspace_bytes() const noexcept { return workspace_bytes_; }
+    void set_workspace_bytes(std::size_t bytes) {
+        detail::require(bytes > 0, "workspace_bytes", "must be > 0");
+        workspace_bytes_ = bytes;
+    }
     const label_sets& labels() const noexcept { return s_; }
     const penalties& lambdas() const noexcept { return lam_; }
     pal_variant variant() const noexcept { return v_; }
@@ -229,12 +254,13 @@ private:
     void check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n) const;
     static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH,
                               const out_vector* db);
-    Eigen::Map<matrix<T>> logits(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n);
+    index_t chunk_columns(index_t n);
 
     B be_;
     label_sets s_;
     penalties lam_;
     pal_variant v_;
+    std::size_t workspace_bytes_ = default_workspace_bytes;
     vector<T> z_;
 };
 
@@ -281,32 +307,50 @@ template <class L>
 objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix& W, const in_matrix& H,
                                                       const in_vector& b, out_matrix* dW, out_matrix* dH,
                                                       out_vector* db) {
-    const index_t n = S.size();
+    const index_t n = S.size(), K = num_labels();
     check_parameters(W, H, b, n);
     check_outputs(W, H, dW, dH, db);
     const bool any_gradient = dW || dH || db;
-    auto Z = logits(W, H, b, n);
+    const index_t chunk = chunk_columns(n);
     const double inv_n = 1.0 / static_cast<double>(num_samples());
-    const auto r = detail::pal_dispatch(be_, detail::view_of(Z), S, v_, static_cast<T*>(nullptr),
-                                        any_gradient ? detail::mutable_view_of(Z) : strided_view<T>{}, inv_n);
-    objective_value<T> v;
-    if (!r.finite()) {
-        constexpr T inf = std::numeric_limits<T>::infinity();
-        constexpr T nan = std::numeric_limits<T>::quiet_NaN();
-        if (dW) dW->setConstant(nan);
-        if (dH) dH->setConstant(nan);
-        if (db) db->setConstant(nan);
-        v.loss = v.total = inf;
-        v.status = objective_status::overflow;
-        v.overflow_row = r.bad_row;
-        v.overflow_col = r.bad_col;
-        return v;
+    const detail::gemm_threads gemm_team(be_.threads);
+    double sum = 0.0;
+    for (index_t c0 = 0; c0 < n; c0 += chunk) {
+        const index_t nc = std::min(chunk, n - c0);
+        const auto Hc = H.middleCols(c0, nc);
+        Eigen::Map<matrix<T>> Z(z_.data(), K, nc);
+        Z.noalias() = W * Hc;
+        Z.colwise() += b;
+        const detail::label_window<L> Sc{&S, c0, nc};
+        const auto r = detail::pal_dispatch(be_, detail::view_of(Z), Sc, v_, static_cast<T*>(nullptr),
+                                            any_gradient ? detail::mutable_view_of(Z) : strided_view<T>{}, inv_n);
+        if (!r.finite()) {
+            constexpr T inf = std::numeric_limits<T>::infinity();
+            constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+            if (dW) dW->setConstant(nan);
+            if (dH) dH->setConstant(nan);
+            if (db) db->setConstant(nan);
+            objective_value<T> v;
+            v.loss = v.total = inf;
+            v.status = objective_status::overflow;
+            v.overflow_row = r.bad_row;
+            v.overflow_col = c0 + r.bad_col;
+            return v;
+        }
+        sum += r.sum;
+        const auto& G = Z;
+        if (dW) {
+            if (c0 == 0) dW->noalias() = G * Hc.transpose();
+            else dW->noalias() += G * Hc.transpose();
+        }
+        if (dH) dH->middleCols(c0, nc).noalias() = W.transpose() * G;
+        if (db) {
+            if (c0 == 0) *db = G.rowwise().sum();
+            else *db += G.rowwise().sum();
+        }
     }
-    const auto& G = Z;
-    if (dW) dW->noalias() = G * H.transpose();
-    if (dH) dH->noalias() = W.transpose() * G;
-    if (db) *db = G.rowwise().sum();
-    v.loss = v.total = static_cast<T>(r.sum * inv_n);
+    objective_value<T> v;
+    v.loss = v.total = static_cast<T>(sum * inv_n);
     return v;
 }
 
@@ -348,20 +392,20 @@ void pal_objective<T, B>::check_outputs(const in_matrix& W, const in_matrix& H, 
                                                          " entries, got " + std::to_string(db->size()));
 }
 
-// Z = W H + b 1^T in the workspace, which grows to the largest n seen and is reused.
+// The columns per chunk for n samples: as many as workspace_bytes() holds (at least one), and
+// the workspace sized for them (it grows to the largest chunk seen and is reused).
 template <class T, class B>
-Eigen::Map<matrix<T>> pal_objective<T, B>::logits(const in_matrix& W, const in_matrix& H, const in_vector& b,
-                                                  index_t n) {
+index_t pal_objective<T, B>::chunk_columns(index_t n) {
     const index_t K = num_labels();
-    if (z_.size() < K * n) {
-        detail::require_memory(static_cast<double>(K) * static_cast<double>(n) * sizeof(T), "logits",
-                               "the K x n logits workspace, K = " + std::to_string(K) + ", n = " + std::to_string(n));
-        z_.resize(K * n);
+    const double column_bytes = static_cast<double>(K) * sizeof(T);
+    const auto fit = static_cast<index_t>(std::min(static_cast<double>(n), static_cast<double>(workspace_bytes_) / column_bytes));
+    const index_t chunk = std::max<index_t>(1, fit);
+    if (z_.size() < K * chunk) {
+        detail::require_memory(column_bytes * static_cast<double>(chunk), "logits",
+                               "the K x c logits workspace, K = " + std::to_string(K) + ", c = " + std::to_string(chunk));
+        z_.resize(K * chunk);
     }
-    Eigen::Map<matrix<T>> Z(z_.data(), K, n);
-    Z.noalias() = W * H;
-    Z.colwise() += b;
-    return Z;
+    return chunk;
 }
 
 template <backend B>

@@ -74,4 +74,31 @@ void parallel_ranges(int nt, index_t n, index_t grain, F&& f) {
         if (e) std::rethrow_exception(e);
 }
 
+// Eigen's matrix products run on OpenMP's team size of the calling thread (omp_get_max_threads(),
+// unless the program called Eigen::setNbThreads). This sets that team size to `threads` (0:
+// unchanged) for the calling thread only, for the scope of the object.
+class gemm_threads {
+public:
+    explicit gemm_threads(int threads) noexcept {
+#if defined(_OPENMP)
+        if (threads > 0 && !omp_in_parallel()) {
+            saved_ = omp_get_max_threads();
+            omp_set_num_threads(threads);
+        }
+#else
+        (void)threads;
+#endif
+    }
+    ~gemm_threads() {
+#if defined(_OPENMP)
+        if (saved_ > 0) omp_set_num_threads(saved_);
+#endif
+    }
+    gemm_threads(const gemm_threads&) = delete;
+    gemm_threads& operator=(const gemm_threads&) = delete;
+
+private:
+    int saved_ = 0;
+};
+
 }  // namespace mlnc::detail

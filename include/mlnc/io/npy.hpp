@@ -549,6 +549,12 @@ basic_npy_array<T> parse_npy(std::string_view bytes, const std::string& name = "
     return detail::read_whole<T>(in, L, name);
 }
 
+// The dtype of an .npy file ("<f4", "<f8", ...) from its header, without reading the data.
+inline std::string read_npy_dtype(const std::filesystem::path& path) {
+    std::ifstream in;
+    return detail::open_npy(path, in).descr;
+}
+
 // A 2-D float32/float64 array (rows x cols, e.g. W as K x d) as T, finite and non-empty.
 // name is the role of the array in messages ("<path>: W contains NaN or Inf").
 template <npy_float T = double>
