@@ -52,7 +52,7 @@ test: build
 
 bench: configure
 	cmake --build $(BUILD) --target mlnc_bench -j $(JOBS)
-	$(BUILD)/bench/mlnc_bench
+	python3 bench/compare.py $(BUILD)/bench/mlnc_bench
 
 fuzz: fuzz-deps
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \

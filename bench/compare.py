@@ -60,6 +60,23 @@ def main():
     if torch_res:
         print(f"\nPyTorch {torch_res['torch']}, at the same thread counts.")
 
+    # The objective with gradients against the same three GEMMs measured alone.
+    g = json.loads(subprocess.run([a.bench, "--benchmark_filter=Objective|Gemm3", "--benchmark_format=json",
+                                   f"--benchmark_min_time={a.min_time}"], check=True, capture_output=True,
+                                  text=True).stdout)
+    o = {}
+    for b in g["benchmarks"]:
+        name, K, N, d = b["name"].split("/")[:4]
+        o[(name, int(K), int(N), int(d))] = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9}[b["time_unit"]]
+    print("\n| dtype | K | N | d | objective (ms) | three GEMMs alone (ms) | objective / GEMMs |")
+    print("|---|---|---|---|---|---|---|")
+    for dtype in ("float", "double"):
+        for (name, K, N, d) in sorted(k for k in o if k[0] == f"Gemm3<{dtype}>"):
+            obj = o.get((f"Objective<{dtype}>", K, N, d))
+            gem = o[(name, K, N, d)]
+            if obj:
+                print(f"| {dtype} | {K} | {N} | {d} | {obj * 1e3:.1f} | {gem * 1e3:.1f} | {obj / gem:.2f} |")
+
 
 if __name__ == "__main__":
     main()

@@ -70,12 +70,12 @@ template <class T>
 int run_objective_as(const objective_options& o, const mlnc::penalties& lam) {
     using mat = mlnc::matrix<T>;
     using vec = mlnc::vector<T>;
-    const mat W = read_as<T>("--W", o.W, [&](auto t) { return mlnc::io::read_matrix<decltype(t)>(o.W, "W"); });
+    mat W = read_as<T>("--W", o.W, [&](auto t) { return mlnc::io::read_matrix<decltype(t)>(o.W, "W"); });
     const Eigen::Index K = W.rows(), d = W.cols();
     if (K < 2)
         throw mlnc::error("--W " + mlnc::detail::printable(o.W) + ": W has " + std::to_string(K) + " row; need K >= 2 labels (W is K x d)");
 
-    const mat H = read_as<T>("--H", o.H, [&](auto t) { return mlnc::io::read_features<decltype(t)>(o.H, "H"); });
+    mat H = read_as<T>("--H", o.H, [&](auto t) { return mlnc::io::read_features<decltype(t)>(o.H, "H"); });
     const Eigen::Index N = H.cols();
     if (H.rows() != d)
         throw mlnc::error("--H " + mlnc::detail::printable(o.H) + ": H is " + std::to_string(N) + " x " + std::to_string(H.rows()) +
@@ -95,19 +95,24 @@ int run_objective_as(const objective_options& o, const mlnc::penalties& lam) {
         throw mlnc::error("--labels " + mlnc::detail::printable(o.labels) + ": " + std::to_string(S.size()) + " label sets but H has N = " +
                           std::to_string(N) + " samples");
 
-    mlnc::pal_objective<T> f(std::move(S), lam, o.normalized ? mlnc::pal_variant::pal_n : mlnc::pal_variant::pal);
-
     mlnc::objective_value<T> v;
     mat dW, dH;
     vec db;
-    if (o.grad_out.empty()) {
-        v = f.evaluate(W, H, b);
-    } else {
-        dW.resize(K, d);
-        dH.resize(d, N);
-        db.resize(K);
-        v = f.evaluate(W, H, b, dW, dH, db);
+    {
+        mlnc::pal_objective<T> f(std::move(S), lam, o.normalized ? mlnc::pal_variant::pal_n : mlnc::pal_variant::pal);
+        if (o.grad_out.empty()) {
+            v = f.evaluate(W, H, b);
+        } else {
+            dW.resize(K, d);
+            dH.resize(d, N);
+            db.resize(K);
+            v = f.evaluate(W, H, b, dW, dH, db);
+        }
     }
+    // The inputs are no longer needed: their memory goes back before the gradients are written
+    // (each write holds a C-order copy of its array), which bounds the peak at large K.
+    W.resize(0, 0);
+    H.resize(0, 0);
     if (!v.ok())
         throw mlnc::error("the logits W H + b overflow " + std::string(dtype_name(T{})) + " at (label " +
                           std::to_string(v.overflow_row) + ", sample " + std::to_string(v.overflow_col) +

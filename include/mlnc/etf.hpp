@@ -78,7 +78,10 @@ matrix<T> simplex_etf(index_t K, index_t d, std::type_identity_t<T> row_norm = T
 // (NC2 on W), A = Mc Mc^T (NC2 on feature means) and A = W Mc^T (NC3). A must be square with
 // K >= 2, finite and non-zero (the direction of the zero matrix is undefined).
 template <class D>
-double etf_gram_deviation(const Eigen::MatrixBase<D>& A) {
+double etf_gram_deviation(const Eigen::MatrixBase<D>& expr) {
+    // An expression (W W^T, Mc Mc^T) is evaluated once here: read entry by entry, a product
+    // expression would be evaluated again for every entry (K^2 products).
+    const auto& A = expr.derived().eval();
     detail::require(A.rows() == A.cols(), "etf_gram_deviation: A",
                     "must be square, got " + std::to_string(A.rows()) + " x " + std::to_string(A.cols()));
     const index_t K = A.rows();

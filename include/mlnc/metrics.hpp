@@ -557,6 +557,9 @@ metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin or
                 b = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F - 1));
                 if (b >= a) ++b;
             }
+            // By s, so that consecutive pairs read the same column of CU (a K x F matrix far
+            // larger than the caches): a fixed order, the same at every thread count.
+            std::sort(pairs.begin(), pairs.end());
             std::vector<double> angle(static_cast<std::size_t>(M));
             detail::parallel_ranges(detail::team_size(be.threads, static_cast<double>(M) * m, 1e5, M), M, 1,
                                     [&](int, index_t begin, index_t end) {
