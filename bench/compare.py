@@ -17,18 +17,24 @@ here = os.path.dirname(os.path.abspath(__file__))
 TORCH_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
+def run_bench(bench, pattern, min_time):
+    """Seconds per iteration of each benchmark matching pattern, keyed (name, arg1, arg2, arg3)."""
+    g = json.loads(subprocess.run([bench, f"--benchmark_filter={pattern}", "--benchmark_format=json",
+                                   f"--benchmark_min_time={min_time}"], check=True, capture_output=True,
+                                  text=True).stdout)
+    out = {}
+    for b in g["benchmarks"]:
+        name, x, y, z = b["name"].split("/")[:4]
+        out[(name, int(x), int(y), int(z))] = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9}[b["time_unit"]]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench")
     ap.add_argument("--min-time", default="0.3")
     a = ap.parse_args()
-    g = json.loads(subprocess.run([a.bench, "--benchmark_filter=Copy|PalLoss", "--benchmark_format=json",
-                                   f"--benchmark_min_time={a.min_time}"], check=True, capture_output=True,
-                                  text=True).stdout)
-    t = {}
-    for b in g["benchmarks"]:
-        name, K, N, nt = b["name"].split("/")[:4]
-        t[(name, int(K), int(N), int(nt))] = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9}[b["time_unit"]]
+    t = run_bench(a.bench, "Copy|PalLoss", a.min_time)
     threads = sorted({k[3] for k in t})
     torch_res = None
     try:
@@ -61,13 +67,7 @@ def main():
         print(f"\nPyTorch {torch_res['torch']}, at the same thread counts.")
 
     # The objective with gradients against the same three GEMMs measured alone.
-    g = json.loads(subprocess.run([a.bench, "--benchmark_filter=Objective|Gemm3", "--benchmark_format=json",
-                                   f"--benchmark_min_time={a.min_time}"], check=True, capture_output=True,
-                                  text=True).stdout)
-    o = {}
-    for b in g["benchmarks"]:
-        name, K, N, d = b["name"].split("/")[:4]
-        o[(name, int(K), int(N), int(d))] = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9}[b["time_unit"]]
+    o = run_bench(a.bench, "Objective|Gemm3", a.min_time)
     print("\n| dtype | K | N | d | objective (ms) | three GEMMs alone (ms) | objective / GEMMs |")
     print("|---|---|---|---|---|---|---|")
     for dtype in ("float", "double"):

@@ -356,3 +356,25 @@ TEST_CASE("objective in chunks of columns: every chunking gives the unchunked re
     CHECK(o.overflow_col == 40);
     CHECK_THROWS_WITH(chunked.set_workspace_bytes(0), Contains("workspace_bytes"));
 }
+
+TEST_CASE("objective at K past one block of GEMM rows (2^15): the same as the products formed whole", "[objective]") {
+    std::mt19937_64 rng(41);
+    const index_t K = 40000, d = 3;
+    const label_sets S = label_sets::from_lists({{0}, {1, 39999}, {32767, 32768}, {5}, {20000, 3, 7}}, K);
+    const index_t N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    mlnc::pal_objective obj(S, lam);
+    Eigen::MatrixXd dW(K, d), dH(d, N);
+    Eigen::VectorXd db(K);
+    const auto v = obj.evaluate(p.W, p.H, p.b, dW, dH, db);
+    // The reference: Z whole, the logits-level kernel, the three products whole.
+    Eigen::MatrixXd Z = p.W * p.H;
+    Z.colwise() += p.b;
+    Eigen::MatrixXd G(K, N);
+    const double loss = mlnc::pal_loss_grad(Z, S, G);
+    const auto rel = [](const auto& a, const auto& b) { return (a - b).norm() / b.norm(); };
+    CHECK(std::abs(v.loss - loss) <= 1e-12 * std::abs(loss));
+    CHECK(rel(dW, Eigen::MatrixXd(G * p.H.transpose() + 2 * lam.lambda_w * p.W)) <= 1e-12);
+    CHECK(rel(dH, Eigen::MatrixXd(p.W.transpose() * G + 2 * lam.lambda_h * p.H)) <= 1e-12);
+    CHECK(rel(db, Eigen::VectorXd(G.rowwise().sum() + 2 * lam.lambda_b * p.b)) <= 1e-12);
+}

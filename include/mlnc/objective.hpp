@@ -255,6 +255,7 @@ private:
     static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH,
                               const out_vector* db);
     index_t chunk_columns(index_t n);
+    static constexpr index_t gemm_rows = index_t{1} << 15;  // rows of W per product (see data_term_of)
 
     B be_;
     label_sets s_;
@@ -319,7 +320,12 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
         const index_t nc = std::min(chunk, n - c0);
         const auto Hc = H.middleCols(c0, nc);
         Eigen::Map<matrix<T>> Z(z_.data(), K, nc);
-        Z.noalias() = W * Hc;
+        // In blocks of rows: Eigen's threaded GEMM packs a block of the left factor per thread
+        // as tall as its share of the rows, which at K = 10^6 would be hundreds of MB.
+        for (index_t r0 = 0; r0 < K; r0 += gemm_rows) {
+            const index_t nr = std::min(gemm_rows, K - r0);
+            Z.middleRows(r0, nr).noalias() = W.middleRows(r0, nr) * Hc;
+        }
         Z.colwise() += b;
         const detail::label_window<L> Sc{&S, c0, nc};
         const auto r = detail::pal_dispatch(be_, detail::view_of(Z), Sc, v_, static_cast<T*>(nullptr),
@@ -340,8 +346,11 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
         sum += r.sum;
         const auto& G = Z;
         if (dW) {
-            if (c0 == 0) dW->noalias() = G * Hc.transpose();
-            else dW->noalias() += G * Hc.transpose();
+            for (index_t r0 = 0; r0 < K; r0 += gemm_rows) {
+                const index_t nr = std::min(gemm_rows, K - r0);
+                if (c0 == 0) dW->middleRows(r0, nr).noalias() = G.middleRows(r0, nr) * Hc.transpose();
+                else dW->middleRows(r0, nr).noalias() += G.middleRows(r0, nr) * Hc.transpose();
+            }
         }
         if (dH) dH->middleCols(c0, nc).noalias() = W.transpose() * G;
         if (db) {
