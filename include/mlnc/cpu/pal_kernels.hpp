@@ -154,7 +154,8 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
     alignas(64) T zt[small_k_max * L];
     for (Eigen::Index j = 0; j < L; ++j) {
         const T* zc = z.data + (i0 + j) * z.outer;
-        for (Eigen::Index k = 0; k < K; ++k) zt[k * L + j] = zc[k];
+        zt[j] = zc[0];  // row 0 outside the loop: K >= 1 is then visible to the compiler's warnings
+        for (Eigen::Index k = 1; k < K; ++k) zt[k * L + j] = zc[k];
     }
     packet vmax = ei::pload<packet>(zt);
     packet vbad = ei::psub(vmax, vmax);
