@@ -355,7 +355,7 @@ TEST_CASE("cli objective: human-readable summary without --json", "[cli][objecti
                                                 q(dir / "l.txt"));
     REQUIRE(r.code == 0);
     CHECK(r.err.empty());
-    CHECK_THAT(r.out, StartsWith("PAL-CE objective, N = 6 samples, K = 3 labels, d = 2\n"));
+    CHECK_THAT(r.out, StartsWith("PAL-CE objective, N = 6 samples, K = 3 labels, d = 2, float64\n"));
     CHECK_THAT(r.out, Contains("  objective "));
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 4);
 }
