@@ -378,3 +378,51 @@ TEST_CASE("objective at K past one block of GEMM rows (2^15): the same as the pr
     CHECK(rel(dH, Eigen::MatrixXd(p.W.transpose() * G + 2 * lam.lambda_h * p.H)) <= 1e-12);
     CHECK(rel(db, Eigen::VectorXd(G.rowwise().sum() + 2 * lam.lambda_b * p.b)) <= 1e-12);
 }
+
+TEST_CASE("objective split over samples on threads: the serial result to 1e-12 at every thread count", "[objective][threads]") {
+    // K d = 4096 and 2656 samples: 2 K d N = 44 MFLOP, enough for up to 3 threads of the split
+    // over samples (4 MFLOP and 64 samples per thread at least; pal_objective::split_threads).
+    // Threads 1 (the product-threaded route) to 3, whole or in chunks of 100, 65 and 1000
+    // columns; dW skipped or not; the same bits on a second run at a fixed thread count.
+    std::mt19937_64 rng(43);
+    const index_t K = 64, d = 64;
+    const label_sets S = mlnc::balanced_label_sets(K, {{1, 10}, {2, 1}});
+    const index_t N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    const auto rel = [](const auto& a, const auto& b) { return (a - b).norm() / b.norm(); };
+    mlnc::pal_objective serial(mlnc::cpu{1}, S, lam);
+    Eigen::MatrixXd dW(K, d), dH(d, N);
+    Eigen::VectorXd db(K);
+    const auto ref = serial.evaluate(p.W, p.H, p.b, dW, dH, db);
+    for (int threads : {2, 3}) {
+        for (const index_t c : {N, index_t{100}, index_t{65}, index_t{1000}}) {
+            INFO(threads << " threads, chunks of " << c);
+            mlnc::pal_objective obj(mlnc::cpu{threads}, S, lam);
+            obj.set_workspace_bytes(static_cast<std::size_t>(c * K) * sizeof(double));
+            Eigen::MatrixXd tW(K, d), tH(d, N), tH2(d, N);
+            Eigen::VectorXd tb(K);
+            const auto v = obj.evaluate(p.W, p.H, p.b, tW, tH, tb);
+            CHECK(std::abs(v.total - ref.total) <= 1e-12 * std::abs(ref.total));
+            CHECK(rel(tW, dW) <= 1e-12);
+            CHECK(rel(tH, dH) <= 1e-12);
+            CHECK(rel(tb, db) <= 1e-12);
+            Eigen::MatrixXd again(K, d);
+            Eigen::VectorXd b2(K);
+            CHECK(obj.evaluate(p.W, p.H, p.b, again, tH2, b2).total == v.total);
+            CHECK(again == tW);
+            const auto s = obj.evaluate(p.W, p.H, p.b, mlnc::skip, tH2, b2);
+            CHECK(s.total == v.total);
+            CHECK(tH2 == tH);
+        }
+    }
+    // An overflow is reported at its global column from whichever thread holds it.
+    mlnc::pal_objective obj(mlnc::cpu{2}, S, lam);
+    obj.set_workspace_bytes(static_cast<std::size_t>(1000 * K) * sizeof(double));
+    Eigen::MatrixXd H = p.H, W = p.W;
+    H.col(2500).setConstant(1e300);
+    W.setConstant(1e10);
+    const auto o = obj.evaluate(W, H, p.b, dW, dH, db);
+    CHECK(o.status == mlnc::objective_status::overflow);
+    CHECK(o.overflow_col == 2500);
+    CHECK(std::isnan(dW(0, 0)));
+}

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 #include <new>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -478,8 +479,8 @@ TEST_CASE("ufm: the approximate Wolfe line search", "[ufm][line_search]") {
 }
 
 namespace {
-// A quadratic problem in LBFGSpp's form whose evaluation number `throw_at` throws `what`, with the
-// trainer's per-iteration hook, wrapped in the exception fence as detail::ufm_problem does.
+// A quadratic problem whose evaluation number `throw_at` throws `what`, with the trainer's
+// per-iteration hook, wrapped in the exception fence as detail::ufm_problem does.
 template <class E>
 struct failing_problem {
     failing_problem(int at, E e) : throw_at(at), what(std::move(e)) {}
@@ -495,25 +496,33 @@ struct failing_problem {
             return x.squaredNorm();
         });
     }
-    void on_iteration(const Eigen::VectorXd&, double, const Eigen::VectorXd&) { ++iterations; }
+    void on_iteration(const Eigen::VectorXd&, double, double) {
+        if (++iterations == 50) throw detail::ufm_stop{ufm_status::max_iterations};
+    }
     static ufm_line_search line_search() { return ufm_line_search::approximate_wolfe; }
 };
 
-// Runs L-BFGS with the trainer's hooked line search; the exception the objective threw is
-// rethrown, as train_ufm does.
-template <class E>
-void minimise(failing_problem<E>& f) {
+// Runs the trainer's L-BFGS iterations from x = (1, 2, 3, 4); the exception the objective threw
+// is rethrown, as train_ufm does. true when a line search failed (the iterations returned).
+template <class P>
+bool minimise(P& f, Eigen::VectorXd& x) {
     LBFGSpp::LBFGSParam<double> param;
-    param.epsilon = 1e-300;
-    param.max_iterations = 50;
-    LBFGSpp::LBFGSSolver<double, detail::hooked_line_search> solver(param);
-    Eigen::VectorXd x = Eigen::VectorXd::LinSpaced(4, 1.0, 4.0);
-    double fx = 0;
+    detail::lbfgs_memory<double> memory(x.size(), 5, 1);
+    Eigen::VectorXd g(x.size()), xp(x.size()), gp(x.size()), d(x.size());
     try {
-        solver.minimize(f, x, fx);
+        double fx = f(x, g);
+        detail::lbfgs_iterate(f, x, fx, g, param, memory, xp, gp, d);
+        return true;
     } catch (const detail::solver_aborted&) {
         f.fence.rethrow();
+    } catch (const detail::ufm_stop&) {
     }
+    return false;
+}
+template <class E>
+void minimise(failing_problem<E>& f) {
+    Eigen::VectorXd x = Eigen::VectorXd::LinSpaced(4, 1.0, 4.0);
+    (void)minimise(f, x);
 }
 }  // namespace
 
@@ -533,24 +542,73 @@ TEST_CASE("ufm: an exception from the objective inside a line search propagates 
         failing_problem<std::bad_alloc> f{2, std::bad_alloc()};
         CHECK_THROWS_AS(minimise(f), std::bad_alloc);
     }
-    // The failure of the line search itself (here: no descent along a NaN direction) is what the
-    // wrapper turns into ufm_search_failed, the trainer's line_search_failed status.
+    // The failure of the line search itself (here: no descent along a NaN direction) ends the
+    // iterations with the start point back in x: the trainer's line_search_failed status.
     {
         struct nan_problem {
+            detail::exception_fence fence;
             int iterations = 0;
             double operator()(const Eigen::VectorXd& x, Eigen::VectorXd& grad) {
                 grad = Eigen::VectorXd::Constant(x.size(), std::numeric_limits<double>::quiet_NaN());
                 return 1.0;
             }
-            void on_iteration(const Eigen::VectorXd&, double, const Eigen::VectorXd&) { ++iterations; }
+            void on_iteration(const Eigen::VectorXd&, double, double) { ++iterations; }
             static ufm_line_search line_search() { return ufm_line_search::approximate_wolfe; }
         } f;
-        LBFGSpp::LBFGSParam<double> param;
-        LBFGSpp::LBFGSSolver<double, detail::hooked_line_search> solver(param);
         Eigen::VectorXd x = Eigen::VectorXd::Ones(3);
-        double fx = 0;
-        CHECK_THROWS_AS(solver.minimize(f, x, fx), detail::ufm_search_failed);
+        CHECK(minimise(f, x));
         CHECK(f.iterations == 0);
+        CHECK(x == Eigen::VectorXd::Ones(3));
+    }
+}
+
+TEST_CASE("ufm: the two-pass L-BFGS memory gives the two-loop recursion's direction", "[ufm][lbfgs]") {
+    // Random pairs with positive curvature (y = A s, A symmetric positive definite) pushed through
+    // a memory of 3: after each push, the direction equals the textbook two-loop recursion over
+    // the kept pairs (newest first), computed here on the vectors themselves. More pairs than the
+    // memory holds exercise the ring; a pair with s'y <= 0 must be refused (it was written over
+    // the oldest pair, which a full memory then loses).
+    const Eigen::Index n = 5000;  // several blocks of the passes
+    std::mt19937_64 rng(7);
+    std::normal_distribution<double> normal;
+    const auto random_vector = [&] { return Eigen::VectorXd(Eigen::VectorXd::NullaryExpr(n, [&] { return normal(rng); })); };
+    const Eigen::VectorXd diag = (random_vector().array().abs() + 0.5).matrix();
+    for (int threads : {1, 2}) {
+        detail::lbfgs_memory<double> memory(n, 3, threads);
+        std::vector<std::pair<Eigen::VectorXd, Eigen::VectorXd>> kept;  // newest last
+        Eigen::VectorXd x = random_vector(), g = random_vector(), d;
+        for (int step = 0; step < 7; ++step) {
+            const Eigen::VectorXd xp = x, gp = g;
+            x = xp + random_vector();
+            const bool bad = step == 4;  // negative curvature: y = -s
+            g = bad ? Eigen::VectorXd(gp - (x - xp)) : Eigen::VectorXd(gp + diag.cwiseProduct(x - xp));
+            CHECK(memory.push(x, xp, g, gp) == !bad);
+            if (!bad) {
+                kept.emplace_back(x - xp, g - gp);
+                if (kept.size() > 3) kept.erase(kept.begin());
+            } else if (kept.size() == 3) {
+                kept.erase(kept.begin());  // the refused pair was written over the oldest
+            }
+            REQUIRE(memory.size() == static_cast<int>(kept.size()));
+            memory.direction(g, d);
+            // Two-loop recursion.
+            Eigen::VectorXd q = g;
+            std::vector<double> alpha(kept.size());
+            for (std::size_t k = kept.size(); k-- > 0;) {
+                alpha[k] = kept[k].first.dot(q) / kept[k].first.dot(kept[k].second);
+                q -= alpha[k] * kept[k].second;
+            }
+            const auto& newest = kept.back();
+            q *= newest.first.dot(newest.second) / newest.second.squaredNorm();
+            for (std::size_t k = 0; k < kept.size(); ++k) {
+                const double beta = kept[k].second.dot(q) / kept[k].first.dot(kept[k].second);
+                q += (alpha[k] - beta) * kept[k].first;
+            }
+            const Eigen::VectorXd expected = -q;
+            INFO("threads " << threads << ", step " << step);
+            // Both are sums of O(m) terms of the size of the result: a few ulps of it.
+            CHECK((d - expected).norm() <= 1e-13 * expected.norm());
+        }
     }
 }
 

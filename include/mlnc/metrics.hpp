@@ -204,62 +204,100 @@ std::optional<double> etf_gram_deviation_if_defined(const Eigen::MatrixBase<D>& 
     return mlnc::etf_gram_deviation(A);
 }
 
-// The eigenpairs of a symmetric matrix A by cyclic Jacobi rotations: A = V diag(w) V^T with w
-// ascending and V orthogonal. Each rotation zeroes one off-diagonal entry; sweeps over all of them
-// repeat until the off-diagonal mass is below the rounding of A (||off||_F <= eps ||A||_F), which
-// Jacobi reaches in a handful of sweeps with eigenvalues accurate to ~eps ||A|| (Demmel and
-// Veselic 1992). O(n^3) per sweep: slower than a tridiagonal QR for large n, but these matrices
-// are min(C_m, d) square, and plain loops keep a LAPACK-style solver (seconds of compilation per
-// program at -O2) out of every program that computes NC1. false when it does not converge.
+// The eigenpairs of a symmetric matrix A: A = V diag(w) V^T with w ascending and V orthogonal.
+// Householder reflections bring A to tridiagonal form T = Q^T A Q (4/3 n^3 flops, in rank-2
+// updates), then the implicit QL method with Wilkinson shifts diagonalises T, its plane rotations
+// applied to the columns of Q (Golub and Van Loan, sections 8.3 and 8.3.5). Both steps are
+// backward stable: eigenvalues within a small multiple of eps ||A||. Written out in plain loops
+// and column operations rather than Eigen's SelfAdjointEigenSolver, which costs seconds of
+// compilation in every program that computes NC1. false when QL does not converge (60 sweeps
+// for one eigenvalue; it takes about 2).
 template <class Real>
 bool symmetric_eigen(matrix<Real> A, vector<Real>& w, matrix<Real>& V) {
+    using std::abs;
     const index_t n = A.rows();
-    V = matrix<Real>::Identity(n, n);
-    const Real eps = std::numeric_limits<Real>::epsilon();
-    const Real total = A.squaredNorm();
-    bool converged = false;
-    for (int sweep = 0; sweep < 60 && !converged; ++sweep) {
-        Real off = 0;
-        for (index_t q = 1; q < n; ++q)
-            for (index_t p = 0; p < q; ++p) off += 2 * A(p, q) * A(p, q);
-        if (off <= eps * eps * total) {
-            converged = true;
-            break;
-        }
-        for (index_t q = 1; q < n; ++q)
-            for (index_t p = 0; p < q; ++p) {
-                const Real apq = A(p, q);
-                if (apq == 0) continue;
-                // t = tan of the angle that zeroes A(p, q), the smaller root of t^2 + 2 theta t - 1.
-                const Real theta = (A(q, q) - A(p, p)) / (2 * apq);
-                const Real t = (theta >= 0 ? Real(1) : Real(-1)) / (std::abs(theta) + std::hypot(theta, Real(1)));
-                const Real c = 1 / std::hypot(t, Real(1)), s = t * c;
-                for (index_t k = 0; k < n; ++k) {  // A J: columns p and q
-                    const Real akp = A(k, p), akq = A(k, q);
-                    A(k, p) = c * akp - s * akq;
-                    A(k, q) = s * akp + c * akq;
-                }
-                for (index_t k = 0; k < n; ++k) {  // J^T (A J): rows p and q
-                    const Real apk = A(p, k), aqk = A(q, k);
-                    A(p, k) = c * apk - s * aqk;
-                    A(q, k) = s * apk + c * aqk;
-                }
-                A(p, q) = A(q, p) = 0;
-                for (index_t k = 0; k < n; ++k) {  // V J
-                    const Real vkp = V(k, p), vkq = V(k, q);
-                    V(k, p) = c * vkp - s * vkq;
-                    V(k, q) = s * vkp + c * vkq;
-                }
-            }
+    // Householder: step k maps A(k+1:, k) to (alpha, 0, ..., 0); its vector is kept in A(k+1:, k).
+    vector<Real> beta = vector<Real>::Zero(n), p(n), diag(n), off = vector<Real>::Zero(n);
+    for (index_t k = 0; k + 2 < n; ++k) {
+        const index_t m = n - k - 1;
+        auto x = A.col(k).tail(m);
+        const Real xnorm = x.norm();
+        if (xnorm == 0) continue;
+        const Real alpha = x(0) > 0 ? -xnorm : xnorm;
+        x(0) -= alpha;  // v = x - alpha e1, H = I - beta v v^T with beta = 2 / v^T v
+        const Real b = 2 / x.squaredNorm();
+        beta(k) = b;
+        auto As = A.bottomRightCorner(m, m);
+        auto pk = p.head(m);
+        pk.noalias() = b * (As * x);
+        pk -= (b / 2 * pk.dot(x)) * x;  // w = p - (beta/2)(p^T v) v; As -= v w^T + w v^T
+        As.noalias() -= x * pk.transpose() + pk * x.transpose();
+        off(k) = alpha;
     }
-    if (!converged) return false;
+    for (index_t k = 0; k < n; ++k) diag(k) = A(k, k);
+    if (n >= 2) off(n - 2) = A(n - 1, n - 2);
+    // Q = H_0 H_1 ... H_{n-3}, accumulated from the last reflection.
+    V = matrix<Real>::Identity(n, n);
+    for (index_t k = n - 3; k >= 0; --k) {
+        if (beta(k) == 0) continue;
+        const index_t m = n - k - 1;
+        const auto v = A.col(k).tail(m);
+        auto Vs = V.bottomRightCorner(m, m);
+        auto pk = p.head(m);
+        pk.noalias() = Vs.transpose() * v;
+        Vs.noalias() -= (beta(k) * v) * pk.transpose();
+    }
+    // Implicit QL on (diag, off), off(i) = T(i + 1, i), off(n - 1) = 0. An off-diagonal entry below
+    // eps ||T|| is negligible (as in EISPACK's tql2): a test relative to its own diagonal entries
+    // would never pass among the rounding-level eigenvalues of a rank-deficient scatter.
+    const Real eps = std::numeric_limits<Real>::epsilon();
+    const Real small = eps * (diag.cwiseAbs() + off.cwiseAbs()).maxCoeff();
+    for (index_t l = 0; l < n; ++l) {
+        for (int iter = 0;; ++iter) {
+            index_t m = l;
+            while (m + 1 < n && abs(off(m)) > small) ++m;
+            if (m == l) break;
+            if (iter == 60) return false;
+            Real g = (diag(l + 1) - diag(l)) / (2 * off(l));
+            Real r = std::hypot(g, Real(1));
+            g = diag(m) - diag(l) + off(l) / (g + (g >= 0 ? r : -r));
+            Real s = 1, c = 1, shift = 0;
+            bool deflated = false;
+            for (index_t i = m - 1; i >= l; --i) {
+                const Real f = s * off(i), bb = c * off(i);
+                r = std::hypot(f, g);
+                off(i + 1) = r;
+                if (r == 0) {  // T split: restart the sweep on the shorter problem
+                    diag(i + 1) -= shift;
+                    off(m) = 0;
+                    deflated = true;
+                    break;
+                }
+                s = f / r;
+                c = g / r;
+                g = diag(i + 1) - shift;
+                r = (diag(i) - g) * s + 2 * c * bb;
+                shift = s * r;
+                diag(i + 1) = g + shift;
+                g = c * r - bb;
+                auto vi = V.col(i), vi1 = V.col(i + 1);
+                p.noalias() = vi1;
+                vi1 = s * vi + c * p;
+                vi = c * vi - s * p;
+            }
+            if (deflated) continue;
+            diag(l) -= shift;
+            off(l) = g;
+            off(m) = 0;
+        }
+    }
     std::vector<index_t> order(static_cast<std::size_t>(n));
     std::iota(order.begin(), order.end(), index_t{0});
-    std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return A(a, a) < A(b, b); });
+    std::sort(order.begin(), order.end(), [&](index_t a, index_t b) { return diag(a) < diag(b); });
     w.resize(n);
     matrix<Real> sorted(n, n);
     for (index_t j = 0; j < n; ++j) {
-        w(j) = A(order[static_cast<std::size_t>(j)], order[static_cast<std::size_t>(j)]);
+        w(j) = diag(order[static_cast<std::size_t>(j)]);
         sorted.col(j) = V.col(order[static_cast<std::size_t>(j)]);
     }
     V.swap(sorted);
@@ -268,18 +306,40 @@ bool symmetric_eigen(matrix<Real> A, vector<Real>& w, matrix<Real>& V) {
 
 // P = Lambda^{-1/2} U^T over the eigenpairs (lambda, u) of Sb = B B^T / C that the pseudo-inverse
 // keeps (lambda >= 1e-12 lambda_max), so that tr(Sw Sb^+) = ||P E||_F^2 / N_m for the residuals E.
-// B B^T (d x d) and B^T B (C x C) share their nonzero eigenvalues, so the smaller one is
-// decomposed; with B^T B = C V Lambda V^T, u_j = B v_j / sqrt(C lambda_j). B must not be 0;
-// nullopt when the eigensolver fails.
+// B = M - g 1^T: the C means M (d x C) centred at g. B B^T (d x d) and B^T B (C x C) share their
+// nonzero eigenvalues, so the smaller one is decomposed; with B^T B = C V Lambda V^T,
+// u_j = B v_j / sqrt(C lambda_j). B must not be 0; nullopt when the eigensolver fails.
 template <class Real = double>
-std::optional<matrix<Real>> between_scatter_pinv_factor(const matrix<Real>& B) {
+std::optional<matrix<Real>> between_scatter_pinv_factor(const Eigen::Ref<const matrix<Real>>& M, const vector<Real>& g,
+                                                        int threads = 1) {
     constexpr double rel_cutoff = 1e-12;
-    const index_t d = B.rows(), C = B.cols();
+    const index_t d = M.rows(), C = M.cols();
     const double c = static_cast<double>(C);
     const bool via_gram = C <= d;
     matrix<Real> S(via_gram ? C : d, via_gram ? C : d);
-    if (via_gram) S.noalias() = B.transpose() * B;
-    else S.noalias() = B * B.transpose();
+    matrix<Real> B;  // formed only when it is small (C <= d)
+    if (via_gram) {
+        B = M.colwise() - g;
+        S.noalias() = B.transpose() * B;
+    } else {
+        // B B^T over a long inner dimension, B never formed: partial products of centred blocks
+        // of columns, one range of columns per thread, added in order.
+        constexpr index_t block = 256;
+        const int nt = team_size(threads, static_cast<double>(d) * static_cast<double>(d) * c, double(1 << 22), C / block);
+        std::vector<matrix<Real>> part(static_cast<std::size_t>(nt));
+        parallel_ranges(nt, C, block, [&](int t, index_t begin, index_t end) {
+            matrix<Real>& P = part[static_cast<std::size_t>(t)];
+            P.setZero(d, d);
+            matrix<Real> Bt(d, block);
+            for (index_t j = begin; j < end; j += block) {
+                const index_t nb = std::min(block, end - j);
+                Bt.leftCols(nb) = M.middleCols(j, nb).colwise() - g;
+                P.noalias() += Bt.leftCols(nb) * Bt.leftCols(nb).transpose();  // serial in the team
+            }
+        });
+        S = part[0];
+        for (std::size_t t = 1; t < part.size(); ++t) S += part[t];
+    }
     S /= static_cast<Real>(c);
     vector<Real> lam;  // ascending
     matrix<Real> vectors;
@@ -298,30 +358,39 @@ std::optional<matrix<Real>> between_scatter_pinv_factor(const matrix<Real>& B) {
     return matrix<Real>((V.array().rowwise() / kept.sqrt().transpose()).matrix().transpose());
 }
 
-// ||P (h_i - mu_{S_i})||^2 summed over the samples whose group lies in r, in blocks of columns.
+// ||P (h_i - mu_{S_i})||^2 summed over the samples whose group lies in r, in blocks of columns,
+// the samples split over threads in contiguous ranges (serial products, sums added in order).
 template <class T>
 double projected_within_scatter(const const_view<T>& H, const class_means& cm, group_range r,
-                                const Eigen::MatrixXd& P) {
+                                const Eigen::MatrixXd& P, int threads = 1) {
     constexpr index_t block = 256;
-    Eigen::MatrixXd E(cm.dim(), block);
-    index_t filled = 0;
+    const index_t N = cm.num_samples();
+    const int nt = team_size(threads, static_cast<double>(P.size()) * static_cast<double>(N), double(1 << 22), N / block);
+    std::vector<double> part(static_cast<std::size_t>(nt), 0.0);
+    parallel_ranges(nt, N, 1, [&](int t, index_t begin, index_t end) {
+        Eigen::MatrixXd E(cm.dim(), block);
+        index_t filled = 0;
+        double acc = 0.0;
+        const auto flush = [&] {
+            acc += (P * E.leftCols(filled)).squaredNorm();
+            filled = 0;
+        };
+        for (index_t i = begin; i < end; ++i) {
+            const index_t g = cm.group_of[static_cast<std::size_t>(i)];
+            if (g < r.begin || g >= r.end) continue;
+            E.col(filled++) = H.col(i).template cast<double>() - cm.means.col(g);
+            if (filled == block) flush();
+        }
+        if (filled > 0) flush();
+        part[static_cast<std::size_t>(t)] = acc;
+    });
     double acc = 0.0;
-    const auto flush = [&] {
-        acc += (P * E.leftCols(filled)).squaredNorm();
-        filled = 0;
-    };
-    for (index_t i = 0; i < cm.num_samples(); ++i) {
-        const index_t g = cm.group_of[static_cast<std::size_t>(i)];
-        if (g < r.begin || g >= r.end) continue;
-        E.col(filled++) = H.col(i).template cast<double>() - cm.means.col(g);
-        if (filled == block) flush();
-    }
-    if (filled > 0) flush();
+    for (double a : part) acc += a;
     return acc;
 }
 
 template <class T>
-metric_by_multiplicity nc1_unchecked(const const_view<T>& H, const class_means& cm) {
+metric_by_multiplicity nc1_unchecked(const const_view<T>& H, const class_means& cm, int threads = 1) {
     metric_by_multiplicity out;
     for (const auto& [m, r] : cm.groups_by_multiplicity()) {
         const index_t C = r.size();
@@ -331,19 +400,18 @@ metric_by_multiplicity nc1_unchecked(const const_view<T>& H, const class_means& 
         }
         const auto M = cm.means.middleCols(r.begin, C);
         const Eigen::VectorXd g = M.rowwise().mean();
-        const Eigen::MatrixXd B = M.colwise() - g;
-        if (negligible(B.colwise().norm().maxCoeff(), M.colwise().norm().maxCoeff() + g.norm(), C + 1)) {
+        if (negligible((M.colwise() - g).colwise().norm().maxCoeff(), M.colwise().norm().maxCoeff() + g.norm(), C + 1)) {
             out[m] = std::nullopt;  // Sb = 0
             continue;
         }
-        const auto P = between_scatter_pinv_factor(B);
+        const auto P = between_scatter_pinv_factor<double>(M, g, threads);
         if (!P) {
             out[m] = std::nullopt;
             continue;
         }
         index_t n_m = 0;
         for (index_t grp = r.begin; grp < r.end; ++grp) n_m += cm.counts[static_cast<std::size_t>(grp)];
-        out[m] = projected_within_scatter<T>(H, cm, r, *P) / static_cast<double>(n_m) / static_cast<double>(C);
+        out[m] = projected_within_scatter<T>(H, cm, r, *P, threads) / static_cast<double>(n_m) / static_cast<double>(C);
     }
     return out;
 }
@@ -358,18 +426,21 @@ double unit_angle(const Eigen::MatrixBase<Da>& a, const Eigen::MatrixBase<Db>& b
 // The one place where features are averaged per label set: every mean of mlnc (the metrics, ONN,
 // the tag-wise fit) comes from here. H must already be checked (d x N, finite).
 template <class T>
-class_means class_means_of(const const_view<T>& H, const label_sets& S) {
+class_means class_means_of(const const_view<T>& H, const label_sets& S, int threads = 1) {
     auto groups = group_by_label_set(S);
     class_means cm;
     const index_t G = groups.size();
     cm.means = Eigen::MatrixXd::Zero(H.rows(), G);
     cm.counts.resize(static_cast<std::size_t>(G));
-    for (index_t g = 0; g < G; ++g) {
-        const auto& members = groups.members[static_cast<std::size_t>(g)];
-        for (index_t i : members) cm.means.col(g) += H.col(i).template cast<double>();
-        cm.counts[static_cast<std::size_t>(g)] = static_cast<index_t>(members.size());
-        cm.means.col(g) /= static_cast<double>(members.size());
-    }
+    const int nt = team_size(threads, static_cast<double>(H.rows()) * static_cast<double>(S.size()), double(1 << 20), G);
+    parallel_ranges(nt, G, 1, [&](int, index_t begin, index_t end) {
+        for (index_t g = begin; g < end; ++g) {
+            const auto& members = groups.members[static_cast<std::size_t>(g)];
+            for (index_t i : members) cm.means.col(g) += H.col(i).template cast<double>();
+            cm.counts[static_cast<std::size_t>(g)] = static_cast<index_t>(members.size());
+            cm.means.col(g) /= static_cast<double>(members.size());
+        }
+    });
     cm.group_of = std::move(groups.group_of);
     cm.sets = std::move(groups.sets);
     while (cm.num_singletons < G && cm.sets.multiplicity(cm.num_singletons) == 1) ++cm.num_singletons;
@@ -499,47 +570,67 @@ metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin or
     for (const auto& [m, r] : ranges) {
         if (m < 2) continue;
         const index_t F = r.size();
-        const mat Mu = cm.means.middleCols(r.begin, F) * inv_scale;
-        const mat U = Mu.colwise() - o;
-        mat V = mat::Zero(cm.dim(), F);
-        bool zero_vector = false;
-        for (index_t t = 0; t < F; ++t) {
-            double terms = 0.0;
-            for (label_t k : cm.sets[r.begin + t]) {
-                V.col(t) += Cm.col(k);
-                terms += mu.col(k).norm() + o.norm();
+        const auto Mu = cm.means.middleCols(r.begin, F);
+        const double f = static_cast<double>(F);
+        const bool exact = f * f <= static_cast<double>(sampling.max_exact_pairs) || F < 2;
+        // u_S = mu_S - o and v_S = sum_{k in S} c_k are formed one sample at a time (no d x F
+        // matrices: at F = 20 000 and d = 256 each is 40 MB, whose page faults alone cost more
+        // than the angles); the exact route also keeps U for CU = C^T U (F <= 4096 there).
+        const double o_norm = o.norm();
+        vec mu_norm(K);
+        for (index_t k = 0; k < K; ++k) mu_norm(k) = mu.col(k).norm();
+        const auto u_of = [&](index_t s, vec& u) { u.noalias() = Mu.col(s) * inv_scale - o; };
+        const auto v_of = [&](index_t t, vec& v) {
+            v.setZero();
+            for (label_t k : cm.sets[r.begin + t]) v += Cm.col(k);
+        };
+        vec nu(F), nv(F);
+        std::vector<double> same(static_cast<std::size_t>(F)), row(static_cast<std::size_t>(F));
+        const int nt_vec = detail::team_size(be.threads, f * static_cast<double>(m + 2) * static_cast<double>(cm.dim()),
+                                             1e5, F);
+        std::vector<char> zero(static_cast<std::size_t>(nt_vec), 0);
+        detail::parallel_ranges(nt_vec, F, 1, [&](int th, index_t begin, index_t end) {
+            vec u(cm.dim()), v(cm.dim());
+            for (index_t t = begin; t < end; ++t) {
+                u_of(t, u);
+                v_of(t, v);
+                double terms = 0.0;
+                for (label_t k : cm.sets[r.begin + t]) terms += mu_norm(k) + o_norm;
+                nu(t) = u.norm();
+                nv(t) = v.norm();
+                if (detail::negligible(nv(t), terms, K + m) ||
+                    detail::negligible(nu(t), Mu.col(t).norm() * inv_scale + o_norm, K + 1)) {
+                    zero[static_cast<std::size_t>(th)] = 1;
+                    continue;
+                }
+                same[static_cast<std::size_t>(t)] = detail::unit_angle(u / nu(t), v / nv(t));
             }
-            zero_vector = zero_vector || detail::negligible(V.col(t).norm(), terms, K + m) ||
-                          detail::negligible(U.col(t).norm(), Mu.col(t).norm() + o.norm(), K + 1);
-        }
-        if (zero_vector) {
+        });
+        if (std::find(zero.begin(), zero.end(), 1) != zero.end()) {
             out[m] = std::nullopt;
             continue;
         }
-        const vec nu = U.colwise().norm().transpose();
-        const vec nv = V.colwise().norm().transpose();
-        const mat CU = Cm.transpose() * U;  // K x F: column s holds c_k . u_S
-        const auto cross = [&](index_t s, index_t t) {  // angle(u_S, v_T), S != T
-            double dot = 0.0;
-            for (label_t k : cm.sets[r.begin + t]) dot += CU(k, s);
+        // angle(u_S, v_T), S != T, from u_S . v_T = sum_{k in T} c_k . u_S: read from CU (exact)
+        // or computed with u_S at hand (sampled pairs come grouped by S).
+        const mat CU = exact ? mat(Cm.transpose() * ((Mu * inv_scale).colwise() - o)) : mat();
+        const auto angle_of = [&](index_t s, index_t t, double dot) {
             return std::acos(std::clamp(dot / (nu(s) * nv(t)), -1.0, 1.0));
         };
-        const double f = static_cast<double>(F);
-        const bool exact = f * f <= static_cast<double>(sampling.max_exact_pairs) || F < 2;
-        std::vector<double> same(static_cast<std::size_t>(F)), row(static_cast<std::size_t>(F));
-        const auto rows = [&](index_t begin, index_t end) {
-            for (index_t s = begin; s < end; ++s) {
-                same[static_cast<std::size_t>(s)] = detail::unit_angle(U.col(s) / nu(s), V.col(s) / nv(s));
-                if (!exact) continue;
-                double sum = 0.0;
-                for (index_t t = 0; t < F; ++t)
-                    if (t != s) sum += cross(s, t);
-                row[static_cast<std::size_t>(s)] = sum;
-            }
-        };
-        const double work = exact ? f * f * static_cast<double>(m) : f * static_cast<double>(cm.dim());
-        detail::parallel_ranges(detail::team_size(be.threads, work, 1e5, F), F, 1,
-                                [&](int, index_t begin, index_t end) { rows(begin, end); });
+        if (exact) {
+            detail::parallel_ranges(detail::team_size(be.threads, f * f * static_cast<double>(m), 1e5, F), F, 1,
+                                    [&](int, index_t begin, index_t end) {
+                                        for (index_t s = begin; s < end; ++s) {
+                                            double sum = 0.0;
+                                            for (index_t t = 0; t < F; ++t) {
+                                                if (t == s) continue;
+                                                double dot = 0.0;
+                                                for (label_t k : cm.sets[r.begin + t]) dot += CU(k, s);
+                                                sum += angle_of(s, t, dot);
+                                            }
+                                            row[static_cast<std::size_t>(s)] = sum;
+                                        }
+                                    });
+        }
         double matched = 0.0, off = 0.0;
         for (index_t s = 0; s < F; ++s) {
             matched += same[static_cast<std::size_t>(s)];
@@ -550,24 +641,34 @@ metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin or
         double mean_off = exact && F > 1 ? off / (f * (f - 1)) : 0.0, se_off = 0.0;
         if (!exact) {
             const index_t M = sampling.pairs;
-            std::vector<std::pair<index_t, index_t>> pairs(static_cast<std::size_t>(M));
+            std::vector<std::pair<index_t, index_t>> drawn(static_cast<std::size_t>(M));
+            std::vector<index_t> first(static_cast<std::size_t>(F) + 1, 0);
             std::mt19937_64 rng(sampling.seed + static_cast<std::uint64_t>(m));
-            for (auto& [a, b] : pairs) {  // s uniform, t uniform among the F - 1 others
+            for (auto& [a, b] : drawn) {  // s uniform, t uniform among the F - 1 others
                 a = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F));
                 b = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F - 1));
                 if (b >= a) ++b;
+                ++first[static_cast<std::size_t>(a) + 1];
             }
-            // By s, so that consecutive pairs read the same column of CU (a K x F matrix far
-            // larger than the caches): a fixed order, the same at every thread count.
-            std::sort(pairs.begin(), pairs.end());
+            // Grouped by s (a counting sort, stable), so that consecutive pairs share u_S: a
+            // fixed order, the same at every thread count.
+            for (std::size_t s = 0; s < static_cast<std::size_t>(F); ++s) first[s + 1] += first[s];
+            std::vector<std::pair<index_t, index_t>> pairs(static_cast<std::size_t>(M));
+            for (const auto& p : drawn) pairs[static_cast<std::size_t>(first[static_cast<std::size_t>(p.first)]++)] = p;
             std::vector<double> angle(static_cast<std::size_t>(M));
-            detail::parallel_ranges(detail::team_size(be.threads, static_cast<double>(M) * m, 1e5, M), M, 1,
-                                    [&](int, index_t begin, index_t end) {
-                                        for (index_t j = begin; j < end; ++j) {
-                                            const auto [a, b] = pairs[static_cast<std::size_t>(j)];
-                                            angle[static_cast<std::size_t>(j)] = cross(a, b);
-                                        }
-                                    });
+            detail::parallel_ranges(
+                detail::team_size(be.threads, static_cast<double>(M) * m * static_cast<double>(cm.dim()), 1e5, M), M, 1,
+                [&](int, index_t begin, index_t end) {
+                    vec u(cm.dim());
+                    index_t current = -1;
+                    for (index_t j = begin; j < end; ++j) {
+                        const auto [a, b] = pairs[static_cast<std::size_t>(j)];
+                        if (a != current) u_of(current = a, u);
+                        double dot = 0.0;
+                        for (label_t k : cm.sets[r.begin + b]) dot += Cm.col(k).dot(u);
+                        angle[static_cast<std::size_t>(j)] = angle_of(a, b, dot);
+                    }
+                });
             double sum = 0.0;
             for (const double a : angle) sum += a;
             mean_off = sum / static_cast<double>(M);
@@ -620,7 +721,7 @@ nc_metrics nc_metrics_from_means(const cpu& be, const const_view<T>& H, const cl
                                  const nc_metrics_options& opt) {
     cm.require_label_means();
     nc_metrics r;
-    r.nc1_by_multiplicity = nc1_unchecked(H, cm);
+    r.nc1_by_multiplicity = nc1_unchecked(H, cm, be.threads);
     r.nc1 = r.nc1_by_multiplicity.at(1);
     r.nc2_h = nc2_features(cm);
     r.nc_m = nc_m(be, cm, nc_m_origin::global_mean, opt.sampling, &r.nc_m_standard_error);
@@ -639,7 +740,7 @@ nc_metrics compute_nc_metrics(const cpu& be, const Eigen::MatrixBase<DH>& H, con
     static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
     const detail::const_view<typename DH::Scalar> Hv(H.derived());
     detail::check_samples_and_features(Hv, S);
-    return detail::nc_metrics_from_means(be, Hv, detail::class_means_of(Hv, S), opt);
+    return detail::nc_metrics_from_means(be, Hv, detail::class_means_of(Hv, S, be.threads), opt);
 }
 template <class DH>
 nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& S) {
@@ -654,7 +755,7 @@ nc_metrics compute_nc_metrics(const cpu& be, const Eigen::MatrixBase<DH>& H, con
     const detail::const_view<typename DH::Scalar> Hv(H.derived());
     detail::check_samples_and_features(Hv, S);
     detail::check_classifier(W, S.num_labels(), Hv.rows());
-    const class_means cm = detail::class_means_of(Hv, S);
+    const class_means cm = detail::class_means_of(Hv, S, be.threads);
     nc_metrics r = detail::nc_metrics_from_means(be, Hv, cm, opt);
     r.nc2_w = nc2(W, "W");
     r.nc3 = nc3(W, cm);
@@ -675,8 +776,8 @@ nc_metrics compute_nc_metrics(const Eigen::MatrixBase<DH>& H, const label_sets& 
 #define MLNC_INSTANCE extern template
 #endif
 namespace mlnc::detail {
-MLNC_INSTANCE class_means class_means_of(const const_view<float>&, const label_sets&);
-MLNC_INSTANCE class_means class_means_of(const const_view<double>&, const label_sets&);
+MLNC_INSTANCE class_means class_means_of(const const_view<float>&, const label_sets&, int);
+MLNC_INSTANCE class_means class_means_of(const const_view<double>&, const label_sets&, int);
 MLNC_INSTANCE nc_metrics nc_metrics_from_means(const cpu&, const const_view<float>&, const class_means&,
                                                const nc_metrics_options&);
 MLNC_INSTANCE nc_metrics nc_metrics_from_means(const cpu&, const const_view<double>&, const class_means&,

@@ -255,7 +255,13 @@ private:
     static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH,
                               const out_vector* db);
     index_t chunk_columns(index_t n);
+    int split_threads(index_t d, index_t columns, bool partial_dW) const;
+    template <class L>
+    objective_value<T> data_term_split(const L& S, const in_matrix& W, const in_matrix& H, const in_vector& b,
+                                       out_matrix* dW, out_matrix* dH, out_vector* db, index_t chunk, int nt);
     static constexpr index_t gemm_rows = index_t{1} << 15;  // rows of W per product (see data_term_of)
+    // The largest K x d partial dW a thread of the split over samples may hold (data_term_split).
+    static constexpr double split_partial_bytes = double(std::size_t{32} << 20);
 
     B be_;
     label_sets s_;
@@ -263,6 +269,7 @@ private:
     pal_variant v_;
     std::size_t workspace_bytes_ = default_workspace_bytes;
     vector<T> z_;
+    std::vector<matrix<T>> dw_part_;  // the partial dW of threads 1.. of data_term_split
 };
 
 // The members that do the work: not inline, so that mlnc::precompiled's instances are used.
@@ -313,6 +320,8 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
     check_outputs(W, H, dW, dH, db);
     const bool any_gradient = dW || dH || db;
     const index_t chunk = chunk_columns(n);
+    if (const int nt = split_threads(W.cols(), std::min(chunk, n), dW != nullptr); nt > 1)
+        return data_term_split(S, W, H, b, dW, dH, db, chunk, nt);
     const double inv_n = 1.0 / static_cast<double>(num_samples());
     const detail::gemm_threads gemm_team(be_.threads);
     double sum = 0.0;
@@ -357,6 +366,110 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
             if (c0 == 0) *db = G.rowwise().sum();
             else *db += G.rowwise().sum();
         }
+    }
+    objective_value<T> v;
+    v.loss = v.total = static_cast<T>(sum * inv_n);
+    return v;
+}
+
+// The threads of data_term_split for chunks of `columns` samples, or 1 for the product-threaded
+// route of data_term_of. Splitting the samples needs no synchronisation inside the products, which
+// Eigen's threaded GEMM does (its G H^T, a small K x d result over a long inner dimension, ran
+// 10x slower on 2 threads than on 1 here when the machine was shared), but each thread beyond the
+// first holds a K x d partial dW: the split is for models whose dW is small, and for chunks of at
+// least 64 samples and ~4 MFLOP per thread.
+template <class T, class B>
+int pal_objective<T, B>::split_threads(index_t d, index_t columns, bool partial_dW) const {
+    const double K = static_cast<double>(num_labels());
+    if (partial_dW && K * static_cast<double>(d) * sizeof(T) > split_partial_bytes) return 1;
+    return detail::team_size(be_.threads, 2.0 * K * static_cast<double>(d) * static_cast<double>(columns), double(1 << 22),
+                             columns / 64);
+}
+
+// The data term with the samples of each chunk split over nt threads in contiguous ranges: each
+// thread forms its columns' logits, runs the kernel on them and forms their dH with serial
+// products, and adds G H^T and G 1 of its columns to its own partial dW and db (thread 0 into dW
+// and db themselves). The partials and the loss sums are added in thread order at the end, so a
+// result depends on nt only, never on scheduling.
+template <class T, class B>
+template <class L>
+objective_value<T> pal_objective<T, B>::data_term_split(const L& S, const in_matrix& W, const in_matrix& H,
+                                                        const in_vector& b, out_matrix* dW, out_matrix* dH,
+                                                        out_vector* db, index_t chunk, int nt) {
+    const index_t n = S.size(), K = num_labels(), d = W.cols();
+    const bool any_gradient = dW || dH || db;
+    const double inv_n = 1.0 / static_cast<double>(num_samples());
+    const auto nts = static_cast<std::size_t>(nt);
+    if (dW) {
+        if (dw_part_.size() < nts - 1) dw_part_.resize(nts - 1);
+        for (std::size_t t = 0; t + 1 < nts; ++t) dw_part_[t].resize(K, d);
+    }
+    std::vector<vector<T>> db_part(db ? nts : 0);
+    std::vector<char> written(nts, 0);
+    std::vector<double> sums(nts, 0.0);
+    std::vector<pal_kernel_result> bad(nts);
+    for (index_t c0 = 0; c0 < n; c0 += chunk) {
+        const index_t nc = std::min(chunk, n - c0);
+        detail::parallel_ranges(nt, nc, cpu_kernels::column_sweeps<T>::L, [&](int t, index_t i0, index_t i1) {
+            const auto ts = static_cast<std::size_t>(t);
+            if (i0 == i1 || !bad[ts].finite()) return;
+            const index_t c = c0 + i0, m = i1 - i0;
+            const auto Ht = H.middleCols(c, m);
+            Eigen::Map<matrix<T>> Z(z_.data() + K * i0, K, m);
+            Z.noalias() = W * Ht;  // serial: Eigen does not start a team inside a parallel region
+            Z.colwise() += b;
+            const detail::label_window<L> St{&S, c, m};
+            const auto r = cpu_kernels::pal_columns(detail::view_of(Z), St, v_, static_cast<T*>(nullptr),
+                                                    any_gradient ? detail::mutable_view_of(Z) : strided_view<T>{}, inv_n);
+            if (!r.finite()) {
+                bad[ts] = r;
+                bad[ts].bad_col += c;
+                return;
+            }
+            sums[ts] += r.sum;
+            const bool first = !written[ts];
+            written[ts] = 1;
+            if (dW) {
+                if (t == 0) {
+                    if (first) dW->noalias() = Z * Ht.transpose();
+                    else dW->noalias() += Z * Ht.transpose();
+                } else {
+                    matrix<T>& P = dw_part_[ts - 1];
+                    if (first) P.noalias() = Z * Ht.transpose();
+                    else P.noalias() += Z * Ht.transpose();
+                }
+            }
+            if (dH) dH->middleCols(c, m).noalias() = W.transpose() * Z;
+            if (db) {
+                if (first) db_part[ts] = Z.rowwise().sum();
+                else db_part[ts] += Z.rowwise().sum();
+            }
+        });
+        for (const pal_kernel_result& r : bad) {  // ranges in column order: the first is the first
+            if (r.finite()) continue;
+            constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+            if (dW) dW->setConstant(nan);
+            if (dH) dH->setConstant(nan);
+            if (db) db->setConstant(nan);
+            objective_value<T> v;
+            v.loss = v.total = std::numeric_limits<T>::infinity();
+            v.status = objective_status::overflow;
+            v.overflow_row = r.bad_row;
+            v.overflow_col = r.bad_col;
+            return v;
+        }
+    }
+    double sum = 0.0;
+    for (double x : sums) sum += x;
+    if (dW) {
+        if (!written[0]) dW->setZero();
+        for (std::size_t t = 1; t < nts; ++t)
+            if (written[t]) *dW += dw_part_[t - 1];
+    }
+    if (db) {
+        db->setZero();
+        for (std::size_t t = 0; t < nts; ++t)
+            if (written[t]) *db += db_part[t];
     }
     objective_value<T> v;
     v.loss = v.total = static_cast<T>(sum * inv_n);

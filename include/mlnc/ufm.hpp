@@ -2,12 +2,13 @@
 // The unconstrained-features-model (UFM) trainer: full-batch minimisation of Problem (4),
 //   f(W, H, b) = (1/N) sum_i L_PAL(W h_i + b, S_i) + lW ||W||_F^2 + lH ||H||_F^2 + lb ||b||^2,
 // over W (K x d), H (d x N) and b (K) from a seeded random start or a given point (a warm start,
-// a checkpoint), by L-BFGS (LBFGSpp's solver) or by gradient descent with momentum and an Armijo
+// a checkpoint), by L-BFGS (two passes over memory per iteration, detail/lbfgs.hpp) or by gradient descent with momentum and an Armijo
 // line search, on the flat objective of objective.hpp. Optionally W is held fixed (at a simplex
 // ETF) and only (H, b) are trained; dW is then never formed. The library never prints: progress
 // goes to an optional observer, which can also stop the run (the result is kept). See docs/ufm.md.
 
 #include <mlnc/detail/exception_fence.hpp>
+#include <mlnc/detail/lbfgs.hpp>
 #include <mlnc/detail/memory.hpp>
 #include <mlnc/detail/random.hpp>
 #include <mlnc/error.hpp>
@@ -34,7 +35,7 @@
 namespace mlnc {
 
 enum class ufm_method {
-    lbfgs,  // L-BFGS (LBFGSpp::LBFGSSolver) with the line search of ufm_options::line_search
+    lbfgs,  // L-BFGS (detail/lbfgs.hpp) with the line search of ufm_options::line_search
     gd,     // gradient descent with heavy-ball momentum and Armijo backtracking
 };
 
@@ -129,13 +130,11 @@ using ufm_observer = std::function<ufm_action(const ufm_history_entry&, const Ei
 
 namespace detail {
 
-// Control flow out of LBFGSpp's solver, which has no callback: the per-iteration hook throws
-// ufm_stop to end the run, the line-search wrapper throws ufm_search_failed after restoring the
-// last accepted iterate. None of these derives from std::exception, so nothing else catches them.
+// How the per-iteration hook ends a run (out of the line search and the solver's loop). It does
+// not derive from std::exception, so nothing else catches it.
 struct ufm_stop {
     ufm_status status;
 };
-struct ufm_search_failed {};
 // How mlnc's own line search says it found no acceptable step (a numerical outcome).
 struct line_search_failure {
     const char* why;
@@ -188,6 +187,11 @@ public:
 
     Eigen::Index size() const noexcept { return obj_.size(); }
     ufm_line_search line_search() const noexcept { return opt_.line_search; }
+    // Threads of the optimiser's vector operations: the CPU backend's.
+    int threads() const noexcept {
+        if constexpr (std::is_same_v<B, cpu>) return obj_.objective().backend_value().threads;
+        else return 1;
+    }
 
     Eigen::Map<const matrix<T>> W(const vec& x) const { return obj_.W(x); }
     Eigen::Map<const matrix<T>> H(const vec& x) const { return obj_.H(x); }
@@ -208,15 +212,14 @@ public:
 
     // The starting point (iteration 0): records it and applies the stopping rules.
     void start(const vec& x, T fx, const vec& grad) {
-        accept(x, fx, grad, false);
+        accept(x, fx, parallel_norm(threads(), grad), false);
     }
 
-    // Called after every accepted step (by the line-search wrapper for L-BFGS, by the loop for
-    // GD). Throws ufm_stop when a stopping rule fires.
-    void on_iteration(const vec& x, T fx, const vec& grad) {
+    // Called after every accepted step with ||grad||. Throws ufm_stop when a stopping rule fires.
+    void on_iteration(const vec& x, T fx, double grad_norm) {
         ++iterations_;
         ++since_restart_;
-        accept(x, fx, grad, true);
+        accept(x, fx, grad_norm, true);
     }
 
     void restarted() noexcept { since_restart_ = 0; }
@@ -237,10 +240,10 @@ public:
     std::vector<ufm_history_entry>& history() noexcept { return history_; }
 
 private:
-    void accept(const vec& x, T fx, const vec& grad, bool is_step) {
+    void accept(const vec& x, T fx, double grad_norm, bool is_step) {
         const double f_prev = f_;
         f_ = static_cast<double>(fx);
-        gnorm_ = static_cast<double>(grad.norm());
+        gnorm_ = grad_norm;
         if (iterations_ % opt_.history_every == 0 && record(x) == ufm_action::stop)
             throw ufm_stop{ufm_status::stopped_by_observer};
         if (!std::isfinite(f_) || !std::isfinite(gnorm_)) throw ufm_stop{ufm_status::non_finite};
@@ -282,6 +285,13 @@ private:
 // there, which lets L-BFGS drive the gradient down to its own rounding level.
 // The bracket [lo, hi] is found by 4x expansion and shrunk by secant steps on phi' (exact for
 // quadratics), with bisection whenever a secant step fails to shrink it by 30%.
+// The threads a function object offers for vector operations (its threads(), else 1).
+template <class F>
+int threads_of(const F& f) {
+    if constexpr (requires { f.threads(); }) return f.threads();
+    else return 1;
+}
+
 template <class Scalar>
 class approximate_wolfe_line_search {
     using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
@@ -290,8 +300,9 @@ public:
     template <class Foo>
     static void LineSearch(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt,
                            const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
+        const int nt = threads_of(f);
         const Scalar f0 = fx;
-        const Scalar g0 = grad.dot(drt);
+        const auto g0 = static_cast<Scalar>(parallel_dot(nt, grad, drt));
         if (!(g0 < 0)) throw line_search_failure{"the search direction is not a descent direction"};
         if (!(step > 0)) throw line_search_failure{"the initial step must be positive"};
         const Scalar u = std::numeric_limits<Scalar>::epsilon();
@@ -309,9 +320,9 @@ public:
         Scalar last_width = std::numeric_limits<Scalar>::infinity();
         Scalar a = std::min(step, param.max_step);
         for (int it = 0; it < param.max_linesearch; ++it) {
-            x.noalias() = xp + a * drt;
+            parallel_step(nt, x, xp, a, drt);
             fx = f(x, grad);
-            const Scalar ga = grad.dot(drt);
+            const auto ga = static_cast<Scalar>(parallel_dot(nt, grad, drt));
             const bool usable = std::isfinite(fx) && std::isfinite(ga) && low_enough(a, fx);
             if (usable && std::abs(ga) <= -c2 * g0) {
                 step = a;
@@ -347,87 +358,116 @@ public:
     }
 };
 
-// The line search of every L-BFGS run: the kind chosen in ufm_options (read from the problem at
-// run time, so that one LBFGSSolver is compiled for all four), wrapped so that every accepted
-// step is reported to the problem (the per-iteration hook LBFGSSolver lacks), and a failed search
-// puts the last accepted iterate back into x before signalling the failure.
-template <class Scalar>
-struct hooked_line_search {
-    using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-    template <class Foo>
-    static void LineSearch(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt,
-                           const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
-        const Scalar f0 = fx;
-        bool ok = false;
-        try {
-            switch (f.line_search()) {
-                case ufm_line_search::approximate_wolfe:
-                    approximate_wolfe_line_search<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
-                    break;
-                case ufm_line_search::backtracking_armijo:  // param.linesearch says which test
-                case ufm_line_search::backtracking_strong_wolfe:
-                    LBFGSpp::LineSearchBacktracking<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
-                    break;
-                case ufm_line_search::nocedal_wright:
-                    LBFGSpp::LineSearchNocedalWright<Scalar>::LineSearch(f, fx, x, grad, step, drt, xp, param);
-                    break;
-            }
-            // LBFGSpp 0.1.0's Nocedal-Wright search returns its last trial, whatever it is,
-            // when it runs out of evaluations: never accept a step that raises f.
-            const Scalar slack = Scalar(16) * std::numeric_limits<Scalar>::epsilon() * std::max(Scalar(1), std::abs(f0));
-            ok = std::isfinite(fx) && fx <= f0 + slack && grad.allFinite();
-        } catch (const line_search_failure&) {
-        } catch (const std::runtime_error&) {
-            // LBFGSpp's own line searches report their failures so. Exceptions from the
-            // objective cannot arrive here: its fence turns them into solver_aborted.
-        } catch (const std::logic_error&) {
+// One line search of the kind chosen in ufm_options (read from the problem at run time) along
+// drt from xp, where f = fx and the gradient is grad on entry. true when it found a step that
+// does not raise f (x, fx, grad: the new iterate); false when it failed (x, fx, grad: garbage).
+// Exceptions from the objective cannot arrive here: its fence turns them into solver_aborted.
+template <class Problem, class T>
+bool line_search_step(Problem& f, T& fx, vector<T>& x, vector<T>& grad, T& step, const vector<T>& drt,
+                      const vector<T>& xp, const LBFGSpp::LBFGSParam<T>& param) {
+    const T f0 = fx;
+    try {
+        switch (f.line_search()) {
+            case ufm_line_search::approximate_wolfe:
+                approximate_wolfe_line_search<T>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                break;
+            case ufm_line_search::backtracking_armijo:  // param.linesearch says which test
+            case ufm_line_search::backtracking_strong_wolfe:
+                LBFGSpp::LineSearchBacktracking<T>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                break;
+            case ufm_line_search::nocedal_wright:
+                LBFGSpp::LineSearchNocedalWright<T>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                break;
         }
-        if (!ok) {
-            x = xp;
-            throw ufm_search_failed{};
-        }
-        f.on_iteration(x, fx, grad);
+    } catch (const line_search_failure&) {
+        return false;
+    } catch (const std::runtime_error&) {  // LBFGSpp's searches report their failures so
+        return false;
+    } catch (const std::logic_error&) {
+        return false;
     }
-};
+    // LBFGSpp's searches demand a decrease (Armijo), but 0.1.0's Nocedal-Wright search returns its
+    // last trial, whatever it is, when it runs out of evaluations: accept only a decrease from
+    // them. mlnc's own search may accept f within its rounding (16 u |f|) of f0, trusting phi'.
+    if (!std::isfinite(fx)) return false;
+    if (f.line_search() != ufm_line_search::approximate_wolfe) return fx < f0;
+    return fx <= f0 + T(16) * std::numeric_limits<T>::epsilon() * std::max(T(1), std::abs(f0));
+}
 
-// L-BFGS: LBFGSSolver runs with its own stopping tests disabled (epsilon = 0, no max_iterations);
-// the hook decides when to stop. After a line-search failure the solver is restarted from the
-// last accepted iterate with an empty memory (a steepest-descent step): a stale curvature pair is
-// the usual cause far from the solution. The run ends (line_search_failed) when a failure comes
-// before the objective has decreased by more than 16 roundoffs since the last (re)start.
+// L-BFGS iterations from the evaluated point (x, fx, grad) with an empty memory (the first step
+// along -grad, of length 1), reporting every accepted iterate to f.on_iteration, which ends the
+// run by throwing (ufm_stop). Returns when a line search fails, with (x, fx, grad) the last
+// accepted iterate. xp, gp and d are work vectors.
+template <class Problem, class T>
+void lbfgs_iterate(Problem& f, vector<T>& x, T& fx, vector<T>& grad, const LBFGSpp::LBFGSParam<T>& param,
+                   lbfgs_memory<T>& memory, vector<T>& xp, vector<T>& gp, vector<T>& d) {
+    const int nt = threads_of(f);
+    const auto steepest = [&] {
+        parallel_step(nt, d, grad, T(-2), grad);  // d = -grad
+        return static_cast<T>(1 / parallel_norm(nt, d));
+    };
+    memory.clear();
+    T step = steepest();
+    for (;;) {
+        x.swap(xp);
+        parallel_step(nt, gp, grad, T(0), grad);  // gp = grad: the search reads grad at xp
+        const T fp = fx;
+        if (!line_search_step(f, fx, x, grad, step, d, xp, param)) {
+            x.swap(xp);
+            grad.swap(gp);
+            fx = fp;
+            return;
+        }
+        const double gnorm = parallel_norm(nt, grad);
+        if (!std::isfinite(gnorm)) {  // a NaN gradient with a finite f: nothing to follow
+            x.swap(xp);
+            grad.swap(gp);
+            fx = fp;
+            return;
+        }
+        f.on_iteration(x, fx, gnorm);
+        if (memory.push(x, xp, grad, gp) || memory.size() > 0) {
+            memory.direction(grad, d);
+            step = T(1);
+        } else {
+            step = steepest();
+        }
+    }
+}
+
+// L-BFGS (detail/lbfgs.hpp for the memory, LBFGSpp's parameters and line searches); the problem's
+// hook decides when to stop. After a line-search failure the run restarts from the last accepted
+// iterate with an empty memory (a steepest-descent step): a stale curvature pair is the usual
+// cause far from the solution. The run ends (line_search_failed) when a failure comes before the
+// objective has decreased by more than 16 roundoffs since the last (re)start.
 template <class T, class B>
-ufm_status run_lbfgs(ufm_problem<T, B>& problem, vector<T>& x, const ufm_options& o, int& restarts) {
+ufm_status run_lbfgs(ufm_problem<T, B>& problem, vector<T>& x, T fx, vector<T>& grad, const ufm_options& o,
+                     int& restarts) {
     LBFGSpp::LBFGSParam<T> param;
     param.m = o.lbfgs_memory;
-    param.epsilon = T(0);
-    param.epsilon_rel = T(0);
-    param.past = 0;
-    param.max_iterations = 0;
     param.linesearch = o.line_search == ufm_line_search::backtracking_armijo
                            ? LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_ARMIJO
                            : LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE;
     param.max_linesearch = o.max_line_search;
     param.ftol = static_cast<T>(o.armijo);
     param.wolfe = static_cast<T>(o.wolfe);
-    LBFGSpp::LBFGSSolver<T, hooked_line_search> solver(param);
+    const index_t n = x.size();
+    lbfgs_memory<T> memory(n, o.lbfgs_memory, problem.threads());
+    vector<T> xp(n), gp(n), d(n);
     for (;;) {
         problem.restarted();
         const double f_start = problem.objective();
-        T fx;
         try {
-            solver.minimize(problem, x, fx);
-            // Returned by its own test: the gradient is exactly zero.
-            return ufm_status::converged_gradient;
+            lbfgs_iterate(problem, x, fx, grad, param, memory, xp, gp, d);
         } catch (const ufm_stop& s) {
             return s.status;
-        } catch (const ufm_search_failed&) {
-            // Restart only after real progress: a run of steps that gained no more than the
-            // rounding of f would just repeat at the floor.
-            const double floor = 16 * std::numeric_limits<T>::epsilon() * std::max(1.0, std::abs(f_start));
-            if (problem.since_restart() == 0 || !(problem.objective() < f_start - floor))
-                return ufm_status::line_search_failed;
-            ++restarts;
         }
+        // Restart only after real progress: a run of steps that gained no more than the
+        // rounding of f would just repeat at the floor.
+        const double floor = 16 * std::numeric_limits<T>::epsilon() * std::max(1.0, std::abs(f_start));
+        if (problem.since_restart() == 0 || !(problem.objective() < f_start - floor))
+            return ufm_status::line_search_failed;
+        ++restarts;
     }
 }
 
@@ -473,7 +513,7 @@ ufm_status run_gd(ufm_problem<T, B>& problem, vector<T>& x, T fx, vector<T>& g, 
             if (!accepted) return ufm_status::line_search_failed;
             x.swap(x_new);
             g.swap(g_new);
-            problem.on_iteration(x, fx, g);
+            problem.on_iteration(x, fx, parallel_norm(problem.threads(), g));
             momentum = o.momentum > 0;
         }
     } catch (const ufm_stop& s) {
@@ -512,7 +552,7 @@ ufm_result<T> run_from_start(ufm_problem<T, B>& problem, vector<T>& x, vector<T>
 
     ufm_status status = ufm_status::line_search_failed;
     if (options.method == ufm_method::gd) status = run_gd(problem, x, f0, grad, options);
-    else status = run_lbfgs(problem, x, options, restarts);
+    else status = run_lbfgs(problem, x, f0, grad, options, restarts);
     return unpack(problem, x, status, restarts);
 }
 
