@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <numeric>
 #include <random>
 
 using mlnc::index_t;
@@ -425,4 +426,79 @@ TEST_CASE("objective split over samples on threads: the serial result to 1e-12 a
     CHECK(o.status == mlnc::objective_status::overflow);
     CHECK(o.overflow_col == 2500);
     CHECK(std::isnan(dW(0, 0)));
+}
+
+TEST_CASE("objective with the classes tiled: the untiled result to 1e-12 at every tile height", "[objective][tiles]") {
+    // A workspace too small for min(N, 64) columns of K logits tiles the classes: pass 1 merges
+    // per-tile log-sum-exps, pass 2 forms G tile by tile. Tiles of 1, 2, 7, 16, 31 and 39 rows of
+    // K = 40 (the label sets below straddle every tile boundary: {0..39} spans all of them), 1 to
+    // 3 threads, PAL and PAL-N, the whole objective and a batch.
+    std::mt19937_64 rng(47);
+    const index_t K = 40, d = 6;
+    std::vector<std::vector<index_t>> lists;
+    for (index_t i = 0; i < 150; ++i) lists.push_back({i % K, (i * 7 + 3) % K == i % K ? (i + 1) % K : (i * 7 + 3) % K});
+    std::vector<index_t> all(static_cast<std::size_t>(K));
+    std::iota(all.begin(), all.end(), index_t{0});
+    lists.push_back(all);
+    lists.push_back({39});
+    const label_sets S = label_sets::from_lists(lists, K);
+    const index_t N = S.size();
+    const auto p = random_point(K, d, N, rng);
+    const auto rel = [](const auto& a, const auto& b) { return (a - b).norm() / b.norm(); };
+    const sample_subset batch(S, {151, 3, 60, 4, 4, 150, 2});
+    const Eigen::MatrixXd Hb = batch.columns(p.H);
+    for (const auto v : {mlnc::pal_variant::pal, mlnc::pal_variant::pal_n}) {
+        mlnc::pal_objective whole(S, lam, v);
+        Eigen::MatrixXd dW(K, d), dH(d, N), uW(K, d), uH(d, 7);
+        Eigen::VectorXd db(K), ub(K);
+        const auto ref = whole.evaluate(p.W, p.H, p.b, dW, dH, db);
+        const auto uref = whole.evaluate_batch(batch, p.W, Hb, p.b, uW, uH, ub);
+        for (int threads : {1, 2, 3}) {
+            for (const index_t rows : {1, 2, 7, 16, 31, 39}) {
+                INFO("tiles of " << rows << " rows, " << threads << " threads");
+                mlnc::pal_objective tiled(mlnc::cpu{threads}, S, lam, v);
+                tiled.set_workspace_bytes(static_cast<std::size_t>(rows * 64) * sizeof(double));
+                Eigen::MatrixXd tW(K, d), tH(d, N), bW(K, d), bH(d, 7);
+                Eigen::VectorXd tb(K), bb(K);
+                const auto t = tiled.evaluate(p.W, p.H, p.b, tW, tH, tb);
+                CHECK(std::abs(t.total - ref.total) <= 1e-12 * std::abs(ref.total));
+                CHECK(rel(tW, dW) <= 1e-12);
+                CHECK(rel(tH, dH) <= 1e-12);
+                CHECK(rel(tb, db) <= 1e-12);
+                CHECK(tiled.evaluate(p.W, p.H, p.b).total == t.total);  // the loss alone: pass 1 only
+                const auto bt = tiled.evaluate_batch(batch, p.W, Hb, p.b, bW, bH, bb);
+                CHECK(std::abs(bt.total - uref.total) <= 1e-12 * std::abs(uref.total));
+                CHECK(rel(bW, uW) <= 1e-12);
+                CHECK(rel(bH, uH) <= 1e-12);
+                CHECK(rel(bb, ub) <= 1e-12);
+            }
+        }
+    }
+    // Float, and huge logits: the merge rescales sums by exp(max difference) without overflow.
+    {
+        mlnc::pal_objective<float> whole(S, lam), tiled(S, lam);
+        tiled.set_workspace_bytes(7 * 64 * sizeof(float));
+        const Eigen::MatrixXf W = (p.W * 300.0).cast<float>(), H = p.H.cast<float>();
+        const Eigen::VectorXf b = p.b.cast<float>();
+        Eigen::MatrixXf dW(K, d), dH(d, N), tW(K, d), tH(d, N);
+        Eigen::VectorXf db(K), tb(K);
+        const auto a = whole.evaluate(W, H, b, dW, dH, db);
+        const auto t = tiled.evaluate(W, H, b, tW, tH, tb);
+        REQUIRE(std::isfinite(a.total));
+        // Both sum the same terms in double and round once: a few float ulps.
+        CHECK(std::abs(t.total - a.total) <= 1e-6 * std::abs(a.total));
+        CHECK((tW - dW).norm() <= 1e-5 * dW.norm());
+        CHECK((tH - dH).norm() <= 1e-5 * dH.norm());
+    }
+    // An overflow is reported at its global row and column from whichever tile holds it.
+    mlnc::pal_objective tiled(S, lam);
+    tiled.set_workspace_bytes(7 * 64 * sizeof(double));
+    Eigen::MatrixXd W = p.W;
+    W.row(23) *= 1e300;
+    Eigen::MatrixXd H = p.H;
+    H.col(100) *= 1e300;
+    const auto o = tiled.evaluate(W, H, p.b);
+    CHECK(o.status == mlnc::objective_status::overflow);
+    CHECK(o.overflow_col == 100);
+    CHECK(o.overflow_row == 23);
 }

@@ -255,6 +255,10 @@ private:
     static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH,
                               const out_vector* db);
     index_t chunk_columns(index_t n);
+    index_t tile_rows(index_t n) const;
+    template <class L>
+    objective_value<T> data_term_tiled(const L& S, const in_matrix& W, const in_matrix& H, const in_vector& b,
+                                       out_matrix* dW, out_matrix* dH, out_vector* db, index_t chunk, index_t rows);
     int split_threads(index_t d, index_t columns, bool partial_dW) const;
     template <class L>
     objective_value<T> data_term_split(const L& S, const in_matrix& W, const in_matrix& H, const in_vector& b,
@@ -262,6 +266,9 @@ private:
     static constexpr index_t gemm_rows = index_t{1} << 15;  // rows of W per product (see data_term_of)
     // The largest K x d partial dW a thread of the split over samples may hold (data_term_split).
     static constexpr double split_partial_bytes = double(std::size_t{32} << 20);
+    // Chunks hold at least this many samples (or all of them); when that many columns of K
+    // logits exceed the workspace, the classes are tiled (data_term_tiled).
+    static constexpr index_t min_chunk_columns = 64;
 
     B be_;
     label_sets s_;
@@ -319,6 +326,8 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
     check_parameters(W, H, b, n);
     check_outputs(W, H, dW, dH, db);
     const bool any_gradient = dW || dH || db;
+    if (const index_t rows = tile_rows(n); rows < K)
+        return data_term_tiled(S, W, H, b, dW, dH, db, std::min(n, min_chunk_columns), rows);
     const index_t chunk = chunk_columns(n);
     if (const int nt = split_threads(W.cols(), std::min(chunk, n), dW != nullptr); nt > 1)
         return data_term_split(S, W, H, b, dW, dH, db, chunk, nt);
@@ -365,6 +374,110 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
         if (db) {
             if (c0 == 0) *db = G.rowwise().sum();
             else *db += G.rowwise().sum();
+        }
+    }
+    objective_value<T> v;
+    v.loss = v.total = static_cast<T>(sum * inv_n);
+    return v;
+}
+
+// The rows of a class tile for n samples: K (no tiling) when min(n, min_chunk_columns) columns of
+// K logits fit in the workspace, else as many rows as fit beside that many columns (at least 1).
+template <class T, class B>
+index_t pal_objective<T, B>::tile_rows(index_t n) const {
+    const index_t K = num_labels();
+    const double columns = static_cast<double>(std::min(n, min_chunk_columns));
+    const double fit = static_cast<double>(workspace_bytes_) / (columns * sizeof(T));
+    if (fit >= static_cast<double>(K)) return K;
+    return std::max<index_t>(1, static_cast<index_t>(fit));
+}
+
+// The data term with the classes tiled: for each chunk of `chunk` samples, pass 1 forms the logits
+// `rows` classes at a time and merges each tile into a running log-sum-exp per sample (with the
+// logits of its labels); pass 2 forms each tile again, turns it into its rows of G from the
+// merged log-sum-exp and adds G_t H_c^T to dW's rows, W_t^T G_t to dH_c and G_t 1 to db's rows.
+// One extra product (the second Z) buys a workspace of rows x chunk entries, whatever K.
+template <class T, class B>
+template <class L>
+objective_value<T> pal_objective<T, B>::data_term_tiled(const L& S, const in_matrix& W, const in_matrix& H,
+                                                        const in_vector& b, out_matrix* dW, out_matrix* dH,
+                                                        out_vector* db, index_t chunk, index_t rows) {
+    const index_t n = S.size(), K = num_labels();
+    const bool any_gradient = dW || dH || db;
+    const double inv_n = 1.0 / static_cast<double>(num_samples());
+    const double tile_bytes = static_cast<double>(rows) * static_cast<double>(chunk) * sizeof(T);
+    if (z_.size() < rows * chunk) {
+        detail::require_memory(tile_bytes, "logits", "the tile of " + std::to_string(rows) + " x " +
+                                                         std::to_string(chunk) + " logits");
+        z_.resize(rows * chunk);
+    }
+    const detail::gemm_threads gemm_team(be_.threads);
+    const int nt = detail::team_size(be_.threads, static_cast<double>(rows) * static_cast<double>(chunk), 32768.0, chunk);
+    std::vector<cpu_kernels::lse_column<T>> state(static_cast<std::size_t>(chunk));
+    std::vector<index_t> first(static_cast<std::size_t>(chunk) + 1);
+    std::vector<T> label_z;
+    double sum = 0.0;
+    for (index_t c0 = 0; c0 < n; c0 += chunk) {
+        const index_t nc = std::min(chunk, n - c0);
+        const auto Hc = H.middleCols(c0, nc);
+        const detail::label_window<L> Sc{&S, c0, nc};
+        for (index_t i = 0; i < nc; ++i)
+            first[static_cast<std::size_t>(i) + 1] = first[static_cast<std::size_t>(i)] + static_cast<index_t>(Sc[i].size());
+        label_z.resize(static_cast<std::size_t>(first[static_cast<std::size_t>(nc)]));
+        std::fill(state.begin(), state.end(), cpu_kernels::lse_column<T>{});
+        const auto form = [&](index_t r0, index_t nr) {  // in blocks of gemm_rows rows (data_term_of)
+            Eigen::Map<matrix<T>> Z(z_.data(), nr, nc);
+            for (index_t q = 0; q < nr; q += gemm_rows) {
+                const index_t nq = std::min(gemm_rows, nr - q);
+                Z.middleRows(q, nq).noalias() = W.middleRows(r0 + q, nq) * Hc;
+            }
+            Z.colwise() += b.segment(r0, nr);
+            return Z;
+        };
+        for (index_t r0 = 0; r0 < K; r0 += rows) {  // pass 1
+            const index_t nr = std::min(rows, K - r0);
+            auto Z = form(r0, nr);
+            detail::parallel_ranges(nt, nc, 1, [&](int, index_t begin, index_t end) {
+                cpu_kernels::lse_tile(detail::view_of(Z), r0, Sc, state.data(), label_z.data(), first.data(), begin, end);
+            });
+        }
+        for (index_t i = 0; i < nc; ++i) {
+            const auto& st = state[static_cast<std::size_t>(i)];
+            if (st.bad_row >= 0) {  // the first column (in column order) with a non-finite logit
+                constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+                if (dW) dW->setConstant(nan);
+                if (dH) dH->setConstant(nan);
+                if (db) db->setConstant(nan);
+                objective_value<T> v;
+                v.loss = v.total = std::numeric_limits<T>::infinity();
+                v.status = objective_status::overflow;
+                v.overflow_row = st.bad_row;
+                v.overflow_col = c0 + i;
+                return v;
+            }
+            sum += cpu_kernels::loss_from_lse(st, label_z.data() + first[static_cast<std::size_t>(i)],
+                                              Sc[i].size(), v_);
+        }
+        if (!any_gradient) continue;
+        for (index_t r0 = 0; r0 < K; r0 += rows) {  // pass 2
+            const index_t nr = std::min(rows, K - r0);
+            auto G = form(r0, nr);
+            detail::parallel_ranges(nt, nc, 1, [&](int, index_t begin, index_t end) {
+                cpu_kernels::gradient_from_lse(detail::mutable_view_of(G), r0, Sc, state.data(), v_, inv_n, begin, end);
+            });
+            for (index_t q = 0; dW && q < nr; q += gemm_rows) {
+                const index_t nq = std::min(gemm_rows, nr - q);
+                if (c0 == 0) dW->middleRows(r0 + q, nq).noalias() = G.middleRows(q, nq) * Hc.transpose();
+                else dW->middleRows(r0 + q, nq).noalias() += G.middleRows(q, nq) * Hc.transpose();
+            }
+            if (dH) {
+                if (r0 == 0) dH->middleCols(c0, nc).noalias() = W.middleRows(r0, nr).transpose() * G;
+                else dH->middleCols(c0, nc).noalias() += W.middleRows(r0, nr).transpose() * G;
+            }
+            if (db) {
+                if (c0 == 0) db->segment(r0, nr) = G.rowwise().sum();
+                else db->segment(r0, nr) += G.rowwise().sum();
+            }
         }
     }
     objective_value<T> v;

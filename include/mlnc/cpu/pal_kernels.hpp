@@ -303,5 +303,81 @@ pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_vari
     return r;
 }
 
+// Class tiles: when a column of K logits is too long for the workspace, the logits of a chunk of
+// samples are formed R rows (classes) at a time, twice. Pass 1 merges each tile into a running
+// log-sum-exp per column (lse_tile); pass 2 turns each tile into its rows of G from the merged
+// state (gradient_from_lse).
+
+// The running log-sum-exp of one column: sum_k exp(z_k - max) over the rows seen so far, the
+// logits of the sample's labels as their tiles pass, and the first non-finite logit.
+template <class T>
+struct lse_column {
+    T max = -std::numeric_limits<T>::infinity();
+    double sum = 0;
+    Eigen::Index bad_row = -1;
+};
+
+// Pass 1 for the columns [begin, end) of a tile: z holds rows [r0, r0 + z.rows) of those columns
+// (contiguous columns). state[i] is column i's running log-sum-exp; label_z[first[i] + j] receives
+// the logit of the j-th label of S[i] when it lies in the tile.
+template <class T, class Labels>
+void lse_tile(strided_view<const T> z, Eigen::Index r0, const Labels& S, lse_column<T>* state, T* label_z,
+              const index_t* first, Eigen::Index begin, Eigen::Index end) {
+    using sweeps = column_sweeps<T>;
+    const Eigen::Index R = z.rows;
+    for (Eigen::Index i = begin; i < end; ++i) {
+        lse_column<T>& st = state[i];
+        if (st.bad_row >= 0) continue;
+        const T* zi = z.data + i * z.outer;
+        const T mx = sweeps::max_or_nan(zi, R);
+        if (std::isnan(mx)) {
+            st.bad_row = r0 + first_non_finite(zi, R);
+            continue;
+        }
+        const double s = sweeps::exp_sum(zi, R, mx, nullptr);
+        // Merge (max, sum) pairs: rescale the smaller max's sum (exp of a non-positive number).
+        if (mx > st.max) {
+            st.sum = st.sum * std::exp(static_cast<double>(st.max) - static_cast<double>(mx)) + s;
+            st.max = mx;
+        } else {
+            st.sum += s * std::exp(static_cast<double>(mx) - static_cast<double>(st.max));
+        }
+        const auto set = S[i];
+        for (std::size_t j = 0; j < set.size(); ++j) {
+            const auto k = static_cast<Eigen::Index>(set[j]);
+            if (k >= r0 && k < r0 + R) label_z[first[i] + static_cast<index_t>(j)] = zi[k - r0];
+        }
+    }
+}
+
+// The loss of column i from its merged state (as pal_column_range computes it).
+template <class T>
+double loss_from_lse(const lse_column<T>& st, const T* label_z, std::size_t m, pal_variant variant) {
+    const double log_sum = std::log(st.sum);
+    double loss = 0.0;
+    for (std::size_t j = 0; j < m; ++j) loss += (static_cast<double>(st.max) - static_cast<double>(label_z[j])) + log_sum;
+    return variant == pal_variant::pal_n ? loss / static_cast<double>(m) : loss;
+}
+
+// Pass 2 for the columns [begin, end) of a tile, in place: rows [r0, r0 + z.rows) of G, i.e.
+// (m exp(z - max) / sum - y) scale (PAL) or (exp(z - max) / sum - y / m) scale (PAL-N).
+template <class T, class Labels>
+void gradient_from_lse(strided_view<T> z, Eigen::Index r0, const Labels& S, const lse_column<T>* state,
+                       pal_variant variant, double scale, Eigen::Index begin, Eigen::Index end) {
+    using sweeps = column_sweeps<T>;
+    const Eigen::Index R = z.rows;
+    for (Eigen::Index i = begin; i < end; ++i) {
+        T* zi = z.data + i * z.outer;
+        const auto set = S[i];
+        const auto m = static_cast<double>(set.size());
+        (void)sweeps::exp_sum(zi, R, state[i].max, zi);
+        const double p_scale = (variant == pal_variant::pal ? m : 1.0) * scale / state[i].sum;
+        const double y_value = (variant == pal_variant::pal ? 1.0 : 1.0 / m) * scale;
+        sweeps::scale(zi, R, static_cast<T>(p_scale));
+        for (const label_t k : set)
+            if (k >= r0 && k < r0 + R) zi[k - r0] -= static_cast<T>(y_value);
+    }
+}
+
 }  // namespace cpu_kernels
 }  // namespace mlnc
