@@ -97,6 +97,27 @@ TEST_CASE("verify: a starved optimiser fails the check with exit 1") {
     CHECK(j["failures"].size() > 0);
 }
 
+TEST_CASE("verify: --dtype float trains in float and judges with float's tolerances") {
+    const temp_dir dir("verify-float");
+    const auto r = run_cli("verify --K 6 --d 5 --n 1:12,2:4,3:2 --dtype float --json --out '" + (dir / "out") + "'");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["dtype"] == "float");
+    CHECK(j["verified"] == true);
+    // Float's rounding shows: the gap is far above double's ~1e-16 but within float's 1e-6, and
+    // the structure is first order in the gradient the trainer reaches (~1e-5 |f|).
+    const double gap = j["rel_gap"].get<double>();
+    CHECK(gap > 1e-12);
+    CHECK(gap < 1e-6);
+    CHECK(j["etf_error"].get<double>() > 1e-9);
+    CHECK(j["etf_error"].get<double>() < 5e-2);
+    CHECK(r.err.find("trained in float") != std::string::npos);
+    const auto d = run_cli("verify --K 6 --d 5 --n 1:12,2:4,3:2 --json --out '" + (dir / "out2") + "'");
+    REQUIRE(d.exit_code == 0);
+    CHECK(nlohmann::json::parse(d.out)["dtype"] == "double");
+}
+
 TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
     const temp_dir dir("verify-bad");
     {
@@ -114,6 +135,7 @@ TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
         "--lambda-w 0",
         "--lambda-h nan",
         "--method newton",
+        "--dtype half",
         "--counts '" + (dir / "missing.txt") + "'",
         "--K 4 --counts '" + (dir / "bad_counts.txt") + "'",
         "--n 1:2 --counts '" + (dir / "bad_counts.txt") + "'",

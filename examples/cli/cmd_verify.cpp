@@ -54,6 +54,7 @@ struct verify_args {
     int max_iter = 20000;
     int every = 10;
     std::string out = "mlnc-verify";
+    std::string dtype = "double";
     bool json = false;
 };
 
@@ -93,16 +94,19 @@ int run_verify(const verify_args& a) {
     std::ostream& human = a.json ? std::cerr : std::cout;
     human << "mlnc verify: K = " << K << ", d = " << d << ", N = " << p.S.size() << ", lambdas (W, H, b) = ("
           << lam.lambda_w << ", " << lam.lambda_h << ", " << lam.lambda_b << "), " << a.method << ", seed " << a.seed
-          << "\n";
+          << ", " << a.dtype << "\n";
 
     mlnc::ufm_options opt;
     opt.method = a.method == "gd" ? mlnc::ufm_method::gd : mlnc::ufm_method::lbfgs;
     opt.max_iterations = a.max_iter;
     opt.seed = a.seed;
     opt.history_every = a.every;
-    const verify::training t = verify::train(p.S, d, lam, opt);
+    const verify::tolerances& tol = verify::tolerances_for(a.dtype);
+    opt.gradient_tolerance = tol.gradient;
+    const verify::training t =
+        a.dtype == "float" ? verify::train<float>(p.S, d, lam, opt) : verify::train<double>(p.S, d, lam, opt);
     const verify::structure st = verify::analyse(t.res, p.S);
-    const verify::comparison c = verify::compare(p, K, d, lam, std::move(theory), t.res, st);
+    const verify::comparison c = verify::compare(p, K, d, lam, std::move(theory), t.res, st, tol);
     guard.armed = false;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const auto plots = verify::write_outputs(out_dir, t, p.S, K, d, human);
@@ -128,6 +132,9 @@ std::function<int()> setup(CLI::App& app) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     app.add_option("--out", a->out, "Output folder for history.csv and the SVG plots")->capture_default_str();
+    app.add_option("--dtype", a->dtype, "Scalar type of the training: double or float (the verdict's tolerances follow it)")
+        ->check(CLI::IsMember({"double", "float"}))
+        ->capture_default_str();
     add_json_flag(app, a->json);
     return [a] { return run_verify(*a); };
 }

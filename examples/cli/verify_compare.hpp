@@ -23,19 +23,34 @@
 
 namespace mlnc_cli::verify {
 
-// Verdict tolerances. The objective gap is what the trainer reaches on such problems (1e-10 is
-// its tested bound); the structural errors are first order in the distance to the minimiser,
-// which is ~ gradient norm / smallest curvature (~1e-12 / 1e-3 here), so 1e-6 leaves three orders
-// of magnitude of margin while still failing for any wrong geometry.
-inline constexpr double tol_gap = 1e-9;
-inline constexpr double tol_structure = 1e-6;
+// Verdict tolerances, per dtype of the training.
+// double: the objective gap is what the trainer reaches on such problems (1e-10 is its tested
+// bound); the structural errors are first order in the distance to the minimiser, which is
+// ~ gradient norm / smallest curvature (~1e-12 / 1e-3 here), so 1e-6 leaves three orders of
+// magnitude of margin while still failing for any wrong geometry.
+// float: f is computed to ~1e-7 relative (u = 6e-8, sums in double), so the trainer can drive the
+// gradient to ~1e-5 |f| at best; the gap is then second order (~1e-8) but bounded by f's own
+// rounding (1e-6 allows ~16 u), and the structure first order: ~1e-5 / 1e-3 = 1e-2 at the
+// smallest curvatures verify meets, so 5e-2 still fails any wrong geometry (errors of order 1).
+// rounding_gap: a gap at the rounding level of f, what a line search that can no longer
+// decrease f leaves.
+struct tolerances {
+    const char* dtype;
+    double gradient;      // the trainer's gradient tolerance (relative to max(1, |f|))
+    double gap;           // relative objective gap
+    double structure;     // rho, ETF error, tag-wise residuals and C_m
+    double rounding_gap;
+};
+inline const tolerances& tolerances_for(const std::string& dtype) {
+    static const tolerances in_double{"double", 1e-12, 1e-9, 1e-6, 1e-12};
+    static const tolerances in_float{"float", 1e-5, 1e-6, 5e-2, 1e-6};
+    return dtype == "float" ? in_float : in_double;
+}
 // A trained point whose size sqrt(||W||^2 + ||H||^2 / N) is below this is numerically zero: its
 // directions (ETF error, tag-wise residuals, NC metrics) are rounding noise and are reported as
 // undefined. At the trivial minimiser the trainer reaches ~1e-20; a non-trivial minimiser has
 // size ~ sqrt(rho*), far above this unless the penalties sit within ~1e-16 of the threshold.
 inline constexpr double zero_size = 1e-8;
-// A gap at the rounding level of f: what a line search that can no longer decrease f leaves.
-inline constexpr double rounding_gap = 1e-12;
 
 struct structure {
     double rho = 0;     // ||W||_F^2
@@ -65,6 +80,7 @@ inline structure analyse(const mlnc::ufm_result<double>& res, const mlnc::label_
 }
 
 struct comparison {
+    tolerances tol{};                            // the verdict's tolerances (per dtype)
     bool within = false;                         // inside the theorem's assumptions
     std::string outside;                         // why not, when not
     std::optional<mlnc::optimum_result> theory;  // the closed form, when within
@@ -85,8 +101,9 @@ inline std::optional<mlnc::optimum_result> closed_form(const mlnc::io::counted_s
 
 inline comparison compare(const mlnc::io::counted_samples& p, index_t K, index_t d, const mlnc::penalties& lam,
                           std::optional<mlnc::optimum_result> theory, const mlnc::ufm_result<double>& res,
-                          const structure& st) {
+                          const structure& st, const tolerances& tol) {
     comparison c;
+    c.tol = tol;
     c.within = theory.has_value();
     if (!c.within) {
         c.outside = p.n ? "d = " + std::to_string(d) + " < K-1 = " + std::to_string(K - 1)
@@ -107,7 +124,7 @@ inline comparison compare(const mlnc::io::counted_samples& p, index_t K, index_t
     }
     c.C_theory = th->C;
     c.gap = std::abs(res.objective - th->f) / std::max(1.0, std::abs(th->f));
-    if (!(*c.gap <= tol_gap)) c.failures.push_back("objective gap " + fmt(*c.gap, 3) + " > " + fmt(tol_gap, 3));
+    if (!(*c.gap <= tol.gap)) c.failures.push_back("objective gap " + fmt(*c.gap, 3) + " > " + fmt(tol.gap, 3));
 
     if (th->trivial && threshold == 0) {
         if (!st.zero)
@@ -130,28 +147,28 @@ inline comparison compare(const mlnc::io::counted_samples& p, index_t K, index_t
                              ") but the optimum has rho = " + fmt(th->rho, 3));
     } else {
         const double rho_err = std::abs(st.rho - th->rho) / th->rho;
-        if (!(rho_err <= tol_structure)) c.failures.push_back("rho relative error " + fmt(rho_err, 3));
-        if (!(*st.etf_error <= tol_structure)) c.failures.push_back("ETF error " + fmt(*st.etf_error, 3));
+        if (!(rho_err <= tol.structure)) c.failures.push_back("rho relative error " + fmt(rho_err, 3));
+        if (!(*st.etf_error <= tol.structure)) c.failures.push_back("ETF error " + fmt(*st.etf_error, 3));
         for (const auto& [m, r] : st.residual) {
             if (m == K) continue;  // prototype 0: checked through the residual scale below
-            if (!(r <= tol_structure))
+            if (!(r <= tol.structure))
                 c.failures.push_back("tag-wise residual at m = " + std::to_string(m) + " is " + fmt(r, 3));
             const double c_err = std::abs(st.C.at(m) - c.C_theory.at(m)) / std::abs(c.C_theory.at(m));
-            if (!(c_err <= tol_structure))
+            if (!(c_err <= tol.structure))
                 c.failures.push_back("C_" + std::to_string(m) + " relative error " + fmt(c_err, 3));
         }
-        if (st.residual.contains(K) && !(st.residual.at(K) <= tol_structure))
+        if (st.residual.contains(K) && !(st.residual.at(K) <= tol.structure))
             c.failures.push_back("features of the full label set are not 0 (relative size " + fmt(st.residual.at(K), 3) +
                                  ")");
     }
     // Stops other than the gradient test, with the objective already at its rounding floor.
-    if (res.status == mlnc::ufm_status::line_search_failed && *c.gap <= rounding_gap)
+    if (res.status == mlnc::ufm_status::line_search_failed && *c.gap <= tol.rounding_gap)
         c.notes.push_back("the trainer stopped on line_search_failed with a gap of " + fmt(*c.gap, 2) +
                           ": no step decreases f by more than its rounding error, so the objective is at the floor "
-                          "of double precision (this is convergence, not a failure)");
-    if (res.status == mlnc::ufm_status::max_iterations && *c.gap <= rounding_gap)
+                          "of " + std::string(tol.dtype) + " precision (this is convergence, not a failure)");
+    if (res.status == mlnc::ufm_status::max_iterations && *c.gap <= tol.rounding_gap)
         c.notes.push_back("the trainer used its whole iteration budget, but the gap of " + fmt(*c.gap, 2) +
-                          " is at the floor of double precision: more iterations cannot lower f (the gradient "
+                          " is at the floor of " + std::string(tol.dtype) + " precision: more iterations cannot lower f (the gradient "
                           "norm " + fmt(res.gradient_norm, 2) + " stays above the gradient tolerance)");
     c.verified = c.failures.empty();
     return c;

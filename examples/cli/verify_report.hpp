@@ -75,7 +75,8 @@ inline void print_report(std::ostream& human, index_t K, const training& t, cons
               << "): no closed form to compare; structure reported above\n";
     } else if (c.verified) {
         human << "verdict: VERIFIED: trained UFM matches Theorem 1 (gap " << fmt(*c.gap, 2)
-              << ((*c.theory)->trivial ? ", both at W = H = 0" : ", structure within " + fmt(tol_structure, 1)) << ")\n";
+              << ((*c.theory)->trivial ? ", both at W = H = 0" : ", structure within " + fmt(c.tol.structure, 1))
+              << (t.dtype == "double" ? "" : ", trained in " + t.dtype) << ")\n";
     } else {
         human << "verdict: NOT VERIFIED: ";
         for (std::size_t i = 0; i < c.failures.size(); ++i) human << (i ? "; " : "") << c.failures[i];
@@ -89,6 +90,7 @@ inline nlohmann::json report_json(const training& t, const structure& st, const 
     const auto null = nlohmann::json(nullptr);
     nlohmann::json j;
     j["verified"] = c.verified;
+    j["dtype"] = t.dtype;
     j["within_assumptions"] = c.within;
     j["f_trained"] = t.res.objective;
     j["f_theory"] = have_theory ? nlohmann::json((*c.theory)->f) : null;

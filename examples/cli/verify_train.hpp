@@ -18,6 +18,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace mlnc_cli::verify {
@@ -56,11 +57,37 @@ inline mlnc::io::counted_samples build_problem(index_t K, const std::string& n_s
 }
 
 struct training {
-    mlnc::ufm_result<double> res;
-    std::string history_csv;  // iteration, objective, gradient norm, seconds and NC metrics
+    mlnc::ufm_result<double> res;  // in double whatever the computation's dtype
+    std::string history_csv;       // iteration, objective, gradient norm, seconds and NC metrics
+    std::string dtype = "double";  // the dtype the trainer computed in
 };
 
-inline training train(const mlnc::label_sets& S, index_t d, const mlnc::penalties& lam, const mlnc::ufm_options& opt) {
+// A float run's result in double, for the comparison (exact: every float is a double).
+template <class T>
+mlnc::ufm_result<double> in_double(mlnc::ufm_result<T>&& r) {
+    if constexpr (std::is_same_v<T, double>) {
+        return std::move(r);
+    } else {
+        mlnc::ufm_result<double> d;
+        d.W = r.W.template cast<double>();
+        d.H = r.H.template cast<double>();
+        d.b = r.b.template cast<double>();
+        d.status = r.status;
+        d.iterations = r.iterations;
+        d.objective = r.objective;
+        d.gradient_norm = r.gradient_norm;
+        d.history = std::move(r.history);
+        d.seconds = r.seconds;
+        d.function_evaluations = r.function_evaluations;
+        d.restarts = r.restarts;
+        return d;
+    }
+}
+
+// Trains in T (float or double) from opt's seeded start, recording the NC metrics every
+// opt.history_every iterations.
+template <class T>
+training train(const mlnc::label_sets& S, index_t d, const mlnc::penalties& lam, const mlnc::ufm_options& opt) {
     std::ostringstream csv;
     csv << std::setprecision(17) << "iteration,objective,gradient_norm,seconds,nc1,nc2_w,nc2_h,nc3";
     const index_t M = S.max_multiplicity();
@@ -70,8 +97,10 @@ inline training train(const mlnc::label_sets& S, index_t d, const mlnc::penaltie
     // metrics that need it are then "nan" in every row, decided once here.
     const bool metrics_defined = mlnc::compute_class_means(Eigen::MatrixXd::Zero(1, S.size()), S).num_missing_labels() == 0;
     const auto na = [](const std::optional<double>& v) { return v ? fmt(*v, 17) : std::string("nan"); };
-    auto observer = [&](const mlnc::ufm_history_entry& h, const Eigen::Ref<const Eigen::MatrixXd>& W,
-                        const Eigen::Ref<const Eigen::MatrixXd>& H, const Eigen::Ref<const Eigen::VectorXd>&) {
+    using mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+    using vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    auto observer = [&](const mlnc::ufm_history_entry& h, const Eigen::Ref<const mat>& W, const Eigen::Ref<const mat>& H,
+                        const Eigen::Ref<const vec>&) {
         std::optional<mlnc::nc_metrics> nc;
         if (metrics_defined) nc = mlnc::compute_nc_metrics(mlnc::cpu{}, H, S, W, {.nc_m_uncentered = false});
         csv << h.iteration << "," << fmt(h.objective, 17) << "," << fmt(h.gradient_norm, 17) << ","
@@ -84,7 +113,7 @@ inline training train(const mlnc::label_sets& S, index_t d, const mlnc::penaltie
         if (nc && nc->nc1) std::cerr << "  NC1 = " << std::setprecision(3) << *nc->nc1;
         std::cerr << "\n";
     };
-    training t{mlnc::train_ufm<double>(S, d, lam, opt, observer), {}};
+    training t{in_double(mlnc::train_ufm<T>(S, d, lam, opt, observer)), {}, std::is_same_v<T, float> ? "float" : "double"};
     t.history_csv = csv.str();
     return t;
 }
