@@ -124,7 +124,9 @@ inline constexpr std::size_t default_workspace_bytes = std::size_t{64} << 20;
 // chunks of c columns: Z_c = W H_c + b, the kernel turns Z_c into G_c in place (scaled by the
 // global 1/N), then dW += G_c H_c^T, dH_c = W^T G_c, db += G_c 1. So the K x N logits are never
 // formed: the one workspace holds K x c entries, c as large as workspace_bytes() allows (at least
-// one column). Bad input (shapes, NaN/Inf in W, H or b) throws mlnc::error; logits that
+// 64 columns; beyond that the classes are tiled, data_term_tiled). Small models split each chunk's
+// samples over threads (data_term_split); others thread the products. Bad input (shapes, NaN/Inf
+// in W, H or b) throws mlnc::error (gradient outputs may then hold anything); logits that
 // overflow T are reported in objective_value::status (total = +Inf), not thrown. Gradient outputs
 // are any writable Eigen matrix, Map or Block of the right shape, or mlnc::skip; they must not
 // alias W, H or b.
@@ -252,6 +254,7 @@ private:
     void add_penalty(objective_value<T>& v, const in_matrix& W, const in_matrix& H, const in_vector& b,
                      out_matrix* dW, out_matrix* dH, out_vector* db) const;
     void check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n) const;
+    static void check_finite_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b);
     static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH,
                               const out_vector* db);
     index_t chunk_columns(index_t n);
@@ -299,6 +302,7 @@ template <class T, class B>
 objective_value<T> pal_objective<T, B>::penalty_refs(const in_matrix& W, const in_matrix& H, const in_vector& b,
                                                       out_matrix* dW, out_matrix* dH, out_vector* db) const {
     check_parameters(W, H, b, H.cols());
+    check_finite_parameters(W, H, b);
     check_outputs(W, H, dW, dH, db);
     if (dW) dW->setZero();
     if (dH) dH->setZero();
@@ -325,12 +329,16 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
     const index_t n = S.size(), K = num_labels();
     check_parameters(W, H, b, n);
     check_outputs(W, H, dW, dH, db);
+    const auto checked = [&](objective_value<T> v) {
+        if (v.status == objective_status::overflow) check_finite_parameters(W, H, b);
+        return v;
+    };
     const bool any_gradient = dW || dH || db;
     if (const index_t rows = tile_rows(n); rows < K)
-        return data_term_tiled(S, W, H, b, dW, dH, db, std::min(n, min_chunk_columns), rows);
+        return checked(data_term_tiled(S, W, H, b, dW, dH, db, std::min(n, min_chunk_columns), rows));
     const index_t chunk = chunk_columns(n);
     if (const int nt = split_threads(W.cols(), std::min(chunk, n), dW != nullptr); nt > 1)
-        return data_term_split(S, W, H, b, dW, dH, db, chunk, nt);
+        return checked(data_term_split(S, W, H, b, dW, dH, db, chunk, nt));
     const double inv_n = 1.0 / static_cast<double>(num_samples());
     const detail::gemm_threads gemm_team(be_.threads);
     double sum = 0.0;
@@ -359,7 +367,7 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
             v.status = objective_status::overflow;
             v.overflow_row = r.bad_row;
             v.overflow_col = c0 + r.bad_col;
-            return v;
+            return checked(v);
         }
         sum += r.sum;
         const auto& G = Z;
@@ -593,13 +601,30 @@ objective_value<T> pal_objective<T, B>::data_term_split(const L& S, const in_mat
 template <class T, class B>
 void pal_objective<T, B>::add_penalty(objective_value<T>& v, const in_matrix& W, const in_matrix& H,
                                       const in_vector& b, out_matrix* dW, out_matrix* dH, out_vector* db) const {
-    const double pen = lam_.lambda_w * W.template cast<double>().squaredNorm() +
-                       lam_.lambda_h * H.template cast<double>().squaredNorm() +
+    // H is the large one (d x N): ||H||^2 and dH += 2 lH H in one pass over its columns, on the
+    // backend's threads, block sums added in order.
+    const T two_lh = T(2 * lam_.lambda_h);
+    const index_t N = H.cols();
+    constexpr index_t block = 256;
+    const int nt = detail::team_size(be_.threads, static_cast<double>(H.size()), double(1 << 16), N / block + 1);
+    std::vector<double> h_part(static_cast<std::size_t>(nt), 0.0);
+    detail::parallel_ranges(nt, N, block, [&](int t, index_t begin, index_t end) {
+        double acc = 0.0;
+        for (index_t j = begin; j < end; j += block) {
+            const index_t nb = std::min(block, end - j);
+            const auto Hj = H.middleCols(j, nb);
+            acc += Hj.template cast<double>().squaredNorm();
+            if (dH) dH->middleCols(j, nb) += two_lh * Hj;
+        }
+        h_part[static_cast<std::size_t>(t)] = acc;
+    });
+    double h_sq = 0.0;
+    for (double p : h_part) h_sq += p;
+    const double pen = lam_.lambda_w * W.template cast<double>().squaredNorm() + lam_.lambda_h * h_sq +
                        lam_.lambda_b * b.template cast<double>().squaredNorm();
     v.penalty = static_cast<T>(pen);
     v.total = static_cast<T>(static_cast<double>(v.loss) + pen);
     if (dW) *dW += T(2 * lam_.lambda_w) * W;
-    if (dH) *dH += T(2 * lam_.lambda_h) * H;
     if (db) *db += T(2 * lam_.lambda_b) * b;
 }
 
@@ -612,6 +637,13 @@ void pal_objective<T, B>::check_parameters(const in_matrix& W, const in_matrix& 
     detail::check_shape(H, W.cols(), n, "H", "d x n, d = columns of W, n = number of samples");
     detail::require(b.size() == K, "b", "expected a vector of " + std::to_string(K) + " entries, got " +
                                             std::to_string(b.size()));
+}
+
+// NaN or Inf in W, H or b always reaches the logits (a product with a non-finite factor is never
+// skipped, and 0 * Inf is NaN), so the data term checks them only when the kernel found a
+// non-finite logit: no passes over the parameters on the way to a finite result.
+template <class T, class B>
+void pal_objective<T, B>::check_finite_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b) {
     detail::check_finite(W, "W");
     detail::check_finite(H, "H");
     detail::check_finite(b, "b");
@@ -775,23 +807,31 @@ public:
     ufm_point<T> unpack(const vector_type& x) const { return {W(x), H(x), b(x)}; }
 
     // f, its parts and status, without and with the gradient.
+    // A non-finite x is found by pal_objective only when the logits come out non-finite (no pass
+    // over x on the way to a finite f); its error is then turned into the non-finite point.
     objective_value<T> evaluate(const vector_type& x) {
         check_x(x);
-        if (!x.allFinite()) return non_finite_point();
-        return obj_.evaluate(W(x), H(x), b(x));
+        try {
+            return obj_.evaluate(W(x), H(x), b(x));
+        } catch (const error&) {
+            if (!x.allFinite()) return non_finite_point();
+            throw;
+        }
     }
     objective_value<T> evaluate(const vector_type& x, vector_type& g) {
         check_x(x);
         g.resize(size());
-        if (!x.allFinite()) {
+        Eigen::Map<matrix<T>> dH(g.data() + w_size(), d_, N_);
+        Eigen::Map<vector<T>> db(g.data() + w_size() + d_ * N_, K_);
+        try {
+            if (fixed_classifier()) return obj_.evaluate(W(x), H(x), b(x), skip, dH, db);
+            Eigen::Map<matrix<T>> dW(g.data(), K_, d_);
+            return obj_.evaluate(W(x), H(x), b(x), dW, dH, db);
+        } catch (const error&) {
+            if (x.allFinite()) throw;
             g.setConstant(std::numeric_limits<T>::quiet_NaN());
             return non_finite_point();
         }
-        Eigen::Map<matrix<T>> dH(g.data() + w_size(), d_, N_);
-        Eigen::Map<vector<T>> db(g.data() + w_size() + d_ * N_, K_);
-        if (fixed_classifier()) return obj_.evaluate(W(x), H(x), b(x), skip, dH, db);
-        Eigen::Map<matrix<T>> dW(g.data(), K_, d_);
-        return obj_.evaluate(W(x), H(x), b(x), dW, dH, db);
     }
 
     // ensmallen's differentiable function.
