@@ -491,3 +491,37 @@ TEST_CASE("predictors: a backend value first, deduced without template arguments
     CHECK_THROWS_WITH(mlnc::fit_tagwise_decoder(mlnc::cpu{-1}, W, H, S), Catch::StartsWith("cpu::threads:"));
     CHECK_THROWS_WITH(mlnc::ova_classifier(mlnc::cpu{-1}, H, S), Catch::StartsWith("cpu::threads:"));
 }
+
+TEST_CASE("predictors: the same answers at every thread count", "[predict][threads]") {
+    // K = 24 with every pair: 24 + 276 = 300 training sets, d = 24, and noisy test features (so
+    // that the decoders do not all agree trivially). Enough work per sample for several threads:
+    // prediction splits the test samples, OvA the labels (one solver per thread).
+    mlnc::synthetic_options o;
+    o.K = 24;
+    o.n = {{1, 8}, {2, 2}};
+    o.noise = 0.6;
+    o.lambdas = {1e-4, 1e-4, 1e-4};  // below the collapse threshold at K = 24
+    o.seed = 5;
+    const auto train = mlnc::make_synthetic(o);
+    o.seed = 6;
+    const auto test = mlnc::make_synthetic(o);
+    mlnc::ova_options opt;
+    opt.max_iterations = 40;
+    const mlnc::onn_predictor onn1(mlnc::cpu{1}, train.H, train.S);
+    const auto tw1 = mlnc::fit_tagwise_decoder(mlnc::cpu{1}, train.W, train.H, train.S);
+    const mlnc::ova_classifier ova1(mlnc::cpu{1}, train.H, train.S, opt);
+    const auto onn_ref = onn1.predict(test.H), tw_ref = tw1.predict(test.H), ova_ref = ova1.predict(test.H);
+    CHECK(onn_ref != tw_ref);  // the noise makes the decoders differ somewhere
+    for (int threads : {2, 3}) {
+        INFO(threads << " threads");
+        const mlnc::onn_predictor onn(mlnc::cpu{threads}, train.H, train.S);
+        CHECK(onn.predict(test.H) == onn_ref);
+        CHECK(onn.nearest(test.H) == onn1.nearest(test.H));
+        CHECK(mlnc::fit_tagwise_decoder(mlnc::cpu{threads}, train.W, train.H, train.S).predict(test.H) == tw_ref);
+        const mlnc::ova_classifier ova(mlnc::cpu{threads}, train.H, train.S, opt);
+        CHECK(ova.weights() == ova1.weights());
+        CHECK(ova.bias() == ova1.bias());
+        CHECK(ova.predict(test.H) == ova_ref);
+        for (std::size_t k = 0; k < ova.fits().size(); ++k) CHECK(ova.fits()[k].iterations == ova1.fits()[k].iterations);
+    }
+}

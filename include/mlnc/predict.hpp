@@ -105,6 +105,31 @@ private:
     std::vector<label_t> indices_;
 };
 
+// The threads a predictor's backend offers (cpu::threads; 1 otherwise).
+template <class B>
+int backend_threads(const B& be) {
+    if constexpr (std::is_same_v<B, cpu>) return be.threads;
+    else return 1;
+}
+
+// Prediction of n samples on up to `threads` threads: the samples are split into contiguous
+// ranges, f(begin, end, out) predicts those of one range into its own builder (allocating its
+// scratch once), and the ranges' label sets are joined in order: the result does not depend on
+// the thread count. flops: the work per sample.
+template <class F>
+label_sets predict_in_ranges(int threads, index_t n, index_t K, double flops, F&& f) {
+    const int nt = team_size(threads, flops * static_cast<double>(n), 1e6, n);
+    std::vector<label_sets_builder> parts(static_cast<std::size_t>(nt), label_sets_builder(K));
+    parallel_ranges(nt, n, 1, [&](int t, index_t begin, index_t end) { f(begin, end, parts[static_cast<std::size_t>(t)]); });
+    if (nt == 1) return parts[0].finish();
+    label_sets_builder out(K);
+    for (label_sets_builder& part : parts) {
+        const label_sets sets = part.finish();
+        for (index_t i = 0; i < sets.size(); ++i) out.push(sets[i]);
+    }
+    return out.finish();
+}
+
 }  // namespace detail
 
 // Throws mlnc::error naming the labels that `test` uses and no sample of `train` has (a
@@ -161,26 +186,30 @@ public:
         const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
         const index_t n = H.cols(), G = num_classes();
-        const index_t block = detail::column_block(G, n);
         std::vector<index_t> out(static_cast<std::size_t>(n));
-        Eigen::MatrixXd E(G, block);
-        for (index_t j0 = 0; j0 < n; j0 += block) {
-            const index_t nb = std::min(block, n - j0);
-            auto Eb = E.leftCols(nb);
-            Eb.noalias() = means_.transpose() * H.middleCols(j0, nb).template cast<double>();
-            for (index_t j = 0; j < nb; ++j) {
-                index_t best = -1;
-                double best_e = std::numeric_limits<double>::infinity();
-                for (const index_t g : lex_order_) {  // strict < keeps the lexicographically first tie
-                    const double e = norms_(g) - 2.0 * Eb(g, j);
-                    if (e < best_e || best < 0) {
-                        best_e = e;
-                        best = g;
+        // Contiguous ranges of samples on the backend's threads, each with its own scores block.
+        const int nt = detail::team_size(detail::backend_threads(be_), flops_per_sample() * static_cast<double>(n), 1e6, n);
+        detail::parallel_ranges(nt, n, 1, [&](int, index_t begin, index_t end) {
+            const index_t block = detail::column_block(G, end - begin);
+            Eigen::MatrixXd E(G, block);
+            for (index_t j0 = begin; j0 < end; j0 += block) {
+                const index_t nb = std::min(block, end - j0);
+                auto Eb = E.leftCols(nb);
+                Eb.noalias() = means_.transpose() * H.middleCols(j0, nb).template cast<double>();
+                for (index_t j = 0; j < nb; ++j) {
+                    index_t best = -1;
+                    double best_e = std::numeric_limits<double>::infinity();
+                    for (const index_t g : lex_order_) {  // strict < keeps the lexicographically first tie
+                        const double e = norms_(g) - 2.0 * Eb(g, j);
+                        if (e < best_e || best < 0) {
+                            best_e = e;
+                            best = g;
+                        }
                     }
+                    out[static_cast<std::size_t>(j0 + j)] = best;
                 }
-                out[static_cast<std::size_t>(j0 + j)] = best;
             }
-        }
+        });
         return out;
     }
 
@@ -261,56 +290,11 @@ public:
         static_assert(detail::is_real_v<typename DH::Scalar>, "mlnc: features H must be float or double");
         const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
-        const index_t n = H.cols(), K = num_labels(), d = dim();
-        const index_t block = detail::column_block(K, n);
-        Eigen::MatrixXd scores(K, block);
-        std::vector<label_t> top, bottom, best, cand;
-        Eigen::VectorXd v_top(d), v_bottom(d);
-        detail::label_sets_builder out(K);
-        for (index_t j0 = 0; j0 < n; j0 += block) {
-            const index_t nb = std::min(block, n - j0);
-            auto Sc = scores.leftCols(nb);
-            Sc.noalias() = wt_.transpose() * H.middleCols(j0, nb).template cast<double>();
-            for (index_t j = 0; j < nb; ++j) {
-                const double* s = Sc.col(j).data();
-                select(s, top_, true, top);
-                select(s, bottom_, false, bottom);
-                // Running prototype sums along the two orders, extended as m grows.
-                index_t len_top = 0, len_bottom = 0;
-                double t_top = 0, t_bottom = 0;
-                v_top.setZero();
-                v_bottom.setZero();
-                double best_e = 0;
-                best.clear();
-                for (const auto& [m, c] : c_) {
-                    double e = 0;  // ||h - C_m v_S||^2 - ||h||^2
-                    cand.resize(static_cast<std::size_t>(m));
-                    if (c == 0) {
-                        std::iota(cand.begin(), cand.end(), label_t{0});
-                    } else {
-                        const bool up = c > 0;
-                        const auto& order = up ? top : bottom;
-                        auto& len = up ? len_top : len_bottom;
-                        auto& t = up ? t_top : t_bottom;
-                        auto& v = up ? v_top : v_bottom;
-                        for (; len < m; ++len) {
-                            const label_t k = order[static_cast<std::size_t>(len)];
-                            t += s[k];
-                            v += wt_.col(k);
-                        }
-                        e = c * c * v.squaredNorm() - 2.0 * c * t;
-                        std::copy(order.begin(), order.begin() + m, cand.begin());
-                        std::sort(cand.begin(), cand.end());
-                    }
-                    if (best.empty() || e < best_e || (e == best_e && detail::lex_less(cand, best))) {
-                        best_e = e;
-                        best = cand;
-                    }
-                }
-                out.push(best);
-            }
-        }
-        return out.finish();
+        const index_t n = H.cols(), K = num_labels();
+        return detail::predict_in_ranges(detail::backend_threads(be_), n, K, flops_per_sample(),
+                                         [&](index_t begin, index_t end, detail::label_sets_builder& out) {
+                                             predict_range(H, begin, end, out);
+                                         });
     }
 
     // The exact nearest prototype by enumerating every S with |S| = m for every m of C
@@ -389,6 +373,59 @@ public:
     }
 
 private:
+    // Predicts the samples [begin, end) of checked features into out.
+    template <class T>
+    void predict_range(const detail::const_view<T>& H, index_t begin, index_t end, detail::label_sets_builder& out) const {
+        const index_t K = num_labels(), d = dim();
+        const index_t block = detail::column_block(K, end - begin);
+        Eigen::MatrixXd scores(K, block);
+        std::vector<label_t> top, bottom, best, cand;
+        Eigen::VectorXd v_top(d), v_bottom(d);
+        for (index_t j0 = begin; j0 < end; j0 += block) {
+            const index_t nb = std::min(block, end - j0);
+            auto Sc = scores.leftCols(nb);
+            Sc.noalias() = wt_.transpose() * H.middleCols(j0, nb).template cast<double>();
+            for (index_t j = 0; j < nb; ++j) {
+                const double* s = Sc.col(j).data();
+                select(s, top_, true, top);
+                select(s, bottom_, false, bottom);
+                // Running prototype sums along the two orders, extended as m grows.
+                index_t len_top = 0, len_bottom = 0;
+                double t_top = 0, t_bottom = 0;
+                v_top.setZero();
+                v_bottom.setZero();
+                double best_e = 0;
+                best.clear();
+                for (const auto& [m, c] : c_) {
+                    double e = 0;  // ||h - C_m v_S||^2 - ||h||^2
+                    cand.resize(static_cast<std::size_t>(m));
+                    if (c == 0) {
+                        std::iota(cand.begin(), cand.end(), label_t{0});
+                    } else {
+                        const bool up = c > 0;
+                        const auto& order = up ? top : bottom;
+                        auto& len = up ? len_top : len_bottom;
+                        auto& t = up ? t_top : t_bottom;
+                        auto& v = up ? v_top : v_bottom;
+                        for (; len < m; ++len) {
+                            const label_t k = order[static_cast<std::size_t>(len)];
+                            t += s[k];
+                            v += wt_.col(k);
+                        }
+                        e = c * c * v.squaredNorm() - 2.0 * c * t;
+                        std::copy(order.begin(), order.begin() + m, cand.begin());
+                        std::sort(cand.begin(), cand.end());
+                    }
+                    if (best.empty() || e < best_e || (e == best_e && detail::lex_less(cand, best))) {
+                        best_e = e;
+                        best = cand;
+                    }
+                }
+                out.push(best);
+            }
+        }
+    }
+
     // The first M labels in the order (score descending, index ascending) when `largest`, or
     // (score ascending, index ascending) otherwise.
     void select(const double* s, index_t M, bool largest, std::vector<label_t>& idx) const {
@@ -573,48 +610,53 @@ public:
         param.epsilon_rel = 0;
         param.max_iterations = options.max_iterations;
         param.linesearch = LBFGSpp::LBFGS_LINESEARCH_BACKTRACKING_STRONG_WOLFE;
-        LBFGSpp::LBFGSSolver<double> solver(param);
-
         w_.resize(K, d);
         b_.resize(K);
         fits_.resize(static_cast<std::size_t>(K));
-        Eigen::VectorXd y(N);
-        for (index_t k = 0; k < K; ++k) {
-            y.setConstant(-1.0);
-            for (index_t i = 0; i < N; ++i) {
-                const auto s = S_train[i];
-                if (std::binary_search(s.begin(), s.end(), static_cast<label_t>(k))) y(i) = 1.0;
+        // One solver per thread, the labels split into contiguous ranges; each label's fit is
+        // independent of the others, so the result does not depend on the thread count.
+        const int nt = detail::team_size(detail::backend_threads(be_), static_cast<double>(K) * static_cast<double>(N) *
+                                                                          static_cast<double>(d), 1e6, K);
+        detail::parallel_ranges(nt, K, 1, [&](int, index_t first, index_t last) {
+            LBFGSpp::LBFGSSolver<double> solver(param);
+            Eigen::VectorXd y(N);
+            for (index_t k = first; k < last; ++k) {
+                y.setConstant(-1.0);
+                for (index_t i = 0; i < N; ++i) {
+                    const auto s = S_train[i];
+                    if (std::binary_search(s.begin(), s.end(), static_cast<label_t>(k))) y(i) = 1.0;
+                }
+                detail::logistic_problem<> f(H, y, options.l2);
+                Eigen::VectorXd x = Eigen::VectorXd::Zero(d + 1);
+                double fx = 0;
+                ova_label_fit& fit = fits_[static_cast<std::size_t>(k)];
+                fit.positives = positives[static_cast<std::size_t>(k)];
+                bool search_failed = false;
+                // LBFGSpp reports a failed line search with std::runtime_error or std::logic_error
+                // ("the moving direction increases ..." from rounding): a status. Anything the
+                // objective throws passes those handlers through the fence and propagates unchanged.
+                detail::exception_fence fence;
+                auto fenced = [&](const Eigen::VectorXd& xv, Eigen::VectorXd& gv) { return fence([&] { return f(xv, gv); }); };
+                try {
+                    fit.iterations = solver.minimize(fenced, x, fx);
+                } catch (const detail::solver_aborted&) {
+                    fence.rethrow();
+                } catch (const std::runtime_error&) {
+                    search_failed = true;
+                } catch (const std::logic_error&) {
+                    search_failed = true;
+                }
+                const Eigen::VectorXd& xb = f.best_x();
+                w_.row(k) = xb.head(d).transpose();
+                b_(k) = xb(d);
+                fit.loss = f.best_loss();
+                fit.objective = f.best_f();
+                fit.gradient_norm = f.best_gradient_norm();
+                if (fit.gradient_norm <= param.epsilon) fit.status = ova_status::converged;
+                else if (search_failed) fit.status = ova_status::line_search_failed;
+                else fit.status = ova_status::max_iterations;
             }
-            detail::logistic_problem<> f(H, y, options.l2);
-            Eigen::VectorXd x = Eigen::VectorXd::Zero(d + 1);
-            double fx = 0;
-            ova_label_fit& fit = fits_[static_cast<std::size_t>(k)];
-            fit.positives = positives[static_cast<std::size_t>(k)];
-            bool search_failed = false;
-            // LBFGSpp reports a failed line search with std::runtime_error or std::logic_error ("the
-            // moving direction increases ..." from rounding): a status. Anything the objective
-            // throws passes those handlers through the fence and propagates unchanged.
-            detail::exception_fence fence;
-            auto fenced = [&](const Eigen::VectorXd& xv, Eigen::VectorXd& gv) { return fence([&] { return f(xv, gv); }); };
-            try {
-                fit.iterations = solver.minimize(fenced, x, fx);
-            } catch (const detail::solver_aborted&) {
-                fence.rethrow();
-            } catch (const std::runtime_error&) {
-                search_failed = true;
-            } catch (const std::logic_error&) {
-                search_failed = true;
-            }
-            const Eigen::VectorXd& xb = f.best_x();
-            w_.row(k) = xb.head(d).transpose();
-            b_(k) = xb(d);
-            fit.loss = f.best_loss();
-            fit.objective = f.best_f();
-            fit.gradient_norm = f.best_gradient_norm();
-            if (fit.gradient_norm <= param.epsilon) fit.status = ova_status::converged;
-            else if (search_failed) fit.status = ova_status::line_search_failed;
-            else fit.status = ova_status::max_iterations;
-        }
+        });
     }
 
     template <class DH>
@@ -646,11 +688,28 @@ public:
         const detail::const_view<typename DH::Scalar> H(features.derived());
         detail::check_predict_features(H, dim(), "H");
         const index_t n = H.cols(), K = num_labels();
-        const index_t block = detail::column_block(K, n);
-        detail::label_sets_builder out(K);
+        return detail::predict_in_ranges(detail::backend_threads(be_), n, K, flops_per_sample(),
+                                         [&](index_t begin, index_t end, detail::label_sets_builder& out) {
+                                             predict_range(H, begin, end, out);
+                                         });
+    }
+
+    // 2 K d for W h, K bias additions, K threshold comparisons, and (at most) K comparisons of
+    // the arg-max fallback.
+    double flops_per_sample() const noexcept {
+        const auto K = static_cast<double>(num_labels());
+        return 2.0 * K * static_cast<double>(dim()) + 3.0 * K;
+    }
+
+private:
+    // Predicts the samples [begin, end) of checked features into out.
+    template <class T>
+    void predict_range(const detail::const_view<T>& H, index_t begin, index_t end, detail::label_sets_builder& out) const {
+        const index_t K = num_labels();
+        const index_t block = detail::column_block(K, end - begin);
         std::vector<label_t> set;
-        for (index_t j0 = 0; j0 < n; j0 += block) {
-            const Eigen::MatrixXd Z = logits(H.middleCols(j0, std::min(block, n - j0)));
+        for (index_t j0 = begin; j0 < end; j0 += block) {
+            const Eigen::MatrixXd Z = logits(H.middleCols(j0, std::min(block, end - j0)));
             for (index_t j = 0; j < Z.cols(); ++j) {
                 set.clear();
                 for (index_t k = 0; k < K; ++k)
@@ -663,17 +722,7 @@ public:
                 out.push(set);
             }
         }
-        return out.finish();
     }
-
-    // 2 K d for W h, K bias additions, K threshold comparisons, and (at most) K comparisons of
-    // the arg-max fallback.
-    double flops_per_sample() const noexcept {
-        const auto K = static_cast<double>(num_labels());
-        return 2.0 * K * static_cast<double>(dim()) + 3.0 * K;
-    }
-
-private:
     // W H + b of checked features.
     template <class DH>
     Eigen::MatrixXd logits(const Eigen::MatrixBase<DH>& H) const {
