@@ -4,7 +4,8 @@
 usage: bench/compare.py BUILD_DIR/bench/mlnc_bench [--min-time 0.3]
 Ratios: each kernel's time over the memory copy of the same bytes on as many threads, measured
 in the same process (machine-independent), and PyTorch's time over mlnc's at the same thread
-count (how many times faster mlnc is).
+count (how many times faster mlnc is). The third table (bench/bench_theory.cpp): the closed form,
+the decoders and the trainer, each over its reference from the same run.
 """
 import argparse
 import json
@@ -27,6 +28,66 @@ def run_bench(bench, pattern, min_time):
         name, x, y, z = b["name"].split("/")[:4]
         out[(name, int(x), int(y), int(z))] = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9}[b["time_unit"]]
     return out
+
+
+def run_bench_rows(bench, pattern, min_time):
+    """Every benchmark matching pattern: {(name, args...): (seconds or None, the entry)}; an entry
+    that failed (SkipWithError) has seconds None and its message in entry["error_message"]."""
+    g = json.loads(subprocess.run([bench, f"--benchmark_filter={pattern}", "--benchmark_format=json",
+                                   f"--benchmark_min_time={min_time}"], check=True, capture_output=True,
+                                  text=True).stdout)
+    out = {}
+    for b in g["benchmarks"]:
+        parts = b["name"].split("/")
+        key = (parts[0],) + tuple(int(p) for p in parts[1:] if p.isdigit())
+        sec = None
+        if not b.get("error_occurred"):
+            sec = b["real_time"] * {"us": 1e-6, "ms": 1e-3, "ns": 1e-9, "s": 1.0}[b["time_unit"]]
+        out[key] = (sec, b)
+    return out
+
+
+def fmt_time(sec):
+    if sec is None:
+        return "n/a"
+    return f"{sec * 1e6:.1f} us" if sec < 1e-3 else f"{sec * 1e3:.2f} ms"
+
+
+def theory_table(bench, min_time):
+    """The closed form, the decoders and the trainer (bench_theory.cpp) over their references."""
+    t = run_bench_rows(bench, "^(ClosedForm|DecodeTagwise|DecodeOnn|GemmDecode|Trainer)", min_time)
+    print("\n| benchmark | size | threads | time | reference | reference time | ratio | counters |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def row(what, size, threads, key, ref_name, ref_key, notes):
+        sec, b = t.get(key, (None, {}))
+        ref, rb = t.get(ref_key, (None, {}))
+        if b.get("error_occurred") or rb.get("error_occurred"):
+            notes = "FAILED: " + (b.get("error_message") or rb.get("error_message", ""))
+        ratio = f"{sec / ref:.2f}" if sec and ref else "n/a"
+        print(f"| {what} | {size} | {threads} | {fmt_time(sec)} | {ref_name} | {fmt_time(ref)} | {ratio} | {notes} |")
+
+    g = lambda key, c, spec: format(t[key][1][c], spec) if key in t and c in t[key][1] else "n/a"
+    for key in sorted(k for k in t if k[0] == "ClosedForm"):
+        K, M = key[1:3]
+        row("closed form (global_optimum)", f"K = {K}, M = {M}, n_m = 1", 1, key,
+            "F(Delta) at the solution (reduced_objective)", ("ClosedFormF", K, M),
+            f"Newton steps {g(key, 'newton', '.0f')}, outer {g(key, 'outer', '.0f')}")
+    for dec, label in (("DecodeTagwise", "tag-wise decoder"), ("DecodeOnn", "ONN")):
+        for key in sorted(k for k in t if k[0] == dec):
+            K, d, n, nt = key[1:5]
+            rows = K if dec == "DecodeTagwise" else int(t[key][1].get("G", 2 * K))
+            size = f"K = {K}, d = {d}, batch = {n}" + ("" if dec == "DecodeTagwise" else f", G = {rows}")
+            row(label, size, nt, key, f"GEMM ({rows} x {d}) ({d} x {n})", ("GemmDecode", rows, d, n, nt),
+                f"exact {g(key, 'exact', '.3f')}")
+    for key in sorted(k for k in t if k[0] == "Trainer"):
+        K, d = key[1:3]
+        row("trainer (train_ufm<double>, L-BFGS)", f"K = {K}, d = {d}, N = {g(key, 'N', '.0f')}", 1, key,
+            "one objective evaluation with gradients", ("TrainerEval", K, d),
+            f"iterations {g(key, 'iterations', '.0f')}, evaluations {g(key, 'evaluations', '.0f')}, "
+            f"gap to f* {g(key, 'gap', '.1e')}")
+    print("\nratio = time / reference time, both measured in this run (real time). Decoders: cpu{threads};"
+          " their GEMM reference runs on `threads` threads. Closed form and trainer: one thread.")
 
 
 def main():
@@ -76,6 +137,8 @@ def main():
             gem = o[(name, K, N, d)]
             if obj:
                 print(f"| {dtype} | {K} | {N} | {d} | {obj * 1e3:.1f} | {gem * 1e3:.1f} | {obj / gem:.2f} |")
+
+    theory_table(a.bench, a.min_time)
 
 
 if __name__ == "__main__":
