@@ -196,7 +196,6 @@ public:
     objective_value<T> evaluate_batch(const sample_subset& batch, const Eigen::MatrixBase<DW>& W,
                                       const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b, GW&& dW = skip_t{},
                                       GH&& dH = skip_t{}, Gb&& db = skip_t{}) {
-        check_batch(batch);
         return bind(W, H, b, dW, dH, db, [this, &batch](const auto&... a) { return data_term(batch, a...); });
     }
 
