@@ -4,7 +4,8 @@
 #   make fuzz   builds the libFuzzer targets with clang (ASan+UBSan) and runs each for
 #               FUZZ_SECONDS (default 180); new inputs go to $(FUZZ_BUILD)/corpus, findings to
 #               $(FUZZ_BUILD)/findings (see docs/robustness.md)
-# Other targets: deps, build, bench, clean.
+# Other targets: deps, build, bench, clean; gpu-deps (the headers bench/gpu_check.sh carries to a
+# GPU machine, in .gpu-deps/).
 
 BUILD      ?= build
 BUILD_TYPE ?= Release
@@ -18,7 +19,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 180
 FUZZERS      := npy label_file specs label_sets
 
-.PHONY: deps fuzz-deps configure build demo test bench fuzz clean
+.PHONY: deps fuzz-deps configure build demo test bench fuzz clean gpu-deps
 
 deps fuzz-deps: PACKAGES = $(if $(filter fuzz-deps,$@),$(DEB_PACKAGES) $(FUZZ_PACKAGES),$(DEB_PACKAGES))
 deps fuzz-deps:
@@ -68,6 +69,9 @@ fuzz: fuzz-deps
 	done; \
 	if [ -n "$$failed" ]; then echo "mlnc: findings in:$$failed (inputs in $(FUZZ_BUILD)/findings/)"; exit 1; fi; \
 	echo "mlnc: no findings"
+
+gpu-deps: deps
+	bench/gpu_deps.sh
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)

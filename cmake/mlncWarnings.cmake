@@ -3,7 +3,8 @@
 # -Wall -Wextra -Werror on a target of ours; dependencies come in as SYSTEM includes.
 function(mlnc_strict_warnings target)
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror>)
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror>
+    $<$<COMPILE_LANGUAGE:CUDA>:-Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror>)
 endfunction()
 
 # ASan + UBSan, failing on the first UBSan report.

@@ -360,6 +360,29 @@ TEST_CASE("cli objective: human-readable summary without --json", "[cli][objecti
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 4);
 }
 
+TEST_CASE("cli objective --backend cuda: the GPU's value, or exit 2 with one line saying why not", "[cli][objective]") {
+    temp_dir dir;
+    const problem P = random_problem(7, 3, 40, 1.0, 11);
+    mlnc::io::write_npy(dir / "W.npy", P.W.data(), {P.K, P.d});
+    mlnc::io::write_npy(dir / "H.npy", P.H.data(), {P.N, P.d});
+    write_text_labels(dir / "l.txt", P.S);
+    const std::string args = "--W " + q(dir / "W.npy") + " --H " + q(dir / "H.npy") + " --labels " + q(dir / "l.txt") +
+                             " --lambda-w 0.001 --json";
+    const cli_result cpu = run_objective(dir, args);
+    REQUIRE(cpu.code == 0);
+    const cli_result gpu = run_objective(dir, args + " --backend cuda");
+    if (gpu.code == 0) {  // a build with CUDA on a machine with a GPU
+        const double a = nlohmann::json::parse(gpu.out)["objective"].get<double>();
+        const double b = nlohmann::json::parse(cpu.out)["objective"].get<double>();
+        CHECK(std::abs(a - b) <= 1e-12 * std::abs(b));
+    } else {  // no CUDA in this build, or no usable device
+        CHECK(gpu.code == 2);
+        CHECK(gpu.out.empty());
+        CHECK_THAT(gpu.err, StartsWith("mlnc objective: --backend cuda: "));
+        CHECK(std::count(gpu.err.begin(), gpu.err.end(), '\n') == 1);
+    }
+}
+
 TEST_CASE("cli objective: bad input exits 2 with one line on stderr and writes nothing", "[cli][objective]") {
     temp_dir dir;
     const problem P = random_problem(4, 3, 8, 1.0, 11);

@@ -2,6 +2,7 @@
 // and optionally writes its gradients (cli.md, "mlnc objective").
 
 #include "command.hpp"
+#include "cuda_objective.hpp"
 
 #include <mlnc/io/atomic_write.hpp>
 #include <mlnc/io/label_file.hpp>
@@ -29,6 +30,7 @@ namespace fs = std::filesystem;
 struct objective_options {
     std::string W, H, b, labels, grad_out;
     std::string dtype = "auto";
+    std::string backend = "cpu";
     double lambda_w = 0.0, lambda_h = 0.0, lambda_b = 0.0;
     bool normalized = false;
     bool json = false;
@@ -98,8 +100,13 @@ int run_objective_as(const objective_options& o, const mlnc::penalties& lam) {
     mlnc::objective_value<T> v;
     mat dW, dH;
     vec db;
-    {
-        mlnc::pal_objective<T> f(std::move(S), lam, o.normalized ? mlnc::pal_variant::pal_n : mlnc::pal_variant::pal);
+    const auto variant = o.normalized ? mlnc::pal_variant::pal_n : mlnc::pal_variant::pal;
+    if (o.backend == "cuda") {
+        const bool grad = !o.grad_out.empty();
+        v = mlnc_cli::cuda_objective<T>(W, H, b, S, lam, variant, grad ? &dW : nullptr, grad ? &dH : nullptr,
+                                        grad ? &db : nullptr);
+    } else {
+        mlnc::pal_objective<T> f(std::move(S), lam, variant);
         if (o.grad_out.empty()) {
             v = f.evaluate(W, H, b);
         } else {
@@ -204,6 +211,10 @@ const mlnc_cli::registrar reg{mlnc_cli::command{
             ->check(CLI::IsMember({"auto", "float", "double"}))
             ->capture_default_str()
             ->type_name("T");
+        app.add_option("--backend", o->backend, "cpu, or cuda (the GPU; needs a build with the CUDA backend)")
+            ->check(CLI::IsMember({"cpu", "cuda"}))
+            ->capture_default_str()
+            ->type_name("B");
         mlnc_cli::add_json_flag(app, o->json);
         return [o] { return run_objective(*o); };
     }}};

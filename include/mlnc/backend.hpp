@@ -32,11 +32,14 @@ struct cpu {
     int threads = 0;
 };
 
-// Device kernels; compiled in only by nvcc with MLNC_WITH_CUDA.
+// Device kernels (include/mlnc/cuda/, compiled by nvcc; programs link mlnc::cuda, which defines
+// MLNC_WITH_CUDA=1 for all their translation units). This is the context's description; the
+// object that holds it (a stream, a cuBLAS handle, a workspace) is mlnc::cuda_backend.
 struct cuda {
     int device = 0;          // the CUDA device ordinal
-    void* stream = nullptr;  // a cudaStream_t (null: the legacy default stream)
+    void* stream = nullptr;  // a cudaStream_t the backend borrows (null: it creates its own)
 };
+class cuda_backend;  // <mlnc/cuda/runtime.hpp>
 
 template <class B>
 struct backend_traits {
@@ -54,24 +57,30 @@ struct backend_traits<cpu> {
     static constexpr bool objective = true;   // f(W, H, b) with gradients
     static constexpr bool predictors = true;  // ONN, tag-wise and OvA prediction
     static constexpr bool threads = true;     // honours cpu::threads (with OpenMP: mlnc::openmp)
+    static constexpr bool host_memory = true;  // takes Eigen objects in host memory
+    static constexpr bool tf32 = false;        // has a TF32 option for float GEMMs
 };
 
 template <>
 struct backend_traits<cuda> {
     static constexpr bool is_backend = true;
     static constexpr std::string_view name = "cuda";
-#if MLNC_WITH_CUDA && defined(__CUDACC__)
-    static constexpr bool compiled_in = true;
-#else
-    static constexpr bool compiled_in = false;
-#endif
+    // A property of the program, not of the translation unit (one meaning everywhere, no ODR
+    // hazard): MLNC_WITH_CUDA comes from the build (mlnc::cuda) for every TU alike. Whether a TU
+    // can compile the kernels is a separate, compile-time check in <mlnc/cuda/*.cuh>.
+    static constexpr bool compiled_in = MLNC_WITH_CUDA != 0;
     static constexpr bool supports_float = true;
     static constexpr bool supports_double = true;
-    static constexpr bool pal_loss = false;  // kernels arrive with the CUDA backend
-    static constexpr bool objective = false;
+    static constexpr bool pal_loss = true;     // on device views (mlnc/cuda/pal.cuh)
+    static constexpr bool objective = true;    // pal_objective<T, cuda_backend> (mlnc/cuda/objective.cuh)
     static constexpr bool predictors = false;
     static constexpr bool threads = false;
+    static constexpr bool host_memory = false;  // takes views of device memory, never Eigen objects
+    static constexpr bool tf32 = true;          // cuda_backend::set_tf32
 };
+// The object that carries the CUDA context has the same capabilities.
+template <>
+struct backend_traits<cuda_backend> : backend_traits<cuda> {};
 
 // A backend type (cv-qualifiers and references removed).
 template <class B>
@@ -94,6 +103,18 @@ constexpr void check_backend() {
         static_assert(backend_traits<std::remove_cvref_t<B>>::compiled_in,
                       "mlnc: backend mlnc::cuda was not compiled in: configure with MLNC_ENABLE_CUDA=ON "
                       "and compile this translation unit with nvcc, or use mlnc::cpu");
+    }
+}
+
+// The Eigen front ends (pal.hpp, objective.hpp) take host memory.
+template <class B>
+constexpr void check_host_backend() {
+    check_backend<B>();
+    if constexpr (available_backend<B>) {
+        static_assert(backend_traits<std::remove_cvref_t<B>>::host_memory,
+                      "mlnc: backend mlnc::cuda takes device memory, not Eigen objects: include <mlnc/cuda/pal.cuh> "
+                      "or <mlnc/cuda/objective.cuh> in a file compiled by nvcc and pass device views "
+                      "(mlnc::device_matrix_view), or use mlnc::cpu");
     }
 }
 

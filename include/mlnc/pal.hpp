@@ -32,7 +32,7 @@ namespace detail {
 
 template <class B, class T>
 constexpr void check_pal_backend() {
-    check_backend<B>();
+    check_host_backend<B>();
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "mlnc: PAL-CE is implemented for float and double");
     if constexpr (available_backend<B>)
         static_assert(backend_traits<std::remove_cvref_t<B>>::pal_loss,

@@ -1,0 +1,136 @@
+// The GPU benchmark of bench/gpu_check.sh: mlnc's CUDA kernels timed with CUDA events (median
+// of 20 runs after 3 warm-ups), each beside a reference measured in the same run. Prints one
+// JSON object per line; bench/gpu_check.sh joins them with PyTorch's figures into one table.
+//  - pal_inplace K N: loss + gradient in place (float) vs a device-to-device copy of the same
+//    K N floats (the bandwidth bound: one read and one write of Z);
+//  - objective K d N ws: f(W, H, b) with all gradients (float), workspace ws bytes;
+//  - objective_memory: device memory the objective takes beyond its inputs and gradients
+//    (K = 100000, d = 256, N = 8192, default workspace).
+#include <mlnc/cuda/objective.cuh>
+#include <mlnc/cuda/pal.cuh>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+namespace {
+
+using mlnc::index_t;
+
+template <class F>
+double median_ms(cudaStream_t s, F&& f) {
+    cudaEvent_t a, b;
+    mlnc::detail::cuda_check(cudaEventCreate(&a), "cudaEventCreate");
+    mlnc::detail::cuda_check(cudaEventCreate(&b), "cudaEventCreate");
+    for (int i = 0; i < 3; ++i) f();
+    std::vector<float> t;
+    for (int i = 0; i < 20; ++i) {
+        mlnc::detail::cuda_check(cudaEventRecord(a, s), "cudaEventRecord");
+        f();
+        mlnc::detail::cuda_check(cudaEventRecord(b, s), "cudaEventRecord");
+        mlnc::detail::cuda_check(cudaEventSynchronize(b), "cudaEventSynchronize");
+        float ms = 0;
+        mlnc::detail::cuda_check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+        t.push_back(ms);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    std::nth_element(t.begin(), t.begin() + 10, t.end());
+    return t[10];
+}
+
+// Multiplicities 1..3, distinct labels: the law of bench_pal.cpp and torch_gpu.py.
+mlnc::label_sets random_labels(index_t K, index_t N, std::mt19937_64& rng) {
+    std::vector<std::vector<index_t>> sets(static_cast<std::size_t>(N));
+    for (auto& s : sets) {
+        const index_t m = 1 + static_cast<index_t>(rng() % 3);
+        while (static_cast<index_t>(s.size()) < m) {
+            const auto k = static_cast<index_t>(rng() % static_cast<std::uint64_t>(K));
+            if (std::find(s.begin(), s.end(), k) == s.end()) s.push_back(k);
+        }
+    }
+    return mlnc::label_sets::from_lists(sets, K);
+}
+
+mlnc::device_buffer<float> random_device(mlnc::cuda_backend& gpu, index_t rows, index_t cols, float sd,
+                                         std::mt19937_64& rng) {
+    std::normal_distribution<float> nd(0.0f, sd);
+    mlnc::matrix<float> m(rows, cols);
+    for (index_t j = 0; j < m.size(); ++j) m.data()[j] = nd(rng);
+    return mlnc::upload(gpu, m);
+}
+
+void pal_inplace(mlnc::cuda_backend& gpu, index_t K, index_t N) {
+    std::mt19937_64 rng(1);
+    const auto dS = mlnc::to_device(random_labels(K, N, rng), gpu);
+    auto z = random_device(gpu, K, N, 3.0f, rng);
+    mlnc::device_buffer<float> copy(K, N), loss(1);
+    // The gradient overwrites Z; its values stay finite, so repeated calls time the same work.
+    const double kernel = median_ms(gpu.stream(), [&] {
+        mlnc::pal_loss_grad_async(gpu, z.view(), dS, z.view(), loss.vector_view());
+    });
+    const double memcpy = median_ms(gpu.stream(), [&] {
+        mlnc::detail::cuda_check(cudaMemcpyAsync(copy.data(), z.data(), static_cast<std::size_t>(K * N) * sizeof(float),
+                                                 cudaMemcpyDeviceToDevice, gpu.stream()),
+                                 "cudaMemcpyAsync");
+    });
+    std::printf("{\"case\": \"pal_inplace\", \"K\": %lld, \"N\": %lld, \"mlnc_ms\": %.4f, \"copy_ms\": %.4f}\n",
+                static_cast<long long>(K), static_cast<long long>(N), kernel, memcpy);
+}
+
+void objective(mlnc::cuda_backend& gpu, index_t K, index_t d, index_t N, std::size_t ws) {
+    std::mt19937_64 rng(2);
+    const auto S = random_labels(K, N, rng);
+    auto W = random_device(gpu, K, d, 0.05f, rng);
+    auto H = random_device(gpu, d, N, 0.05f, rng);
+    auto b = random_device(gpu, K, 1, 0.05f, rng);
+    mlnc::device_buffer<float> dW(K, d), dH(d, N), db(K);
+    mlnc::pal_objective<float, mlnc::cuda_backend> f(gpu, S, mlnc::penalties{1e-4, 1e-4, 1e-4});
+    f.set_workspace_bytes(ws);
+    const double ms = median_ms(gpu.stream(), [&] {
+        f.evaluate(W.view(), H.view(), b.vector_view(), dW.view(), dH.view(), db.vector_view());
+    });
+    std::printf("{\"case\": \"objective\", \"K\": %lld, \"d\": %lld, \"N\": %lld, \"workspace_mib\": %zu, "
+                "\"mlnc_ms\": %.4f, \"tiled\": %s}\n",
+                static_cast<long long>(K), static_cast<long long>(d), static_cast<long long>(N), ws >> 20, ms,
+                f.plan().tiled(K) ? "true" : "false");
+}
+
+void objective_memory(index_t K, index_t d, index_t N) {
+    std::mt19937_64 rng(3);
+    const auto S = random_labels(K, N, rng);
+    mlnc::cuda_backend loader;  // uploads the inputs; the measured backend is created after the baseline
+    auto W = random_device(loader, K, d, 0.05f, rng);
+    auto H = random_device(loader, d, N, 0.05f, rng);
+    auto b = random_device(loader, K, 1, 0.05f, rng);
+    mlnc::device_buffer<float> dW(K, d), dH(d, N), db(K);
+    std::size_t free0 = 0, free1 = 0, total = 0;
+    mlnc::detail::cuda_check(cudaMemGetInfo(&free0, &total), "cudaMemGetInfo");
+    {
+        mlnc::cuda_backend gpu;
+        mlnc::pal_objective<float, mlnc::cuda_backend> f(gpu, S, mlnc::penalties{1e-4, 1e-4, 1e-4});
+        f.evaluate(W.view(), H.view(), b.vector_view(), dW.view(), dH.view(), db.vector_view());
+        mlnc::detail::cuda_check(cudaMemGetInfo(&free1, &total), "cudaMemGetInfo");
+        std::printf("{\"case\": \"objective_memory\", \"K\": %lld, \"d\": %lld, \"N\": %lld, \"extra_mb\": %.1f, "
+                    "\"tiled\": %s}\n",
+                    static_cast<long long>(K), static_cast<long long>(d), static_cast<long long>(N),
+                    static_cast<double>(free0 - free1) / 1e6, f.plan().tiled(K) ? "true" : "false");
+    }
+}
+
+}  // namespace
+
+int main() {
+    if (mlnc::cuda_device_count() == 0) {
+        std::printf("no usable CUDA device\n");
+        return 77;
+    }
+    mlnc::cuda_backend gpu;
+    pal_inplace(gpu, 1000, 65536);
+    pal_inplace(gpu, 32000, 8192);
+    objective(gpu, 32000, 256, 8192, mlnc::default_workspace_bytes);
+    objective(gpu, 32000, 256, 8192, std::size_t{1} << 30);
+    objective_memory(100000, 256, 8192);
+    return 0;
+}

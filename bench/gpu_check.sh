@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The CUDA backend's one GPU run: configure and build the CUDA tests and the GPU benchmark
+# (bench/gpu/CMakeLists.txt: nvcc, CMake and the headers in .gpu-deps/ only), run the tests, then
+# the benchmark and PyTorch's references (bench/torch_gpu.py), and print one table. For a machine
+# with a GPU, nvcc, CMake and PyTorch and nothing else; run `make gpu-deps` first where Eigen and
+# Catch2 are installed, and carry .gpu-deps/ along. Budget: under 6 minutes on an H100/H200.
+#   usage: bench/gpu_check.sh [BUILD_DIR]   (default build-gpu)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+export PATH=/usr/local/cuda/bin:$PATH
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+cmake -S bench/gpu -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+time cmake --build "$build" -j "$(nproc)"
+(cd "$build" && ctest --output-on-failure) || echo "mlnc: CUDA tests FAILED (see above)"
+"$build/mlnc_gpu_bench" | tee "$build/mlnc.jsonl"
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  python3 bench/torch_gpu.py | tee "$build/torch.jsonl"
+else
+  echo "mlnc: no PyTorch with CUDA here: the PyTorch columns stay empty"
+  : > "$build/torch.jsonl"
+fi
+python3 - "$build/mlnc.jsonl" "$build/torch.jsonl" <<'PY'
+import json, sys
+mlnc = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+torch = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")]
+def torch_ms(case, **kw):
+    for t in torch:
+        if t["case"] == case and all(t[k] == v for k, v in kw.items()):
+            return t["torch_ms"]
+    return None
+print()
+print(f"{'case':44} {'mlnc ms':>9} {'ref ms':>9} {'ratio':>7}  target")
+for r in mlnc:
+    if r["case"] == "pal_inplace":
+        name = f"PAL-CE loss+grad in place K={r['K']} N={r['N']}"
+        print(f"{name + ' vs D2D copy':44} {r['mlnc_ms']:9.3f} {r['copy_ms']:9.3f} {r['copy_ms'] / r['mlnc_ms']:7.2f}  >= 0.80 of copy bandwidth")
+        t = torch_ms("cross_entropy", K=r["K"], N=r["N"])
+        if t is not None:
+            print(f"{'  vs torch F.cross_entropy fwd+bwd':44} {r['mlnc_ms']:9.3f} {t:9.3f} {t / r['mlnc_ms']:7.2f}  >= 3x")
+    elif r["case"] == "objective":
+        t = torch_ms("objective", K=r["K"], d=r["d"], N=r["N"])
+        name = f"objective+grads K={r['K']} d={r['d']} N={r['N']} ws={r['workspace_mib']}MiB"
+        ratio = f"{t / r['mlnc_ms']:7.2f}" if t else "      -"
+        print(f"{name:44} {r['mlnc_ms']:9.3f} {(t or float('nan')):9.3f} {ratio}  >= 1.2x torch autograd")
+    elif r["case"] == "objective_memory":
+        name = f"objective memory K={r['K']} d={r['d']} N={r['N']}"
+        print(f"{name:44} {r['extra_mb']:9.1f} MB beyond inputs and gradients (tiled: {r['tiled']})  < 200 MB")
+PY

@@ -1,0 +1,69 @@
+#pragma once
+// The host-side decisions of the CUDA backend, in plain C++ (no CUDA header) so that CPU tests
+// check them: the launch shape of the column kernels, the chunk and class-tile plan of the
+// objective, and the packing of a non-finite logit's position into the device status word.
+
+#include <mlnc/config.hpp>
+#include <mlnc/error.hpp>
+#include <mlnc/types.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+namespace mlnc::cuda_plan {
+
+// Columns of at most this many logits get one warp each (8 columns per 256-thread block), as
+// PyTorch's persistent softmax does up to 1024; longer columns get a block of block_threads.
+inline constexpr index_t warp_max_rows = 1024;
+inline constexpr int warp_block_threads = 256;
+inline constexpr int columns_per_warp_block = warp_block_threads / 32;
+inline constexpr int block_threads = 512;
+
+struct launch_shape {
+    bool warp_per_column = true;
+    int threads = 0;       // per block
+    index_t blocks = 0;    // grid size (x); 0 when there are no columns
+};
+
+inline launch_shape column_launch(index_t rows, index_t cols) {
+    detail::require(rows >= 1 && cols >= 0, "column_launch", "needs rows >= 1 and cols >= 0");
+    if (rows <= warp_max_rows)
+        return {true, warp_block_threads, (cols + columns_per_warp_block - 1) / columns_per_warp_block};
+    return {false, block_threads, cols};
+}
+
+// The objective's plan for n samples and K classes: chunks of `chunk` columns; when even a chunk
+// of min_chunk columns of all K logits would exceed the workspace, the classes are tiled too
+// (rows [k0, k0 + tile) at a time: pass 1 merges each tile's log-sum-exp, pass 2 recomputes the
+// tile's logits and writes its gradient from the merged one).
+inline constexpr index_t min_chunk = 128;
+
+struct objective_plan {
+    index_t chunk = 0;  // columns per chunk
+    index_t tile = 0;   // rows per class tile (== K: untiled)
+    bool tiled(index_t K) const noexcept { return tile < K; }
+    index_t workspace_entries() const noexcept { return chunk * tile; }
+};
+
+inline objective_plan plan_objective(index_t K, index_t n, std::size_t scalar_bytes, std::size_t workspace_bytes) {
+    detail::require(K >= 1 && n >= 1, "plan_objective", "needs K >= 1 and n >= 1");
+    detail::require(workspace_bytes >= scalar_bytes, "workspace_bytes", "must hold at least one logit");
+    const double budget = static_cast<double>(workspace_bytes) / static_cast<double>(scalar_bytes);  // entries
+    const auto fit = static_cast<index_t>(std::min(static_cast<double>(n), budget / static_cast<double>(K)));
+    if (fit >= std::min(n, min_chunk)) return {fit, K};
+    const index_t chunk = std::min(n, min_chunk);
+    const auto tile = static_cast<index_t>(std::max(1.0, budget / static_cast<double>(chunk)));
+    return {chunk, std::min(tile, K)};
+}
+
+// The device status word: the first non-finite logit (column order) as (col << 31) | row, so the
+// smallest word is the first position (atomicMin); all ones = none. K < 2^31 (label_t), N < 2^33.
+inline constexpr std::uint64_t no_position = std::numeric_limits<std::uint64_t>::max();
+MLNC_HOST_DEVICE constexpr std::uint64_t pack_position(std::uint64_t row, std::uint64_t col) noexcept { return (col << 31) | row; }
+constexpr index_t position_row(std::uint64_t w) noexcept { return static_cast<index_t>(w & ((std::uint64_t{1} << 31) - 1)); }
+constexpr index_t position_col(std::uint64_t w) noexcept { return static_cast<index_t>(w >> 31); }
+
+}  // namespace mlnc::cuda_plan
