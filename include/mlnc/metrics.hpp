@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -430,13 +431,15 @@ class_means class_means_of(const const_view<T>& H, const label_sets& S, int thre
     auto groups = group_by_label_set(S);
     class_means cm;
     const index_t G = groups.size();
-    cm.means = Eigen::MatrixXd::Zero(H.rows(), G);
+    cm.means.resize(H.rows(), G);  // every column is assigned below (every group has a member)
     cm.counts.resize(static_cast<std::size_t>(G));
     const int nt = team_size(threads, static_cast<double>(H.rows()) * static_cast<double>(S.size()), double(1 << 20), G);
     parallel_ranges(nt, G, 1, [&](int, index_t begin, index_t end) {
         for (index_t g = begin; g < end; ++g) {
             const auto& members = groups.members[static_cast<std::size_t>(g)];
-            for (index_t i : members) cm.means.col(g) += H.col(i).template cast<double>();
+            auto mean = cm.means.col(g);
+            mean = H.col(members.front()).template cast<double>();
+            for (std::size_t j = 1; j < members.size(); ++j) mean += H.col(members[j]).template cast<double>();
             cm.counts[static_cast<std::size_t>(g)] = static_cast<index_t>(members.size());
             cm.means.col(g) /= static_cast<double>(members.size());
         }
@@ -641,28 +644,36 @@ metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin or
         double mean_off = exact && F > 1 ? off / (f * (f - 1)) : 0.0, se_off = 0.0;
         if (!exact) {
             const index_t M = sampling.pairs;
-            std::vector<std::pair<index_t, index_t>> drawn(static_cast<std::size_t>(M));
+            // The pairs, grouped by s (a counting sort, stable) so that consecutive pairs share
+            // u_S: a fixed order, the same at every thread count. The stream is drawn twice (to
+            // count, then to place) rather than stored, and the buffers are not zeroed first.
+            const auto draw = [&, F](std::mt19937_64& rng) {  // s uniform, t uniform among the F - 1 others
+                const auto a = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F));
+                auto b = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F - 1));
+                if (b >= a) ++b;
+                return std::pair<index_t, index_t>{a, b};
+            };
             std::vector<index_t> first(static_cast<std::size_t>(F) + 1, 0);
             std::mt19937_64 rng(sampling.seed + static_cast<std::uint64_t>(m));
-            for (auto& [a, b] : drawn) {  // s uniform, t uniform among the F - 1 others
-                a = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F));
-                b = static_cast<index_t>(rng() % static_cast<std::uint64_t>(F - 1));
-                if (b >= a) ++b;
-                ++first[static_cast<std::size_t>(a) + 1];
-            }
-            // Grouped by s (a counting sort, stable), so that consecutive pairs share u_S: a
-            // fixed order, the same at every thread count.
+            for (index_t j = 0; j < M; ++j) ++first[static_cast<std::size_t>(draw(rng).first) + 1];
             for (std::size_t s = 0; s < static_cast<std::size_t>(F); ++s) first[s + 1] += first[s];
-            std::vector<std::pair<index_t, index_t>> pairs(static_cast<std::size_t>(M));
-            for (const auto& p : drawn) pairs[static_cast<std::size_t>(first[static_cast<std::size_t>(p.first)]++)] = p;
-            std::vector<double> angle(static_cast<std::size_t>(M));
+            const auto pair_s = std::make_unique_for_overwrite<index_t[]>(static_cast<std::size_t>(M));
+            const auto pair_t = std::make_unique_for_overwrite<index_t[]>(static_cast<std::size_t>(M));
+            rng.seed(sampling.seed + static_cast<std::uint64_t>(m));
+            for (index_t j = 0; j < M; ++j) {
+                const auto [a, b] = draw(rng);
+                const auto at = static_cast<std::size_t>(first[static_cast<std::size_t>(a)]++);
+                pair_s[at] = a;
+                pair_t[at] = b;
+            }
+            const auto angle = std::make_unique_for_overwrite<double[]>(static_cast<std::size_t>(M));
             detail::parallel_ranges(
                 detail::team_size(be.threads, static_cast<double>(M) * m * static_cast<double>(cm.dim()), 1e5, M), M, 1,
                 [&](int, index_t begin, index_t end) {
                     vec u(cm.dim());
                     index_t current = -1;
                     for (index_t j = begin; j < end; ++j) {
-                        const auto [a, b] = pairs[static_cast<std::size_t>(j)];
+                        const index_t a = pair_s[static_cast<std::size_t>(j)], b = pair_t[static_cast<std::size_t>(j)];
                         if (a != current) u_of(current = a, u);
                         double dot = 0.0;
                         for (label_t k : cm.sets[r.begin + b]) dot += Cm.col(k).dot(u);
@@ -670,10 +681,13 @@ metric_by_multiplicity nc_m(const cpu& be, const class_means& cm, nc_m_origin or
                     }
                 });
             double sum = 0.0;
-            for (const double a : angle) sum += a;
+            for (index_t j = 0; j < M; ++j) sum += angle[static_cast<std::size_t>(j)];
             mean_off = sum / static_cast<double>(M);
             double ss = 0.0;
-            for (const double a : angle) ss += (a - mean_off) * (a - mean_off);
+            for (index_t j = 0; j < M; ++j) {
+                const double e = angle[static_cast<std::size_t>(j)] - mean_off;
+                ss += e * e;
+            }
             se_off = M > 1 ? std::sqrt(ss / static_cast<double>(M - 1) / static_cast<double>(M)) : 0.0;
         }
         const double mean_same = matched / f;

@@ -86,7 +86,7 @@ struct ufm_options {
     int max_line_search = 40;  // objective evaluations per line search
     double armijo = 1e-4;      // sufficient-decrease constant c1, in (0, 1/2)
     // L-BFGS.
-    int lbfgs_memory = 10;  // correction pairs kept
+    int lbfgs_memory = 5;  // correction pairs kept (each pass over them streams 2 m vectors of x's size)
     ufm_line_search line_search = ufm_line_search::approximate_wolfe;
     double wolfe = 0.9;  // curvature constant c2, in (c1, 1)
     // Gradient descent.
