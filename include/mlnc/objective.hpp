@@ -254,6 +254,19 @@ private:
                      out_matrix* dW, out_matrix* dH, out_vector* db) const;
     void check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n) const;
     static void check_finite_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b);
+    // The result for logits that are not all finite, the first at (row, col): +Inf, NaN gradients.
+    static objective_value<T> overflow_at(index_t row, index_t col, out_matrix* dW, out_matrix* dH, out_vector* db) {
+        constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+        if (dW) dW->setConstant(nan);
+        if (dH) dH->setConstant(nan);
+        if (db) db->setConstant(nan);
+        objective_value<T> v;
+        v.loss = v.total = std::numeric_limits<T>::infinity();
+        v.status = objective_status::overflow;
+        v.overflow_row = row;
+        v.overflow_col = col;
+        return v;
+    }
     static void check_outputs(const in_matrix& W, const in_matrix& H, const out_matrix* dW, const out_matrix* dH,
                               const out_vector* db);
     index_t chunk_columns(index_t n);
@@ -355,19 +368,7 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
         const detail::label_window<L> Sc{&S, c0, nc};
         const auto r = detail::pal_dispatch(be_, detail::view_of(Z), Sc, v_, static_cast<T*>(nullptr),
                                             any_gradient ? detail::mutable_view_of(Z) : strided_view<T>{}, inv_n);
-        if (!r.finite()) {
-            constexpr T inf = std::numeric_limits<T>::infinity();
-            constexpr T nan = std::numeric_limits<T>::quiet_NaN();
-            if (dW) dW->setConstant(nan);
-            if (dH) dH->setConstant(nan);
-            if (db) db->setConstant(nan);
-            objective_value<T> v;
-            v.loss = v.total = inf;
-            v.status = objective_status::overflow;
-            v.overflow_row = r.bad_row;
-            v.overflow_col = c0 + r.bad_col;
-            return checked(v);
-        }
+        if (!r.finite()) return checked(overflow_at(r.bad_row, c0 + r.bad_col, dW, dH, db));
         sum += r.sum;
         const auto& G = Z;
         if (dW) {
@@ -450,18 +451,8 @@ objective_value<T> pal_objective<T, B>::data_term_tiled(const L& S, const in_mat
         }
         for (index_t i = 0; i < nc; ++i) {
             const auto& st = state[static_cast<std::size_t>(i)];
-            if (st.bad_row >= 0) {  // the first column (in column order) with a non-finite logit
-                constexpr T nan = std::numeric_limits<T>::quiet_NaN();
-                if (dW) dW->setConstant(nan);
-                if (dH) dH->setConstant(nan);
-                if (db) db->setConstant(nan);
-                objective_value<T> v;
-                v.loss = v.total = std::numeric_limits<T>::infinity();
-                v.status = objective_status::overflow;
-                v.overflow_row = st.bad_row;
-                v.overflow_col = c0 + i;
-                return v;
-            }
+            // The first column (in column order) with a non-finite logit.
+            if (st.bad_row >= 0) return overflow_at(st.bad_row, c0 + i, dW, dH, db);
             sum += cpu_kernels::loss_from_lse(st, label_z.data() + first[static_cast<std::size_t>(i)],
                                               Sc[i].size(), v_);
         }
@@ -565,19 +556,8 @@ objective_value<T> pal_objective<T, B>::data_term_split(const L& S, const in_mat
                 else db_part[ts] += Z.rowwise().sum();
             }
         });
-        for (const pal_kernel_result& r : bad) {  // ranges in column order: the first is the first
-            if (r.finite()) continue;
-            constexpr T nan = std::numeric_limits<T>::quiet_NaN();
-            if (dW) dW->setConstant(nan);
-            if (dH) dH->setConstant(nan);
-            if (db) db->setConstant(nan);
-            objective_value<T> v;
-            v.loss = v.total = std::numeric_limits<T>::infinity();
-            v.status = objective_status::overflow;
-            v.overflow_row = r.bad_row;
-            v.overflow_col = r.bad_col;
-            return v;
-        }
+        for (const pal_kernel_result& r : bad)  // ranges in column order: the first is the first
+            if (!r.finite()) return overflow_at(r.bad_row, r.bad_col, dW, dH, db);
     }
     double sum = 0.0;
     for (double x : sums) sum += x;
