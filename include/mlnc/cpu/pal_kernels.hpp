@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <exception>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace mlnc {
@@ -57,6 +58,45 @@ Eigen::Index first_non_finite(const T* p, Eigen::Index n) noexcept {
     Eigen::Index k = 0;
     while (k + 1 < n && std::isfinite(p[k])) ++k;
     return k;
+}
+
+// exp(x) of a packet of x <= 0 (x - max of a column; never NaN here). For float, a cheaper form
+// than Eigen's pexp, which handles every input: the reduction x = n ln2 + r with the rounding of
+// n done by adding 1.5 2^23, the same minimax polynomial for exp(r) on |r| <= ln2 / 2 (within
+// 2 ulp of exp, tested), and 2^n put into the exponent field by an integer add instead of
+// Eigen's general ldexp. Results below exp(-86.9) = 1.9e-38 (1.6 times the smallest normal
+// float) are flushed to 0; Eigen would return them, or their subnormal neighbours, and against
+// a column sum >= 1 neither counts. Positive x up to 88 still give exp(x). double: Eigen's pexp.
+template <class Packet>
+Packet pexp_nonpositive(const Packet& x_in) noexcept {
+    namespace ei = Eigen::internal;
+    using T = typename ei::unpacket_traits<Packet>::type;
+    if constexpr (std::is_same_v<T, float> && ei::unpacket_traits<Packet>::size > 1) {
+        using PacketI = typename ei::unpacket_traits<Packet>::integer_packet;
+        const Packet lo = ei::pset1<Packet>(-86.9f);  // n >= -125: 2^n y stays a normal float
+        const Packet x = ei::pmax(x_in, lo);
+        const Packet magic = ei::pset1<Packet>(12582912.0f);  // 1.5 2^23: its ulp is 1
+        const Packet t = ei::pmadd(x, ei::pset1<Packet>(1.44269504088896341f), magic);
+        const Packet n = ei::psub(t, magic);  // round(x / ln2), exactly
+        // r = x - n ln2, ln2 in two parts (the first exact in 9 bits, so n C1 is exact).
+        Packet r = ei::pmadd(n, ei::pset1<Packet>(-0.693359375f), x);
+        r = ei::pmadd(n, ei::pset1<Packet>(2.12194440e-4f), r);
+        const Packet r2 = ei::pmul(r, r);
+        const Packet r3 = ei::pmul(r2, r);
+        Packet y = ei::pmadd(ei::pset1<Packet>(1.9875691500e-4f), r, ei::pset1<Packet>(1.3981999507e-3f));
+        Packet y1 = ei::pmadd(ei::pset1<Packet>(4.1665795894e-2f), r, ei::pset1<Packet>(1.6666665459e-1f));
+        const Packet y2 = ei::padd(r, ei::pset1<Packet>(1.0f));
+        y = ei::pmadd(y, r, ei::pset1<Packet>(8.3334519073e-3f));
+        y1 = ei::pmadd(y1, r, ei::pset1<Packet>(5.0000001201e-1f));
+        y = ei::pmadd(y, r3, y1);
+        y = ei::pmadd(y, r2, y2);  // exp(r), in [0.70, 1.42]
+        // n sits in the low bits of t's representation: t's bits - magic's bits = n.
+        const PacketI ni = ei::psub(ei::preinterpret<PacketI>(t), ei::preinterpret<PacketI>(magic));
+        y = ei::preinterpret<Packet>(ei::padd(ei::preinterpret<PacketI>(y), ei::plogical_shift_left<23>(ni)));
+        return ei::pand(y, ei::pcmp_le(lo, x_in));
+    } else {
+        return ei::pexp(x_in);
+    }
 }
 
 // The packet sweeps over one contiguous column of K entries.
@@ -90,7 +130,9 @@ struct column_sweeps {
     }
 
     // sum_k exp(z_k - mx) in double; e[k] = exp(z_k - mx) when e is not null (e may be z).
-    static double exp_sum(const T* z, Eigen::Index K, T mx, T* e) noexcept {
+    // `next`, when not null, is the next column (K entries): its cache lines are prefetched as
+    // this one is swept, so that its first sweep overlaps this column's arithmetic.
+    static double exp_sum(const T* z, Eigen::Index K, T mx, T* e, const T* next = nullptr) noexcept {
         namespace ei = Eigen::internal;
         const packet vm = ei::pset1<packet>(mx);
         double sum = 0;
@@ -98,7 +140,8 @@ struct column_sweeps {
         for (; k + block <= K; k += block) {
             packet acc = ei::pzero(vm);
             for (Eigen::Index j = k; j < k + block; j += L) {
-                const packet x = ei::pexp(ei::psub(ei::ploadu<packet>(z + j), vm));
+                if (next != nullptr) __builtin_prefetch(next + j);
+                const packet x = pexp_nonpositive(ei::psub(ei::ploadu<packet>(z + j), vm));
                 if (e) ei::pstoreu(e + j, x);
                 acc = ei::padd(acc, x);
             }
@@ -107,7 +150,8 @@ struct column_sweeps {
         if (k + L <= K) {
             packet acc = ei::pzero(vm);
             for (; k + L <= K; k += L) {
-                const packet x = ei::pexp(ei::psub(ei::ploadu<packet>(z + k), vm));
+                if (next != nullptr) __builtin_prefetch(next + k);
+                const packet x = pexp_nonpositive(ei::psub(ei::ploadu<packet>(z + k), vm));
                 if (e) ei::pstoreu(e + k, x);
                 acc = ei::padd(acc, x);
             }
@@ -116,7 +160,7 @@ struct column_sweeps {
         if (k < K) {  // the last K mod L entries: one packet, padded with mx (its lanes are not used)
             alignas(64) T tail[L];
             for (Eigen::Index j = 0; j < L; ++j) tail[j] = k + j < K ? z[k + j] : mx;
-            ei::pstore(tail, ei::pexp(ei::psub(ei::pload<packet>(tail), vm)));
+            ei::pstore(tail, pexp_nonpositive(ei::psub(ei::pload<packet>(tail), vm)));
             for (Eigen::Index j = 0; k + j < K; ++j) {
                 if (e) e[k + j] = tail[j];
                 sum += static_cast<double>(tail[j]);
@@ -167,7 +211,7 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
     if (!(ei::predux(vbad) == T(0))) return false;
     packet vsum = ei::pzero(vmax);
     for (Eigen::Index k = 0; k < K; ++k) {
-        const packet e = ei::pexp(ei::psub(ei::pload<packet>(zt + k * L), vmax));
+        const packet e = pexp_nonpositive(ei::psub(ei::pload<packet>(zt + k * L), vmax));
         if (want_grad) ei::pstore(zt + k * L, e);
         vsum = ei::padd(vsum, e);
     }
@@ -200,6 +244,9 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
     }
     return true;
 }
+
+// Columns up to this size prefetch their successor (exp_sum).
+inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
 
 // The columns [begin, end) of Z, serially: see pal_columns.
 template <class T, class Labels>
@@ -246,7 +293,12 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
 
         T* e = !want_grad ? nullptr : g.inner == 1 ? g.data + i * g.outer : scratch.data();
         // sum_exp lies in [1, K]: the max contributes exp(0) = 1 and every term is in [0, 1].
-        const double sum_exp = sweeps::exp_sum(zi, K, mx, e);
+        // Prefetch the next column while this one is in cache (columns that fit in L1 at most:
+        // a longer column would evict its own lines).
+        const T* next = z.inner == 1 && i + 1 < end && K * static_cast<Eigen::Index>(sizeof(T)) <= prefetch_max_bytes
+                            ? z.data + (i + 1) * z.outer
+                            : nullptr;
+        const double sum_exp = sweeps::exp_sum(zi, K, mx, e, next);
         // log(sum_exp) is finite and >= 0, and every term (mx - z_k) + log(sum_exp) is a
         // non-negative number: no cancellation, and no overflow unless the loss itself exceeds
         // the largest double (logits of opposite signs near +-1.8e308 in double; never for
