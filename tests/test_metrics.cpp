@@ -390,6 +390,31 @@ TEST_CASE("NC1 with an exactly known within-class scatter") {
     }
 }
 
+TEST_CASE("NC1 of a multiplicity with one sample per label set is 0, as by the definition") {
+    // The pairs of K = 5 with one sample each (as in `mlnc verify --n 1:10,2:1`): every residual
+    // h_i - mu_S is 0, so Sw = 0 and NC1_2 = 0 exactly, found without decomposing Sb. One more
+    // sample of one pair makes Sw nonzero: then the general route, against the definition.
+    std::mt19937 rng(11);
+    const index_t K = 5, d = 4;
+    dataset ds;
+    for (index_t k = 0; k < K; ++k)
+        for (int i = 0; i < 3; ++i) ds.add({k}, gaussian(d, 1, rng));
+    for (index_t a = 0; a < K; ++a)
+        for (index_t b = a + 1; b < K; ++b) ds.add({a, b}, gaussian(d, 1, rng));
+    {
+        const auto S = ds.labels(K);
+        const auto r = mlnc::compute_nc_metrics(ds.H(), S);
+        CHECK(r.nc1_by_multiplicity.at(2) == std::optional<double>(0.0));
+        CHECK(reference::nc1(ds.H(), S, 2) == std::optional<double>(0.0));
+        CHECK(value(r.nc1) == Approx(value(reference::nc1(ds.H(), S, 1))).epsilon(1e-12));
+    }
+    ds.add({1, 3}, gaussian(d, 1, rng));
+    const auto S = ds.labels(K);
+    const auto r = mlnc::compute_nc_metrics(ds.H(), S);
+    CHECK(value(r.nc1_by_multiplicity.at(2)) > 0);
+    CHECK(value(r.nc1_by_multiplicity.at(2)) == Approx(value(reference::nc1(ds.H(), S, 2))).epsilon(1e-12));
+}
+
 TEST_CASE("the pseudo-inverse drops eigenvalues of Sb below 1e-12 times the largest") {
     // Centred means (a, s), (-a, s), (0, -2s) with a^2 = 3/2: Sb = diag(1, 2 s^2). Residuals
     // +-delta e_j give Sw = delta^2/d I, so NC1 = (delta^2/d)(1 + [1/(2 s^2) if kept])/3.

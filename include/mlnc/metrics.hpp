@@ -405,6 +405,14 @@ metric_by_multiplicity nc1_unchecked(const const_view<T>& H, const class_means& 
             out[m] = std::nullopt;  // Sb = 0
             continue;
         }
+        // One sample per label set (the pairs of the verify case, say): every residual is 0, so
+        // Sw = 0 and tr(Sw Sb^+) = 0 exactly, the value the decomposition would lead to.
+        bool singletons = true;
+        for (index_t grp = r.begin; grp < r.end && singletons; ++grp) singletons = cm.counts[static_cast<std::size_t>(grp)] == 1;
+        if (singletons) {
+            out[m] = 0.0;
+            continue;
+        }
         const auto P = between_scatter_pinv_factor<double>(M, g, threads);
         if (!P) {
             out[m] = std::nullopt;
