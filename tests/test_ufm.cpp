@@ -590,7 +590,7 @@ TEST_CASE("ufm: the two-pass L-BFGS memory gives the two-loop recursion's direct
                 kept.erase(kept.begin());  // the refused pair was written over the oldest
             }
             REQUIRE(memory.size() == static_cast<int>(kept.size()));
-            memory.direction(g, d);
+            const double gd = memory.direction(g, d);
             // Two-loop recursion.
             Eigen::VectorXd q = g;
             std::vector<double> alpha(kept.size());
@@ -608,6 +608,9 @@ TEST_CASE("ufm: the two-pass L-BFGS memory gives the two-loop recursion's direct
             INFO("threads " << threads << ", step " << step);
             // Both are sums of O(m) terms of the size of the result: a few ulps of it.
             CHECK((d - expected).norm() <= 1e-13 * expected.norm());
+            // g.d and ||g||^2 from the inner products the passes computed.
+            CHECK(std::abs(gd - g.dot(expected)) <= 1e-12 * g.norm() * expected.norm());
+            CHECK(memory.gradient_squared_norm() == Approx(g.squaredNorm()).epsilon(1e-14));
         }
     }
 }

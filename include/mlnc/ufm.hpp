@@ -300,9 +300,16 @@ public:
     template <class Foo>
     static void LineSearch(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt,
                            const Vector& xp, const LBFGSpp::LBFGSParam<Scalar>& param) {
+        search(f, fx, x, grad, step, drt, xp, param, static_cast<Scalar>(parallel_dot(threads_of(f), grad, drt)));
+    }
+
+    // The same with phi'(0) = g0 given (L-BFGS knows it from its inner products); grad is only
+    // written (the gradient at the returned x), its contents on entry are not used.
+    template <class Foo>
+    static void search(Foo& f, Scalar& fx, Vector& x, Vector& grad, Scalar& step, const Vector& drt, const Vector& xp,
+                       const LBFGSpp::LBFGSParam<Scalar>& param, const Scalar g0) {
         const int nt = threads_of(f);
         const Scalar f0 = fx;
-        const auto g0 = static_cast<Scalar>(parallel_dot(nt, grad, drt));
         if (!(g0 < 0)) throw line_search_failure{"the search direction is not a descent direction"};
         if (!(step > 0)) throw line_search_failure{"the initial step must be positive"};
         const Scalar u = std::numeric_limits<Scalar>::epsilon();
@@ -359,17 +366,20 @@ public:
 };
 
 // One line search of the kind chosen in ufm_options (read from the problem at run time) along
-// drt from xp, where f = fx and the gradient is grad on entry. true when it found a step that
-// does not raise f (x, fx, grad: the new iterate); false when it failed (x, fx, grad: garbage).
-// Exceptions from the objective cannot arrive here: its fence turns them into solver_aborted.
+// drt from xp, where f = fx, the gradient is gp and its slope along drt is g0. true when it found
+// a step that does not raise f (x, fx, grad: the new iterate); false when it failed (x, fx, grad:
+// garbage). grad's contents on entry are not used. Exceptions from the objective cannot arrive
+// here: its fence turns them into solver_aborted.
 template <class Problem, class T>
-bool line_search_step(Problem& f, T& fx, vector<T>& x, vector<T>& grad, T& step, const vector<T>& drt,
-                      const vector<T>& xp, const LBFGSpp::LBFGSParam<T>& param) {
+bool line_search_step(Problem& f, T& fx, vector<T>& x, vector<T>& grad, const vector<T>& gp, T& step,
+                      const vector<T>& drt, const vector<T>& xp, const LBFGSpp::LBFGSParam<T>& param, T g0) {
     const T f0 = fx;
     try {
+        if (f.line_search() != ufm_line_search::approximate_wolfe)  // LBFGSpp's read the gradient in grad
+            parallel_step(threads_of(f), grad, gp, T(0), gp);
         switch (f.line_search()) {
             case ufm_line_search::approximate_wolfe:
-                approximate_wolfe_line_search<T>::LineSearch(f, fx, x, grad, step, drt, xp, param);
+                approximate_wolfe_line_search<T>::search(f, fx, x, grad, step, drt, xp, param, g0);
                 break;
             case ufm_line_search::backtracking_armijo:  // param.linesearch says which test
             case ufm_line_search::backtracking_strong_wolfe:
@@ -402,32 +412,37 @@ template <class Problem, class T>
 void lbfgs_iterate(Problem& f, vector<T>& x, T& fx, vector<T>& grad, const LBFGSpp::LBFGSParam<T>& param,
                    lbfgs_memory<T>& memory, vector<T>& xp, vector<T>& gp, vector<T>& d) {
     const int nt = threads_of(f);
+    T g0 = 0;  // grad.d: the slope of the next line search at its start
     const auto steepest = [&] {
         parallel_step(nt, d, grad, T(-2), grad);  // d = -grad
-        return static_cast<T>(1 / parallel_norm(nt, d));
+        const double norm = parallel_norm(nt, d);
+        g0 = static_cast<T>(-norm * norm);
+        return static_cast<T>(1 / norm);
     };
     memory.clear();
     T step = steepest();
     for (;;) {
         x.swap(xp);
-        parallel_step(nt, gp, grad, T(0), grad);  // gp = grad: the search reads grad at xp
+        grad.swap(gp);  // gp: the gradient at xp; grad: where the search writes the next one
         const T fp = fx;
-        if (!line_search_step(f, fx, x, grad, step, d, xp, param)) {
+        if (!line_search_step(f, fx, x, grad, gp, step, d, xp, param, g0)) {
             x.swap(xp);
             grad.swap(gp);
             fx = fp;
             return;
         }
-        const double gnorm = parallel_norm(nt, grad);
+        // The memory's pass also gives ||grad||; a refused pair leaves the memory usable.
+        const bool kept = memory.push(x, xp, grad, gp);
+        const double gnorm = std::sqrt(memory.gradient_squared_norm());
         if (!std::isfinite(gnorm)) {  // a NaN gradient with a finite f: nothing to follow
             x.swap(xp);
             grad.swap(gp);
             fx = fp;
-            return;
+            return;  // the restart clears the memory
         }
         f.on_iteration(x, fx, gnorm);
-        if (memory.push(x, xp, grad, gp) || memory.size() > 0) {
-            memory.direction(grad, d);
+        if (kept || memory.size() > 0) {
+            g0 = static_cast<T>(memory.direction(grad, d));
             step = T(1);
         } else {
             step = steepest();

@@ -84,7 +84,7 @@ public:
     void clear() noexcept { count_ = 0; }
 
     // Stores s = x - xp, y = g - gp as the newest pair (over the oldest when m are kept) and
-    // computes the inner products of g with every kept vector. false when the pair was refused
+    // computes the inner products of g with every kept vector and itself. false when the pair was refused
     // (no positive curvature); the inner products of g are computed either way.
     bool push(const vector<T>& x, const vector<T>& xp, const vector<T>& g, const vector<T>& gp) {
         const int loc = next_;
@@ -94,10 +94,11 @@ public:
         const std::size_t ns = slots.size();
         const index_t n = x.size();
         const int nt = vector_team(threads_, n);
-        // Per thread and slot: s.s_j, s.y_j, y.s_j, y.y_j, g.s_j, g.y_j.
-        std::vector<double> part(static_cast<std::size_t>(nt) * ns * 6, 0.0);
+        // Per thread and slot: s.s_j, s.y_j, y.s_j, y.y_j, g.s_j, g.y_j; then g.g.
+        const std::size_t per = ns * 6 + 1;
+        std::vector<double> part(static_cast<std::size_t>(nt) * per, 0.0);
         parallel_ranges(nt, n, lbfgs_block, [&](int t, index_t i0, index_t i1) {
-            double* acc = part.data() + static_cast<std::size_t>(t) * ns * 6;
+            double* acc = part.data() + static_cast<std::size_t>(t) * per;
             for (index_t j = i0; j < i1; j += lbfgs_block) {
                 const index_t nb = std::min(lbfgs_block, i1 - j);
                 auto s = S_.col(loc).segment(j, nb);
@@ -116,13 +117,14 @@ public:
                     a[4] += static_cast<double>(gs.dot(sj));
                     a[5] += static_cast<double>(gs.dot(yj));
                 }
+                acc[6 * ns] += static_cast<double>(gs.squaredNorm());
             }
         });
         const int gi = 2 * m_;
         for (std::size_t k = 0; k < ns; ++k) {
             double v[6] = {0, 0, 0, 0, 0, 0};
             for (int t = 0; t < nt; ++t)
-                for (int q = 0; q < 6; ++q) v[q] += part[(static_cast<std::size_t>(t) * ns + k) * 6 + static_cast<std::size_t>(q)];
+                for (std::size_t q = 0; q < 6; ++q) v[q] += part[static_cast<std::size_t>(t) * per + 6 * k + q];
             const int j = slots[k];
             set(loc, j, v[0]);
             set(loc, m_ + j, v[1]);
@@ -131,6 +133,9 @@ public:
             set(gi, j, v[4]);
             set(gi, m_ + j, v[5]);
         }
+        double gg = 0;
+        for (int t = 0; t < nt; ++t) gg += part[static_cast<std::size_t>(t) * per + 6 * ns];
+        M_(gi, gi) = gg;
         const double sy = M_(loc, m_ + loc), yy = M_(m_ + loc, m_ + loc);
         if (!(sy > std::numeric_limits<T>::epsilon() * yy)) {
             count_ = std::min(count_, m_ - 1);  // slot loc no longer holds a kept pair
@@ -141,8 +146,12 @@ public:
         return true;
     }
 
-    // d = -H g for the g of the last push (size() >= 1).
-    void direction(const vector<T>& g, vector<T>& d) {
+    // ||g||^2 for the g of the last push (computed in its pass).
+    double gradient_squared_norm() const noexcept { return M_(2 * m_, 2 * m_); }
+
+    // d = -H g for the g of the last push (size() >= 1). Returns g.d, from the inner products
+    // (the line search's phi'(0), without a pass over g and d).
+    double direction(const vector<T>& g, vector<T>& d) {
         const int D = 2 * m_ + 1, gi = 2 * m_;
         Eigen::VectorXd q = Eigen::VectorXd::Zero(D);
         q(gi) = 1;
@@ -170,6 +179,7 @@ public:
                                 static_cast<T>(q(m_ + s)) * Y_.col(s).segment(j, nb);
             return 0.0;
         });
+        return -M_.row(gi).dot(q);
     }
 
 private:
