@@ -249,9 +249,13 @@ private:
     void check_batch(const sample_subset& batch) const;
     template <class L>
     objective_value<T> data_term_of(const L& S, const in_matrix& W, const in_matrix& H, const in_vector& b,
-                                    out_matrix* dW, out_matrix* dH, out_vector* db);
+                                    out_matrix* dW, out_matrix* dH, out_vector* db, double* h_sq = nullptr);
     void add_penalty(objective_value<T>& v, const in_matrix& W, const in_matrix& H, const in_vector& b,
-                     out_matrix* dW, out_matrix* dH, out_vector* db) const;
+                     out_matrix* dW, out_matrix* dH, out_vector* db, const double* h_sq = nullptr) const;
+    // The H penalty folded into the products (h_sq given and dH wanted): dH's columns of H_c start
+    // at 2 lH H_c and the product W^T G_c is added to them; h_sq[i] = ||h_i||^2 in double for the
+    // columns of H_c (so that ||H||^2 is added up the same way with or without the fold).
+    void fold_h_penalty(out_matrix D, const in_matrix& Hc, double* h_sq, int threads) const;
     void check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n) const;
     static void check_finite_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b);
     // The result for logits that are not all finite, the first at (row, col): +Inf, NaN gradients.
@@ -273,11 +277,13 @@ private:
     index_t tile_rows(index_t n) const;
     template <class L>
     objective_value<T> data_term_tiled(const L& S, const in_matrix& W, const in_matrix& H, const in_vector& b,
-                                       out_matrix* dW, out_matrix* dH, out_vector* db, index_t chunk, index_t rows);
+                                       out_matrix* dW, out_matrix* dH, out_vector* db, index_t chunk, index_t rows,
+                                       double* h_sq);
     int split_threads(index_t d, index_t columns, bool partial_dW) const;
     template <class L>
     objective_value<T> data_term_split(const L& S, const in_matrix& W, const in_matrix& H, const in_vector& b,
-                                       out_matrix* dW, out_matrix* dH, out_vector* db, index_t chunk, int nt);
+                                       out_matrix* dW, out_matrix* dH, out_vector* db, index_t chunk, int nt,
+                                       double* h_sq);
     static constexpr index_t gemm_rows = index_t{1} << 15;  // rows of W per product (see data_term_of)
     // The largest K x d partial dW a thread of the split over samples may hold (data_term_split).
     static constexpr double split_partial_bytes = double(std::size_t{32} << 20);
@@ -292,14 +298,17 @@ private:
     std::size_t workspace_bytes_ = default_workspace_bytes;
     vector<T> z_;
     std::vector<matrix<T>> dw_part_;  // the partial dW of threads 1.. of data_term_split
+    std::vector<double> h_sq_;        // ||h_i||^2 of the columns of H (fold_h_penalty)
 };
 
 // The members that do the work: not inline, so that mlnc::precompiled's instances are used.
 template <class T, class B>
 objective_value<T> pal_objective<T, B>::evaluate_refs(const in_matrix& W, const in_matrix& H, const in_vector& b,
                                                        out_matrix* dW, out_matrix* dH, out_vector* db) {
-    objective_value<T> v = data_term_of(s_, W, H, b, dW, dH, db);
-    if (v.ok()) add_penalty(v, W, H, b, dW, dH, db);
+    // ||h_i||^2 of every column, from the products' pass when they form dH.
+    if (dH) h_sq_.resize(static_cast<std::size_t>(H.cols()));
+    objective_value<T> v = data_term_of(s_, W, H, b, dW, dH, db, dH ? h_sq_.data() : nullptr);
+    if (v.ok()) add_penalty(v, W, H, b, dW, dH, db, dH ? h_sq_.data() : nullptr);
     return v;
 }
 
@@ -337,7 +346,7 @@ template <class T, class B>
 template <class L>
 objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix& W, const in_matrix& H,
                                                       const in_vector& b, out_matrix* dW, out_matrix* dH,
-                                                      out_vector* db) {
+                                                      out_vector* db, double* h_sq) {
     const index_t n = S.size(), K = num_labels();
     check_parameters(W, H, b, n);
     check_outputs(W, H, dW, dH, db);
@@ -347,10 +356,10 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
     };
     const bool any_gradient = dW || dH || db;
     if (const index_t rows = tile_rows(n); rows < K)
-        return checked(data_term_tiled(S, W, H, b, dW, dH, db, std::min(n, min_chunk_columns), rows));
+        return checked(data_term_tiled(S, W, H, b, dW, dH, db, std::min(n, min_chunk_columns), rows, h_sq));
     const index_t chunk = chunk_columns(n);
     if (const int nt = split_threads(W.cols(), std::min(chunk, n), dW != nullptr); nt > 1)
-        return checked(data_term_split(S, W, H, b, dW, dH, db, chunk, nt));
+        return checked(data_term_split(S, W, H, b, dW, dH, db, chunk, nt, h_sq));
     const double inv_n = 1.0 / static_cast<double>(num_samples());
     const detail::gemm_threads gemm_team(be_.threads);
     double sum = 0.0;
@@ -378,7 +387,12 @@ objective_value<T> pal_objective<T, B>::data_term_of(const L& S, const in_matrix
                 else dW->middleRows(r0, nr).noalias() += G.middleRows(r0, nr) * Hc.transpose();
             }
         }
-        if (dH) dH->middleCols(c0, nc).noalias() = W.transpose() * G;
+        if (dH && h_sq) {
+            fold_h_penalty(dH->middleCols(c0, nc), Hc, h_sq + c0, be_.threads);
+            dH->middleCols(c0, nc).noalias() += W.transpose() * G;
+        } else if (dH) {
+            dH->middleCols(c0, nc).noalias() = W.transpose() * G;
+        }
         if (db) {
             if (c0 == 0) *db = G.rowwise().sum();
             else *db += G.rowwise().sum();
@@ -409,7 +423,7 @@ template <class T, class B>
 template <class L>
 objective_value<T> pal_objective<T, B>::data_term_tiled(const L& S, const in_matrix& W, const in_matrix& H,
                                                         const in_vector& b, out_matrix* dW, out_matrix* dH,
-                                                        out_vector* db, index_t chunk, index_t rows) {
+                                                        out_vector* db, index_t chunk, index_t rows, double* h_sq) {
     const index_t n = S.size(), K = num_labels();
     const bool any_gradient = dW || dH || db;
     const double inv_n = 1.0 / static_cast<double>(num_samples());
@@ -457,6 +471,7 @@ objective_value<T> pal_objective<T, B>::data_term_tiled(const L& S, const in_mat
                                               Sc[i].size(), v_);
         }
         if (!any_gradient) continue;
+        if (dH && h_sq) fold_h_penalty(dH->middleCols(c0, nc), Hc, h_sq + c0, be_.threads);
         for (index_t r0 = 0; r0 < K; r0 += rows) {  // pass 2
             const index_t nr = std::min(rows, K - r0);
             auto G = form(r0, nr);
@@ -469,7 +484,7 @@ objective_value<T> pal_objective<T, B>::data_term_tiled(const L& S, const in_mat
                 else dW->middleRows(r0 + q, nq).noalias() += G.middleRows(q, nq) * Hc.transpose();
             }
             if (dH) {
-                if (r0 == 0) dH->middleCols(c0, nc).noalias() = W.middleRows(r0, nr).transpose() * G;
+                if (r0 == 0 && !h_sq) dH->middleCols(c0, nc).noalias() = W.middleRows(r0, nr).transpose() * G;
                 else dH->middleCols(c0, nc).noalias() += W.middleRows(r0, nr).transpose() * G;
             }
             if (db) {
@@ -506,7 +521,7 @@ template <class T, class B>
 template <class L>
 objective_value<T> pal_objective<T, B>::data_term_split(const L& S, const in_matrix& W, const in_matrix& H,
                                                         const in_vector& b, out_matrix* dW, out_matrix* dH,
-                                                        out_vector* db, index_t chunk, int nt) {
+                                                        out_vector* db, index_t chunk, int nt, double* h_sq) {
     const index_t n = S.size(), K = num_labels(), d = W.cols();
     const bool any_gradient = dW || dH || db;
     const double inv_n = 1.0 / static_cast<double>(num_samples());
@@ -550,7 +565,12 @@ objective_value<T> pal_objective<T, B>::data_term_split(const L& S, const in_mat
                     else P.noalias() += Z * Ht.transpose();
                 }
             }
-            if (dH) dH->middleCols(c, m).noalias() = W.transpose() * Z;
+            if (dH && h_sq) {
+                fold_h_penalty(dH->middleCols(c, m), Ht, h_sq + c, 1);
+                dH->middleCols(c, m).noalias() += W.transpose() * Z;
+            } else if (dH) {
+                dH->middleCols(c, m).noalias() = W.transpose() * Z;
+            }
             if (db) {
                 if (first) db_part[ts] = Z.rowwise().sum();
                 else db_part[ts] += Z.rowwise().sum();
@@ -576,35 +596,52 @@ objective_value<T> pal_objective<T, B>::data_term_split(const L& S, const in_mat
     return v;
 }
 
-// Adds the penalty to v and its gradient to the outputs given. Summed in double.
+// Adds the penalty to v and its gradient to the outputs given, summed in double. h_sq: the
+// squared norms of H's columns when the products already folded 2 lH H into dH
+// (fold_h_penalty); otherwise one pass over H computes them and adds 2 lH H to dH. Either way
+// ||H||^2 is their sum in column order (8 running sums), so the value does not depend on the
+// gradients asked for, the route or the thread count.
 template <class T, class B>
 void pal_objective<T, B>::add_penalty(objective_value<T>& v, const in_matrix& W, const in_matrix& H,
-                                      const in_vector& b, out_matrix* dW, out_matrix* dH, out_vector* db) const {
-    // H is the large one (d x N): ||H||^2 and dH += 2 lH H in one pass over its columns, on the
-    // backend's threads, block sums added in order.
-    const T two_lh = T(2 * lam_.lambda_h);
+                                      const in_vector& b, out_matrix* dW, out_matrix* dH, out_vector* db,
+                                      const double* h_sq) const {
     const index_t N = H.cols();
-    constexpr index_t block = 256;
-    const int nt = detail::team_size(be_.threads, static_cast<double>(H.size()), double(1 << 16), N / block + 1);
-    std::vector<double> h_part(static_cast<std::size_t>(nt), 0.0);
-    detail::parallel_ranges(nt, N, block, [&](int t, index_t begin, index_t end) {
-        double acc = 0.0;
-        for (index_t j = begin; j < end; j += block) {
-            const index_t nb = std::min(block, end - j);
-            const auto Hj = H.middleCols(j, nb);
-            acc += Hj.template cast<double>().squaredNorm();
-            if (dH) dH->middleCols(j, nb) += two_lh * Hj;
-        }
-        h_part[static_cast<std::size_t>(t)] = acc;
-    });
-    double h_sq = 0.0;
-    for (double p : h_part) h_sq += p;
-    const double pen = lam_.lambda_w * W.template cast<double>().squaredNorm() + lam_.lambda_h * h_sq +
+    std::vector<double> own;
+    if (!h_sq) {
+        own.resize(static_cast<std::size_t>(N));
+        const T two_lh = T(2 * lam_.lambda_h);
+        constexpr index_t block = 256;
+        const int nt = detail::team_size(be_.threads, static_cast<double>(H.size()), double(1 << 16), N / block + 1);
+        detail::parallel_ranges(nt, N, block, [&](int, index_t begin, index_t end) {
+            for (index_t i = begin; i < end; ++i) own[static_cast<std::size_t>(i)] = H.col(i).template cast<double>().squaredNorm();
+            if (dH) dH->middleCols(begin, end - begin) += two_lh * H.middleCols(begin, end - begin);
+        });
+        h_sq = own.data();
+    }
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    index_t i = 0;
+    for (; i + 8 <= N; i += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += h_sq[i + l];
+    for (int l = 0; i < N; ++i, ++l) lane[l] += h_sq[i];
+    const double h = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    const double pen = lam_.lambda_w * W.template cast<double>().squaredNorm() + lam_.lambda_h * h +
                        lam_.lambda_b * b.template cast<double>().squaredNorm();
     v.penalty = static_cast<T>(pen);
     v.total = static_cast<T>(static_cast<double>(v.loss) + pen);
     if (dW) *dW += T(2 * lam_.lambda_w) * W;
     if (db) *db += T(2 * lam_.lambda_b) * b;
+}
+
+template <class T, class B>
+void pal_objective<T, B>::fold_h_penalty(out_matrix D, const in_matrix& Hc, double* h_sq, int threads) const {
+    const T two_lh = T(2 * lam_.lambda_h);
+    const index_t n = Hc.cols();
+    constexpr index_t block = 256;
+    const int nt = detail::team_size(threads, static_cast<double>(Hc.size()), double(1 << 16), n / block + 1);
+    detail::parallel_ranges(nt, n, block, [&](int, index_t begin, index_t end) {
+        for (index_t i = begin; i < end; ++i) h_sq[i] = Hc.col(i).template cast<double>().squaredNorm();
+        D.middleCols(begin, end - begin).noalias() = two_lh * Hc.middleCols(begin, end - begin);
+    });
 }
 
 template <class T, class B>
@@ -961,10 +998,10 @@ namespace mlnc {
     MLNC_INSTANCE class pal_objective<T, cpu>;                                                                \
     MLNC_INSTANCE objective_value<T> pal_objective<T, cpu>::data_term_of(                                     \
         const label_sets&, const in_matrix&, const in_matrix&, const in_vector&, out_matrix*, out_matrix*,   \
-        out_vector*);                                                                                         \
+        out_vector*, double*);                                                                                \
     MLNC_INSTANCE objective_value<T> pal_objective<T, cpu>::data_term_of(                                     \
         const sample_subset&, const in_matrix&, const in_matrix&, const in_vector&, out_matrix*, out_matrix*, \
-        out_vector*);
+        out_vector*, double*);
 MLNC_PAL_OBJECTIVE_INSTANCES(float)
 MLNC_PAL_OBJECTIVE_INSTANCES(double)
 #undef MLNC_PAL_OBJECTIVE_INSTANCES
