@@ -615,6 +615,34 @@ TEST_CASE("ufm: the two-pass L-BFGS memory gives the two-loop recursion's direct
     }
 }
 
+TEST_CASE("ufm: a non-finite gradient pushed into the L-BFGS memory does not outlive clear()", "[ufm][lbfgs]") {
+    // The trainer pushes before it checks ||g|| (the push's pass computes it); a NaN gradient is
+    // refused, the run restarts from a cleared memory, and the next directions must be finite.
+    const Eigen::Index n = 3000;
+    detail::lbfgs_memory<double> memory(n, 3, 2);
+    Eigen::VectorXd x = Eigen::VectorXd::LinSpaced(n, -1.0, 1.0), g = 2.0 * x, d;
+    const auto step = [&](const Eigen::VectorXd& g_new, const Eigen::VectorXd& x_new) {
+        const bool kept = memory.push(x_new, x, g_new, g);
+        x = x_new;
+        g = g_new;
+        return kept;
+    };
+    for (int k = 0; k < 2; ++k) CHECK(step(Eigen::VectorXd(g * 0.5), Eigen::VectorXd(x * 0.5)));
+    Eigen::VectorXd bad = g;
+    bad(17) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_FALSE(step(bad, Eigen::VectorXd(x * 0.5)));
+    CHECK(std::isnan(memory.gradient_squared_norm()));
+    memory.clear();
+    g = 2.0 * x;  // the restart's evaluated point
+    for (int k = 0; k < 3; ++k) {
+        CHECK(step(Eigen::VectorXd(g * 0.5), Eigen::VectorXd(x * 0.5)));
+        const double gd = memory.direction(g, d);
+        CHECK(d.allFinite());
+        CHECK(std::isfinite(gd));
+        CHECK(gd < 0);
+    }
+}
+
 TEST_CASE("ufm: an observer's exception propagates out of train_ufm", "[ufm][errors]") {
     const auto S = label_sets::from_lists({{0}, {1}, {2}, {0, 1}}, 3);
     ufm_options o;

@@ -81,7 +81,12 @@ public:
           alpha_(m) {}
 
     int size() const noexcept { return count_; }
-    void clear() noexcept { count_ = 0; }
+    // Forgets every pair. The inner products go too: a push of a non-finite gradient (refused,
+    // then the run restarts) leaves NaN in rows that a later recursion multiplies by 0.
+    void clear() noexcept {
+        count_ = 0;
+        M_.setZero();
+    }
 
     // Stores s = x - xp, y = g - gp as the newest pair (over the oldest when m are kept) and
     // computes the inner products of g with every kept vector and itself. false when the pair was refused
