@@ -256,6 +256,11 @@ private:
     // at 2 lH H_c and the product W^T G_c is added to them; h_sq[i] = ||h_i||^2 in double for the
     // columns of H_c (so that ||H||^2 is added up the same way with or without the fold).
     void fold_h_penalty(out_matrix D, const in_matrix& Hc, double* h_sq, int threads) const;
+    // out[i] = ||h_i||^2 in double for the columns [begin, end) of H: the one expression of both
+    // routes above, so that ||H||^2 has the same bits with or without the fold.
+    static void column_norms(const in_matrix& H, index_t begin, index_t end, double* out) {
+        for (index_t i = begin; i < end; ++i) out[i] = H.col(i).template cast<double>().squaredNorm();
+    }
     void check_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b, index_t n) const;
     static void check_finite_parameters(const in_matrix& W, const in_matrix& H, const in_vector& b);
     // The result for logits that are not all finite, the first at (row, col): +Inf, NaN gradients.
@@ -613,7 +618,7 @@ void pal_objective<T, B>::add_penalty(objective_value<T>& v, const in_matrix& W,
         constexpr index_t block = 256;
         const int nt = detail::team_size(be_.threads, static_cast<double>(H.size()), double(1 << 16), N / block + 1);
         detail::parallel_ranges(nt, N, block, [&](int, index_t begin, index_t end) {
-            for (index_t i = begin; i < end; ++i) own[static_cast<std::size_t>(i)] = H.col(i).template cast<double>().squaredNorm();
+            column_norms(H, begin, end, own.data());
             if (dH) dH->middleCols(begin, end - begin) += two_lh * H.middleCols(begin, end - begin);
         });
         h_sq = own.data();
@@ -639,7 +644,7 @@ void pal_objective<T, B>::fold_h_penalty(out_matrix D, const in_matrix& Hc, doub
     constexpr index_t block = 256;
     const int nt = detail::team_size(threads, static_cast<double>(Hc.size()), double(1 << 16), n / block + 1);
     detail::parallel_ranges(nt, n, block, [&](int, index_t begin, index_t end) {
-        for (index_t i = begin; i < end; ++i) h_sq[i] = Hc.col(i).template cast<double>().squaredNorm();
+        column_norms(Hc, begin, end, h_sq);
         D.middleCols(begin, end - begin).noalias() = two_lh * Hc.middleCols(begin, end - begin);
     });
 }
