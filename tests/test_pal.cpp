@@ -399,10 +399,18 @@ TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N 
     for (const index_t K : {2, 3, 7, 10, 16, 17, 31, 32, 33}) {
         for (const index_t N : {1, 15, 16, 17, 40}) {
             INFO("K = " << K << ", N = " << N);
+            // One or two labels mostly; every fifth sample up to 9 (the AVX-512 block path unrolls
+            // each sample's first 4 labels and loops over the rest).
             std::vector<std::vector<index_t>> lists;
             for (index_t i = 0; i < N; ++i) {
                 std::vector<index_t> set{static_cast<index_t>(rng() % K)};
                 if (K > 1 && i % 2 == 0) set.push_back((set[0] + 1 + static_cast<index_t>(rng() % (K - 1))) % K);
+                if (i % 5 == 4) {
+                    const auto m = 1 + static_cast<index_t>(rng() % static_cast<std::uint64_t>(std::min<index_t>(K, 9)));
+                    set.clear();
+                    for (index_t k = static_cast<index_t>(rng() % K); static_cast<index_t>(set.size()) < m; k = (k + 1) % K)
+                        set.push_back(k);
+                }
                 lists.push_back(set);
             }
             const auto S = label_sets::from_lists(lists, K);

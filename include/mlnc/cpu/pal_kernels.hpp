@@ -25,9 +25,11 @@
 #include <Eigen/Core>
 
 #include <cmath>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -68,7 +70,7 @@ Eigen::Index first_non_finite(const T* p, Eigen::Index n) noexcept {
 // float) are flushed to 0; Eigen would return them, or their subnormal neighbours, and against
 // a column sum >= 1 neither counts. Positive x up to 88 still give exp(x). double: Eigen's pexp.
 template <class Packet>
-Packet pexp_nonpositive(const Packet& x_in) noexcept {
+EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
     namespace ei = Eigen::internal;
     using T = typename ei::unpacket_traits<Packet>::type;
     if constexpr (std::is_same_v<T, float> && ei::unpacket_traits<Packet>::size > 1) {
@@ -245,6 +247,174 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
     return true;
 }
 
+#if defined(EIGEN_VECTORIZE_AVX512)
+// The AVX-512 form of the block of L samples, for contiguous columns (leading dimension K, in Z
+// and in G). Instead of a scalar transpose, logit k of the L samples is one gather (indices
+// 0, K, ..., (L - 1) K from z + k), which gives max and sum across samples; the gradient is
+// written in the columns' own layout, register r of the block (entries r L .. r L + L - 1, of
+// the samples (r L + t) / K) getting its samples' max and scale by one in-register permute of
+// the per-sample packet. So each logit is read by one gather and one contiguous load, each exp
+// is taken once, and G is written by contiguous stores.
+template <class T>
+struct avx512_block;
+
+template <>
+struct avx512_block<float> {
+    using packet = __m512;
+    using gather_index = __m512i;
+    using spread_index = __m512i;
+    static constexpr int L = 16;
+    static packet gather(const float* base, gather_index idx) noexcept { return _mm512_i32gather_ps(idx, base, 4); }
+    static packet spread(spread_index idx, packet v) noexcept { return _mm512_permutexvar_ps(idx, v); }
+    static gather_index make_gather(const std::int32_t* v) noexcept { return _mm512_load_si512(v); }
+    static spread_index make_spread(const std::int32_t* v) noexcept { return _mm512_load_si512(v); }
+    static __m512d low(packet x) noexcept { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
+    static __m512d high(packet x) noexcept {
+        return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+    }
+    // The block's losses m log_sum - label_sum (/ m for PAL-N) in double, stored to `out` (rounded
+    // to float) when it is not null; returns their sum (a fixed order of additions).
+    static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, float* out) noexcept {
+        __m512d lo = _mm512_fmsub_pd(low(m), low(log_sum), low(label_sum));
+        __m512d hi = _mm512_fmsub_pd(high(m), high(log_sum), high(label_sum));
+        if (pal_n) {
+            lo = _mm512_div_pd(lo, low(m));
+            hi = _mm512_div_pd(hi, high(m));
+        }
+        if (out != nullptr) {
+            _mm256_storeu_ps(out, _mm512_cvtpd_ps(lo));
+            _mm256_storeu_ps(out + 8, _mm512_cvtpd_ps(hi));
+        }
+        return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+    }
+};
+
+template <>
+struct avx512_block<double> {
+    using packet = __m512d;
+    using gather_index = __m256i;
+    using spread_index = __m512i;
+    static constexpr int L = 8;
+    static packet gather(const double* base, gather_index idx) noexcept { return _mm512_i32gather_pd(idx, base, 8); }
+    static packet spread(spread_index idx, packet v) noexcept { return _mm512_permutexvar_pd(idx, v); }
+    static gather_index make_gather(const std::int32_t* v) noexcept {
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
+    }
+    static spread_index make_spread(const std::int32_t* v) noexcept {
+        return _mm512_cvtepi32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
+    }
+    static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, double* out) noexcept {
+        packet l = _mm512_fmsub_pd(m, log_sum, label_sum);
+        if (pal_n) l = _mm512_div_pd(l, m);
+        if (out != nullptr) _mm512_storeu_pd(out, l);
+        return _mm512_reduce_add_pd(l);
+    }
+};
+
+// The index vectors of a block for one K: the gather's column offsets and, for each register r of
+// the block, the sample of each of its lanes.
+template <class T>
+struct small_block_layout {
+    using A = avx512_block<T>;
+    typename A::gather_index offsets;
+    typename A::spread_index sample_of[small_k_max];
+    explicit small_block_layout(Eigen::Index K) noexcept {
+        alignas(64) std::int32_t v[16];
+        for (int t = 0; t < A::L; ++t) v[t] = static_cast<std::int32_t>(t * K);
+        offsets = A::make_gather(v);
+        for (Eigen::Index r = 0; r < K; ++r) {
+            for (int t = 0; t < A::L; ++t) v[t] = static_cast<std::int32_t>((r * A::L + t) / K);
+            sample_of[r] = A::make_spread(v);
+        }
+    }
+};
+
+// As pal_small_block, for zb = the block's first logit and gb = its first gradient entry (null for
+// no gradient; may equal zb), both with leading dimension K.
+//
+// The labels enter as two 0/1 indicator blocks, one across samples (yt, row k = label k of the L
+// samples) and one in the columns' layout (yc), set by stores that do not depend on one another:
+// each sample's first U labels are stored in a loop of fixed length U whose steps past the last
+// label store that label again (a loop over each sample's own 1, 2 or 3 labels would mispredict
+// its exit about once per sample). From yt come m and sum_{k in S} (z_k - max) as packets; yc
+// enters the gradient as - y_value yc in the same pass as the scaling.
+template <class T, class Labels>
+bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pal_variant variant, T* per_sample,
+                                T* gb, double scale, Eigen::Index i0, double& sum, const small_block_layout<T>& lay) {
+    namespace ei = Eigen::internal;
+    using A = avx512_block<T>;
+    using packet = typename A::packet;
+    constexpr int L = A::L;
+    constexpr int U = 4;
+    const bool want_grad = gb != nullptr;
+    alignas(64) T zt[small_k_max * L];  // the logits across samples
+    alignas(64) T yt[small_k_max * L];  // the labels across samples
+    alignas(64) T yc[small_k_max * L];  // the labels in the columns' layout (gradient only)
+    packet vmax = A::gather(zb, lay.offsets);
+    packet vbad = ei::psub(vmax, vmax);
+    ei::pstore(zt, vmax);
+    for (Eigen::Index k = 1; k < K; ++k) {
+        const packet x = A::gather(zb + k, lay.offsets);
+        ei::pstore(zt + k * L, x);
+        vmax = ei::pmax(vmax, x);
+        vbad = ei::padd(vbad, ei::psub(x, x));
+    }
+    if (!(ei::predux(vbad) == T(0))) return false;
+    const packet zero = ei::pzero(vmax);
+    for (Eigen::Index k = 0; k < K; ++k) ei::pstore(yt + k * L, zero);
+    if (want_grad)
+        for (Eigen::Index r = 0; r < K; ++r) ei::pstore(yc + r * L, zero);
+    for (int j = 0; j < L; ++j) {
+        const auto set = S[i0 + j];
+        const auto last = set.size() - 1;  // sets are never empty
+        for (std::size_t t = 0; t < U; ++t) {
+            const Eigen::Index k = set[std::min(t, last)];
+            yt[k * L + j] = T(1);
+            if (want_grad) yc[j * K + k] = T(1);
+        }
+        for (std::size_t t = U; t <= last; ++t) {  // sets of more than U labels (rare: a predicted branch)
+            const Eigen::Index k = set[t];
+            yt[k * L + j] = T(1);
+            if (want_grad) yc[j * K + k] = T(1);
+        }
+    }
+    // sum_k exp(z_k - max) across samples (from G's exps in the columns' layout when a gradient is
+    // wanted, so that each exp is taken once), m, and sum over the labels of z_k - max (<= 0).
+    packet vsum = zero, vm = zero, vlab = zero;
+    for (Eigen::Index k = 0; k < K; ++k) {
+        const packet y = ei::pload<packet>(yt + k * L);
+        const packet d = ei::psub(ei::pload<packet>(zt + k * L), vmax);
+        vm = ei::padd(vm, y);
+        vlab = ei::pmadd(y, d, vlab);
+        if (!want_grad) vsum = ei::padd(vsum, pexp_nonpositive(d));
+    }
+    if (want_grad) {
+        for (Eigen::Index r = 0; r < K; ++r) {
+            const packet x = ei::ploadu<packet>(zb + r * L);
+            ei::pstoreu(gb + r * L, pexp_nonpositive(ei::psub(x, A::spread(lay.sample_of[r], vmax))));
+        }
+        for (Eigen::Index k = 0; k < K; ++k) vsum = ei::padd(vsum, A::gather(gb + k, lay.offsets));
+    }
+    // sum in [1, K]: its log to the precision of T. Loss = m log(sum) - sum_{k in S} (z_k - max),
+    // two non-negative terms, in double; PAL-N divides by m.
+    const packet vlog = ei::plog(vsum);
+    sum += A::losses(vm, vlog, vlab, variant == pal_variant::pal_n, per_sample == nullptr ? nullptr : per_sample + i0);
+    if (want_grad) {
+        // PAL: g = (m p - y) scale; PAL-N: g = (p - y / m) scale; p = e / sum.
+        const packet vscale = ei::pset1<packet>(static_cast<T>(scale));
+        const packet one = ei::pset1<packet>(T(1));
+        const packet vp = ei::pdiv(ei::pmul(variant == pal_variant::pal ? vm : one, vscale), vsum);
+        const packet vy = variant == pal_variant::pal ? vscale : ei::pdiv(vscale, vm);
+        for (Eigen::Index r = 0; r < K; ++r) {
+            const packet e = ei::pmul(ei::ploadu<packet>(gb + r * L), A::spread(lay.sample_of[r], vp));
+            const packet y = ei::pmul(ei::pload<packet>(yc + r * L), A::spread(lay.sample_of[r], vy));
+            ei::pstoreu(gb + r * L, ei::psub(e, y));
+        }
+    }
+    return true;
+}
+#endif
+
 // Columns up to this size prefetch their successor (exp_sum).
 inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
 
@@ -264,10 +434,23 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     // path, and gives the same bits, whatever the thread count.
     constexpr Eigen::Index L = sweeps::L;
     const bool small = L > 1 && K <= small_k_max && z.inner == 1 && (!want_grad || g.inner == 1);
+#if defined(EIGEN_VECTORIZE_AVX512)
+    const bool contiguous = small && z.outer == K && (!want_grad || g.outer == K);
+    std::optional<small_block_layout<T>> layout;
+    if (contiguous) layout.emplace(K);
+#endif
     Eigen::Index block_end = begin;  // columns before it were done by a block
     for (Eigen::Index i = begin; i < end; ++i) {
         if (small && i >= block_end && i % L == 0 && i + L <= end) {
-            if (pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum)) {
+#if defined(EIGEN_VECTORIZE_AVX512)
+            const bool done = contiguous ? pal_small_block_contiguous(z.data + i * K, K, S, variant, per_sample,
+                                                                       want_grad ? g.data + i * K : nullptr, scale, i,
+                                                                       result.sum, *layout)
+                                         : pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum);
+#else
+            const bool done = pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum);
+#endif
+            if (done) {
                 i += L - 1;
                 continue;
             }
