@@ -96,6 +96,31 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
         const PacketI ni = ei::psub(ei::preinterpret<PacketI>(t), ei::preinterpret<PacketI>(magic));
         y = ei::preinterpret<Packet>(ei::padd(ei::preinterpret<PacketI>(y), ei::plogical_shift_left<23>(ni)));
         return ei::pand(y, ei::pcmp_le(lo, x_in));
+#if defined(EIGEN_VECTORIZE_AVX512)
+    } else if constexpr (std::is_same_v<T, double> && ei::unpacket_traits<Packet>::size == 8) {  // Packet8d
+        // double with AVX-512: the same reduction (n rounded by adding 1.5 2^52; ln2 in two parts,
+        // the first with 32 significant bits so that n C1 is exact for |n| <= 2^21), exp(r) on
+        // |r| <= ln2 / 2 by its Taylor polynomial of degree 13 (truncation below 4e-18 relative)
+        // in Horner form, where Eigen's pexp divides two polynomials. Flushed to 0 below
+        // exp(-708) = 3.3e-308 (n >= -1022: 2^n y stays normal).
+        const Packet lo = _mm512_set1_pd(-708.0);
+        const Packet x = _mm512_max_pd(x_in, lo);
+        const Packet magic = _mm512_set1_pd(6755399441055744.0);  // 1.5 2^52
+        const Packet t = _mm512_fmadd_pd(x, _mm512_set1_pd(1.4426950408889634), magic);
+        const Packet n = _mm512_sub_pd(t, magic);
+        Packet r = _mm512_fnmadd_pd(n, _mm512_set1_pd(0.6931471806019545), x);
+        r = _mm512_fnmadd_pd(n, _mm512_set1_pd(-4.2009150726810846e-11), r);
+        // 1/k! for k = 13 down to 0.
+        static constexpr double c[] = {1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08,
+                                       2.755731922398589e-07, 2.7557319223985893e-06, 2.48015873015873e-05,
+                                       1.984126984126984e-04, 1.388888888888889e-03, 8.333333333333333e-03,
+                                       4.1666666666666664e-02, 0.16666666666666666, 0.5, 1.0, 1.0};
+        Packet y = _mm512_set1_pd(c[0]);
+        for (int i = 1; i < 14; ++i) y = _mm512_fmadd_pd(y, r, _mm512_set1_pd(c[i]));
+        const __m512i ni = _mm512_sub_epi64(_mm512_castpd_si512(t), _mm512_castpd_si512(magic));
+        y = _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(y), _mm512_slli_epi64(ni, 52)));
+        return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(lo, x_in, _CMP_LE_OQ), y);
+#endif
     } else {
         return ei::pexp(x_in);
     }
@@ -107,6 +132,35 @@ struct column_sweeps {
     using packet = typename Eigen::internal::packet_traits<T>::type;
     static constexpr Eigen::Index L = Eigen::internal::unpacket_traits<packet>::size;
     static constexpr Eigen::Index block = 16 * L;  // entries summed in T before a flush to double
+
+    // The last n < L entries of a column as one packet, the other lanes `fill` (AVX-512: a masked
+    // load, which does not touch the masked lanes' memory; else through a buffer), and back.
+    static packet load_tail(const T* p, Eigen::Index n, T fill) noexcept {
+#if defined(EIGEN_VECTORIZE_AVX512)
+        if constexpr (L == 16 && std::is_same_v<T, float>) {
+            return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>((1u << n) - 1), p);
+        } else if constexpr (L == 8 && std::is_same_v<T, double>) {
+            return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), static_cast<__mmask8>((1u << n) - 1), p);
+        }
+#endif
+        alignas(64) T tail[L];
+        for (Eigen::Index j = 0; j < L; ++j) tail[j] = j < n ? p[j] : fill;
+        return Eigen::internal::pload<packet>(tail);
+    }
+    static void store_tail(T* p, const packet& x, Eigen::Index n) noexcept {
+#if defined(EIGEN_VECTORIZE_AVX512)
+        if constexpr (L == 16 && std::is_same_v<T, float>) {
+            _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), x);
+            return;
+        } else if constexpr (L == 8 && std::is_same_v<T, double>) {
+            _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1), x);
+            return;
+        }
+#endif
+        alignas(64) T tail[L];
+        Eigen::internal::pstore(tail, x);
+        for (Eigen::Index j = 0; j < n; ++j) p[j] = tail[j];
+    }
 
     // The max of z[0, K), or NaN when an entry is not finite (x - x is NaN exactly for +-Inf and
     // NaN, and accumulates in the same sweep as the max). The last K mod L entries go through one
@@ -122,9 +176,7 @@ struct column_sweeps {
             vbad = ei::padd(vbad, ei::psub(x, x));
         }
         if (full < K) {
-            alignas(64) T tail[L];
-            for (Eigen::Index j = 0; j < L; ++j) tail[j] = full + j < K ? z[full + j] : z[0];
-            const packet x = ei::pload<packet>(tail);
+            const packet x = load_tail(z + full, K - full, z[0]);
             vmax = ei::pmax(vmax, x);
             vbad = ei::padd(vbad, ei::psub(x, x));
         }
@@ -159,14 +211,10 @@ struct column_sweeps {
             }
             sum += static_cast<double>(ei::predux(acc));
         }
-        if (k < K) {  // the last K mod L entries: one packet, padded with mx (its lanes are not used)
-            alignas(64) T tail[L];
-            for (Eigen::Index j = 0; j < L; ++j) tail[j] = k + j < K ? z[k + j] : mx;
-            ei::pstore(tail, pexp_nonpositive(ei::psub(ei::pload<packet>(tail), vm)));
-            for (Eigen::Index j = 0; k + j < K; ++j) {
-                if (e) e[k + j] = tail[j];
-                sum += static_cast<double>(tail[j]);
-            }
+        if (k < K) {  // the last K mod L entries: one packet, padded with -Inf (exp gives 0 there)
+            const packet x = pexp_nonpositive(ei::psub(load_tail(z + k, K - k, -std::numeric_limits<T>::infinity()), vm));
+            if (e) store_tail(e + k, x, K - k);
+            sum += static_cast<double>(ei::predux(x));
         }
         return sum;
     }
@@ -176,7 +224,7 @@ struct column_sweeps {
         const packet vs = ei::pset1<packet>(s);
         Eigen::Index k = 0;
         for (; k + L <= K; k += L) ei::pstoreu(e + k, ei::pmul(ei::ploadu<packet>(e + k), vs));
-        for (; k < K; ++k) e[k] *= s;
+        if (k < K) store_tail(e + k, ei::pmul(load_tail(e + k, K - k, T(0)), vs), K - k);
     }
 };
 
@@ -258,6 +306,9 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
 template <class T>
 struct avx512_block;
 
+// Up to this K the columns go through the AVX-512 block of L samples (past it, one at a time).
+inline constexpr Eigen::Index block_k_max = 32;
+
 template <>
 struct avx512_block<float> {
     using packet = __m512;
@@ -317,7 +368,7 @@ template <class T>
 struct small_block_layout {
     using A = avx512_block<T>;
     typename A::gather_index offsets;
-    typename A::spread_index sample_of[small_k_max];
+    typename A::spread_index sample_of[block_k_max];
     explicit small_block_layout(Eigen::Index K) noexcept {
         alignas(64) std::int32_t v[16];
         for (int t = 0; t < A::L; ++t) v[t] = static_cast<std::int32_t>(t * K);
@@ -347,9 +398,9 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
     constexpr int L = A::L;
     constexpr int U = 4;
     const bool want_grad = gb != nullptr;
-    alignas(64) T zt[small_k_max * L];  // the logits across samples
-    alignas(64) T yt[small_k_max * L];  // the labels across samples
-    alignas(64) T yc[small_k_max * L];  // the labels in the columns' layout (gradient only)
+    alignas(64) T zt[block_k_max * L];  // the logits across samples
+    alignas(64) T yt[block_k_max * L];  // the labels across samples
+    alignas(64) T yc[block_k_max * L];  // the labels in the columns' layout (gradient only)
     packet vmax = A::gather(zb, lay.offsets);
     packet vbad = ei::psub(vmax, vmax);
     ei::pstore(zt, vmax);
@@ -433,9 +484,14 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     // Blocks start at multiples of L (and the threads' ranges too), so a column takes the same
     // path, and gives the same bits, whatever the thread count.
     constexpr Eigen::Index L = sweeps::L;
-    const bool small = L > 1 && K <= small_k_max && z.inner == 1 && (!want_grad || g.inner == 1);
+    const bool unit = L > 1 && z.inner == 1 && (!want_grad || g.inner == 1);
 #if defined(EIGEN_VECTORIZE_AVX512)
-    const bool contiguous = small && z.outer == K && (!want_grad || g.outer == K);
+    const bool contiguous = unit && K <= block_k_max && z.outer == K && (!want_grad || g.outer == K);
+    const bool small = contiguous || (unit && K <= small_k_max);
+#else
+    const bool small = unit && K <= small_k_max;
+#endif
+#if defined(EIGEN_VECTORIZE_AVX512)
     std::optional<small_block_layout<T>> layout;
     if (contiguous) layout.emplace(K);
 #endif
