@@ -55,6 +55,7 @@ struct verify_args {
     std::uint64_t seed = 1;
     std::string method = "lbfgs";
     int max_iter = 20000;
+    int memory = mlnc::ufm_options{}.lbfgs_memory;
     int every = 10;
     std::string out = "mlnc-verify";
     std::string dtype = "double";
@@ -115,6 +116,7 @@ int run_verify(const verify_args& a) {
     mlnc::ufm_options opt;
     opt.method = a.method == "gd" ? mlnc::ufm_method::gd : mlnc::ufm_method::lbfgs;
     opt.max_iterations = a.max_iter;
+    opt.lbfgs_memory = a.memory;
     opt.seed = a.seed;
     opt.history_every = a.every;
     const verify::tolerances& tol = verify::tolerances_for(a.dtype);
@@ -144,6 +146,9 @@ std::function<int()> setup(CLI::App& app) {
     app.add_option("--seed", a->seed, "Seed of the random start")->capture_default_str();
     app.add_option("--method", a->method, "lbfgs or gd")->check(CLI::IsMember({"lbfgs", "gd"}))->capture_default_str();
     app.add_option("--max-iter", a->max_iter, "Iteration budget")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--memory", a->memory, "L-BFGS correction pairs kept (lbfgs)")
+        ->check(CLI::Range(1, 100))
+        ->capture_default_str();
     app.add_option("--every", a->every, "History (and progress line) every this many iterations")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();

@@ -86,7 +86,10 @@ struct ufm_options {
     int max_line_search = 40;  // objective evaluations per line search
     double armijo = 1e-4;      // sufficient-decrease constant c1, in (0, 1/2)
     // L-BFGS.
-    int lbfgs_memory = 5;  // correction pairs kept (each pass over them streams 2 m vectors of x's size)
+    // Correction pairs kept. Each iteration streams the 2 m stored vectors (each of x's size) twice;
+    // on the UFM the iteration count did not fall with more pairs (mlnc verify at K = 200, seeds
+    // 1-3, m = 2..5: 237-301 iterations without a trend, docs/performance.md), so few pairs.
+    int lbfgs_memory = 3;
     ufm_line_search line_search = ufm_line_search::approximate_wolfe;
     double wolfe = 0.9;  // curvature constant c2, in (c1, 1)
     // Gradient descent.
