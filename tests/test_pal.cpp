@@ -489,6 +489,90 @@ TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N 
     }
 }
 
+TEMPLATE_TEST_CASE("small K: logits of opposite signs near the overflow give the columns' answer, not NaN", "",
+                   float, double) {
+    // max - z_k beyond the largest T: in float the columns one at a time take it in double (a
+    // finite loss), in double it is +Inf; never NaN. The AVX-512 block takes z_k - max in T, so it
+    // must hand such a block to the columns (a 0 * -Inf there once gave NaN).
+    using T = TestType;
+    const T big = std::numeric_limits<T>::max() / T(4) * T(3);  // big + big overflows T
+    const index_t K = 10, N = 48;
+    std::vector<std::vector<index_t>> lists;
+    for (index_t i = 0; i < N; ++i) lists.push_back({i % 3 == 0 ? 0 : i % 3 == 1 ? 2 : 1});
+    const auto S = label_sets::from_lists(lists, K);
+    mlnc::matrix<T> Z = mlnc::matrix<T>::Zero(K, N);
+    Z.row(0).setConstant(big);
+    Z.row(1).setConstant(-big);
+    mlnc::vector<T> per(N);
+    const T loss = mlnc::pal_sample_losses(Z, S, per);
+    // log(sum) = log(1 + 8 exp(-big) + exp(-2 big)) = 0, so the loss is max - z_k: 0 for label 0,
+    // big for label 2, 2 big (beyond T) for label 1; the mean over 48 samples is big, finite when
+    // the differences are taken in double (T = float), +Inf in double.
+    for (index_t i = 0; i < N; ++i) {
+        INFO("sample " << i);
+        CHECK(per[i] == (i % 3 == 0 ? T(0) : i % 3 == 1 ? big : std::numeric_limits<T>::infinity()));
+    }
+    const double expected = std::is_same_v<T, float> ? static_cast<double>(big) : std::numeric_limits<double>::infinity();
+    CHECK(static_cast<double>(loss) == Approx(expected).epsilon(1e-6));
+    CHECK(mlnc::pal_loss(Z, S) == loss);
+    mlnc::matrix<T> G(K, N);
+    CHECK(mlnc::pal_loss_grad(Z, S, G) == loss);
+    CHECK(G.allFinite());
+}
+
+TEMPLATE_TEST_CASE("small K: strided views and a subset of the labels give the contiguous answer", "", float, double) {
+    // With AVX-512 a contiguous Z (and G) takes the gathering block; a column stride other than K
+    // in Z or G takes the block through a buffer; a sample_subset feeds either. All must agree.
+    using T = TestType;
+    const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-13;  // ||a - b||_F / ||b||_F
+    std::mt19937_64 rng(31);
+    const index_t K = 13, N = 50;
+    std::vector<std::vector<index_t>> lists;
+    for (index_t i = 0; i < N + 7; ++i) {
+        std::vector<index_t> set;
+        const auto m = 1 + static_cast<index_t>(rng() % (i % 4 == 3 ? 7 : 3));
+        for (index_t k = static_cast<index_t>(rng() % K); static_cast<index_t>(set.size()) < m; k = (k + 1) % K)
+            set.push_back(k);
+        lists.push_back(set);
+    }
+    const auto all = label_sets::from_lists(lists, K);
+    std::vector<index_t> picked;
+    for (index_t i = 0; i < N; ++i) picked.push_back((i * 5 + 3) % (N + 7));
+    const mlnc::sample_subset sub(all, picked);
+    const auto S = sub.to_label_sets();
+    const mlnc::matrix<T> Z = randn(K, N, rng, 4.0).template cast<T>();
+    mlnc::matrix<T> G(K, N);
+    mlnc::vector<T> per(N);
+    const double l = static_cast<double>(mlnc::pal_loss_grad(Z, S, G));
+    mlnc::pal_sample_losses(Z, S, per);
+    const auto rel = [](const auto& a, const auto& b) {
+        return (a.template cast<double>() - b.template cast<double>()).norm() / b.template cast<double>().norm();
+    };
+    // The labels as a subset of a larger set.
+    mlnc::matrix<T> G1(K, N);
+    CHECK(static_cast<double>(mlnc::pal_loss_grad(Z, sub, G1)) == Approx(l).epsilon(tol));
+    CHECK(rel(G1, G) <= tol);
+    // G with a leading dimension past K.
+    mlnc::matrix<T> big_G = mlnc::matrix<T>::Constant(K + 3, N, T(7));
+    auto G2 = big_G.topRows(K);
+    CHECK(static_cast<double>(mlnc::pal_loss_grad(Z, S, G2)) == Approx(l).epsilon(tol));
+    CHECK(rel(mlnc::matrix<T>(G2), G) <= tol);
+    CHECK((big_G.bottomRows(3).array() == T(7)).all());  // rows past K untouched
+    // Z with a leading dimension past K, in place.
+    mlnc::matrix<T> big_Z = mlnc::matrix<T>::Constant(K + 5, N, T(-3));
+    big_Z.topRows(K) = Z;
+    auto Z3 = big_Z.topRows(K);
+    CHECK(static_cast<double>(mlnc::pal_loss_grad_inplace(Z3, S)) == Approx(l).epsilon(tol));
+    CHECK(rel(mlnc::matrix<T>(Z3), G) <= tol);
+    CHECK((big_Z.bottomRows(5).array() == T(-3)).all());
+    // Per-sample losses from a Z with a leading dimension past K.
+    mlnc::matrix<T> big_Z4 = mlnc::matrix<T>::Zero(K + 2, N);
+    big_Z4.topRows(K) = Z;
+    mlnc::vector<T> per4(N);
+    CHECK(static_cast<double>(mlnc::pal_sample_losses(big_Z4.topRows(K), S, per4)) == Approx(l).epsilon(tol));
+    CHECK(rel(per4, per) <= tol);
+}
+
 TEST_CASE("small K: a non-finite logit inside a block of samples is reported at its place") {
     using Catch::Matchers::Contains;
     const index_t K = 10, N = 40;

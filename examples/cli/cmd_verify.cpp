@@ -110,7 +110,8 @@ int run_verify(const verify_args& a) {
 
     std::ostream& human = a.json ? std::cerr : std::cout;
     human << "mlnc verify: K = " << K << ", d = " << d << ", N = " << p.S.size() << ", lambdas (W, H, b) = ("
-          << lam.lambda_w << ", " << lam.lambda_h << ", " << lam.lambda_b << "), " << a.method << ", seed " << a.seed
+          << lam.lambda_w << ", " << lam.lambda_h << ", " << lam.lambda_b << "), " << a.method
+          << (a.method == "lbfgs" ? " (memory " + std::to_string(a.memory) + ")" : std::string()) << ", seed " << a.seed
           << ", " << a.dtype << "\n";
 
     mlnc::ufm_options opt;

@@ -68,7 +68,8 @@ Eigen::Index first_non_finite(const T* p, Eigen::Index n) noexcept {
 // 2 ulp of exp, tested), and 2^n put into the exponent field by an integer add instead of
 // Eigen's general ldexp. Results below exp(-86.9) = 1.9e-38 (1.6 times the smallest normal
 // float) are flushed to 0; Eigen would return them, or their subnormal neighbours, and against
-// a column sum >= 1 neither counts. Positive x up to 88 still give exp(x). double: Eigen's pexp.
+// a column sum >= 1 neither counts. Positive x up to 88 still give exp(x). double: mlnc's own
+// with AVX-512 (below), else Eigen's pexp.
 template <class Packet>
 EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
     namespace ei = Eigen::internal;
@@ -99,7 +100,7 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
 #if defined(EIGEN_VECTORIZE_AVX512)
     } else if constexpr (std::is_same_v<T, double> && ei::unpacket_traits<Packet>::size == 8) {  // Packet8d
         // double with AVX-512: the same reduction (n rounded by adding 1.5 2^52; ln2 in two parts,
-        // the first with 32 significant bits so that n C1 is exact for |n| <= 2^21), exp(r) on
+        // the first with 29 significant bits so that n C1 is exact for |n| <= 2^24), exp(r) on
         // |r| <= ln2 / 2 by its Taylor polynomial of degree 13 (truncation below 4e-18 relative)
         // in Horner form, where Eigen's pexp divides two polynomials. Flushed to 0 below
         // exp(-708) = 3.3e-308 (n >= -1022: 2^n y stays normal).
@@ -205,7 +206,8 @@ struct column_sweeps {
             }
             sum += static_cast<double>(ei::predux(acc));
         }
-        if (k < K) {  // the last K mod L entries: one packet, padded with -Inf (exp gives 0 there)
+        if (k < K) {  // the last K mod L entries: one packet, padded with -Inf (exp gives 0 there, or
+                      // with Eigen's pexp in double a subnormal: nothing against a sum >= 1)
             const packet x = pexp_nonpositive(ei::psub(load_tail(z + k, K - k, -std::numeric_limits<T>::infinity()), vm));
             if (e) store_tail(e + k, x, K - k);
             sum += static_cast<double>(ei::predux(x));
@@ -375,7 +377,8 @@ struct small_block_layout {
 };
 
 // As pal_small_block, for zb = the block's first logit and gb = its first gradient entry (null for
-// no gradient; may equal zb), both with leading dimension K.
+// no gradient; may equal zb), both with leading dimension K. Also returns false, having written
+// nothing, when a label's logit lies further below its column's max than T can represent.
 //
 // The labels enter as two 0/1 indicator blocks, one across samples (yt, row k = label k of the L
 // samples) and one in the columns' layout (yc), set by stores that do not depend on one another:
@@ -430,9 +433,14 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
         const packet y = ei::pload<packet>(yt + k * L);
         const packet d = ei::psub(ei::pload<packet>(zt + k * L), vmax);
         vm = ei::padd(vm, y);
-        vlab = ei::pmadd(y, d, vlab);
+        // Only the label lanes: y d would be 0 (-Inf) = NaN where a logit of another class lies
+        // more than the largest T below the max (logits of opposite signs near the overflow).
+        vlab = ei::padd(vlab, ei::pand(ei::pcmp_lt(zero, y), d));
         if (!want_grad) vsum = ei::padd(vsum, pexp_nonpositive(d));
     }
+    // A label's z_k - max beyond the largest T (logits of opposite signs near the overflow): the
+    // columns one at a time take their differences in double (nothing is written yet).
+    if (!std::isfinite(ei::predux(vlab))) return false;
     if (want_grad) {
         for (Eigen::Index r = 0; r < K; ++r) {
             const packet x = ei::ploadu<packet>(zb + r * L);
@@ -504,7 +512,7 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
                 i += L - 1;
                 continue;
             }
-            block_end = i + L;  // a non-finite logit in this block: its columns one at a time
+            block_end = i + L;  // a non-finite logit (or an extreme one) in this block: its columns one at a time
         }
         const T* zi = z.data + i * z.outer;
         if (z.inner != 1) {
