@@ -7,7 +7,8 @@
 // loss alone); (3) the scaling of that column in cache, and the labels' entries. So Z is read
 // from memory once and G written once, in place or not. The sweeps use Eigen's packet math (the
 // instruction set the program is compiled for: SSE2, AVX2, AVX-512) with the sums accumulated in
-// SIMD lanes of T over blocks of 16 packets and the block sums combined in double.
+// SIMD lanes of T over blocks of 16 packets and the block sums combined in double. For K <= 32
+// the columns go L at a time instead, max, exp, sum and log running across samples (below).
 //
 // Threads (mlnc::openmp): the columns are split into one contiguous range per thread; each thread
 // sums its range in column order and the partial sums are added in thread order, so the loss is
@@ -297,8 +298,9 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
 // 0, K, ..., (L - 1) K from z + k), which gives max and sum across samples; the gradient is
 // written in the columns' own layout, register r of the block (entries r L .. r L + L - 1, of
 // the samples (r L + t) / K) getting its samples' max and scale by one in-register permute of
-// the per-sample packet. So each logit is read by one gather and one contiguous load, each exp
-// is taken once, and G is written by contiguous stores.
+// the per-sample packet. So each logit is read by one gather (for the max) and one contiguous
+// load (for its exp, written to G and gathered back for the sums), each exp is taken once, and
+// G is written by contiguous stores.
 template <class T>
 struct avx512_block;
 
