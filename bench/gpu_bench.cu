@@ -5,9 +5,14 @@
 //    K N floats (the bandwidth bound: one read and one write of Z);
 //  - objective K d N ws: f(W, H, b) with all gradients (float), workspace ws bytes;
 //  - objective_memory: device memory the objective takes beyond its inputs and gradients
-//    (K = 100000, d = 256, N = 8192, default workspace).
+//    (K = 100000, d = 256, N = 8192, default workspace);
+//  - ufm_eval: the training objective (double) at mlnc verify's K = 200 case (d = 256, N = 21 900)
+//    in its host form, as L-BFGS calls it (x copied in, the gradient out), vs its device form:
+//    the difference is the per-evaluation copy cost of keeping L-BFGS on the host;
+//  - train: train_ufm on mlnc::cuda, that case from verify's start, L-BFGS and 2000 steps of GD.
 #include <mlnc/cuda/objective.cuh>
 #include <mlnc/cuda/pal.cuh>
+#include <mlnc/cuda/ufm.cuh>
 
 #include <algorithm>
 #include <cstdio>
@@ -119,6 +124,40 @@ void objective_memory(index_t K, index_t d, index_t N) {
     }
 }
 
+// mlnc verify --K 200 --d 256 --n 1:10,2:1 --lambda-w 1e-4 --lambda-h 1e-4 --lambda-b 1e-4
+mlnc::label_sets verify_case() { return mlnc::balanced_label_sets(200, {{1, 10}, {2, 1}}); }
+const mlnc::penalties verify_lambdas{1e-4, 1e-4, 1e-4};
+
+void ufm_eval() {
+    const auto S = verify_case();
+    mlnc::ufm_objective<double, mlnc::cuda> f(mlnc::cuda{}, S, 256, verify_lambdas);
+    std::mt19937_64 rng(4);
+    std::normal_distribution<double> nd(0.0, 0.1);
+    mlnc::vector<double> x(f.size()), g(f.size());
+    for (auto& v : x) v = nd(rng);
+    mlnc::cuda_backend& gpu = f.backend_value();
+    const auto xd = mlnc::upload(gpu, x);
+    mlnc::device_buffer<double> gd(f.size());
+    const double host = median_ms(gpu.stream(), [&] { f.evaluate(x, g); });
+    const double device = median_ms(gpu.stream(), [&] { f.evaluate_device(xd.vector_view(), gd.vector_view()); });
+    std::printf("{\"case\": \"ufm_eval\", \"K\": 200, \"d\": 256, \"N\": %lld, \"host_ms\": %.4f, \"device_ms\": %.4f, "
+                "\"mb_each_way\": %.1f}\n",
+                static_cast<long long>(S.size()), host, device, static_cast<double>(f.size()) * 8 / 1e6);
+}
+
+void train(mlnc::ufm_method method, int max_iterations) {
+    mlnc::ufm_options o;
+    o.seed = 1;
+    o.method = method;
+    o.max_iterations = max_iterations;
+    o.history_every = 1000000;
+    const auto r = mlnc::train_ufm<double>(mlnc::cuda{}, verify_case(), 256, verify_lambdas, o);
+    std::printf("{\"case\": \"train\", \"method\": \"%s\", \"iterations\": %d, \"evaluations\": %d, \"seconds\": %.3f, "
+                "\"status\": \"%s\", \"objective\": %.17g}\n",
+                method == mlnc::ufm_method::gd ? "gd" : "lbfgs", r.iterations, r.function_evaluations, r.seconds,
+                mlnc::to_string(r.status), r.objective);
+}
+
 }  // namespace
 
 int main() {
@@ -132,5 +171,8 @@ int main() {
     objective(gpu, 32000, 256, 8192, mlnc::default_workspace_bytes);
     objective(gpu, 32000, 256, 8192, std::size_t{1} << 30);
     objective_memory(100000, 256, 8192);
+    ufm_eval();
+    train(mlnc::ufm_method::lbfgs, 20000);
+    train(mlnc::ufm_method::gd, 2000);
     return 0;
 }

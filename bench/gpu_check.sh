@@ -46,4 +46,12 @@ for r in mlnc:
     elif r["case"] == "objective_memory":
         name = f"objective memory K={r['K']} d={r['d']} N={r['N']}"
         print(f"{name:44} {r['extra_mb']:9.1f} MB beyond inputs and gradients (tiled: {r['tiled']})  < 200 MB")
+    elif r["case"] == "ufm_eval":
+        name = f"verify objective K=200 N={r['N']}: host x vs device x"
+        print(f"{name:44} {r['host_ms']:9.3f} {r['device_ms']:9.3f} {r['host_ms'] / r['device_ms']:7.2f}  "
+              f"(copies: {r['mb_each_way']:.1f} MB each way per evaluation)")
+    elif r["case"] == "train":
+        name = f"verify case trained, {r['method']}"
+        print(f"{name:44} {r['seconds'] * 1e3:9.0f} ms, {r['iterations']} iterations, {r['evaluations']} evaluations, "
+              f"{r['status']}, f = {r['objective']:.15g}")
 PY

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 
 using mlnc_test::run_cli;
@@ -145,6 +146,7 @@ TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
         "--K 4 --counts '" + (dir / "overflow_counts.txt") + "'",
         "--counts /dev/zero",
         "--counts '" + dir.path().string() + "'",
+        "--backend tpu",
     };
     for (const auto& args : bad) {
         const auto out = dir / "out";
@@ -153,6 +155,30 @@ TEST_CASE("verify: bad input exits 2 with one line and writes nothing") {
         CHECK(r.exit_code == 2);
         CHECK(r.err_lines() == 1);
         CHECK(r.out.empty());
+        CHECK_FALSE(std::filesystem::exists(out));
+    }
+}
+
+TEST_CASE("verify --backend cuda: the CPU's verdict from the GPU, or exit 2 with one line saying why not") {
+    const temp_dir dir("verify-cuda");
+    const auto out = dir / "out";
+    const auto r = run_cli("verify --backend cuda --json --out '" + out + "'");
+    INFO(r.err);
+    if (r.exit_code == 0) {  // a build with CUDA on a machine with a GPU
+        const auto j = nlohmann::json::parse(r.out);
+        CHECK(j["verified"] == true);
+        CHECK(j["rel_gap"].get<double>() < 1e-9);
+        CHECK(r.err.find("backend cuda") != std::string::npos);
+        // Gradient descent keeps its vectors on the device; the history still comes from them.
+        const auto gd = run_cli("verify --backend cuda --method gd --max-iter 200 --json --out '" + (dir / "gd") + "'");
+        CHECK((gd.exit_code == 0 || gd.exit_code == 1));
+        const auto csv = mlnc_test::read_bytes(dir.path() / "gd" / "history.csv");
+        CHECK(std::count(csv.begin(), csv.end(), '\n') > 3);
+    } else {  // no CUDA in this build, or no usable device: nothing printed or made but the reason
+        CHECK(r.exit_code == 2);
+        CHECK(r.out.empty());
+        CHECK(r.err.rfind("mlnc verify: --backend cuda: ", 0) == 0);
+        CHECK(r.err_lines() == 1);
         CHECK_FALSE(std::filesystem::exists(out));
     }
 }

@@ -59,6 +59,7 @@ struct verify_args {
     int every = 10;
     std::string out = "mlnc-verify";
     std::string dtype = "double";
+    std::string backend = "cpu";
     bool json = false;
 };
 
@@ -89,6 +90,7 @@ int run_verify(const verify_args& a) {
     if (lam.lambda_w == 0.0) throw mlnc::error("--lambda-w: must be > 0 (with 0 the objective has no minimiser)");
     if (lam.lambda_h == 0.0) throw mlnc::error("--lambda-h: must be > 0 (with 0 the objective has no minimiser)");
 
+    if (a.backend == "cuda") require_cuda_device();  // before anything is printed or made
     const mlnc::io::counted_samples p = verify::build_problem(K, a.n, a.counts);
     auto theory = verify::closed_form(p, K, d, lam);
     if (a.out.empty()) throw mlnc::error("--out: empty folder name");
@@ -112,7 +114,7 @@ int run_verify(const verify_args& a) {
     human << "mlnc verify: K = " << K << ", d = " << d << ", N = " << p.S.size() << ", lambdas (W, H, b) = ("
           << lam.lambda_w << ", " << lam.lambda_h << ", " << lam.lambda_b << "), " << a.method
           << (a.method == "lbfgs" ? " (memory " + std::to_string(a.memory) + ")" : std::string()) << ", seed " << a.seed
-          << ", " << a.dtype << "\n";
+          << ", " << a.dtype << (a.backend == "cpu" ? std::string() : ", backend " + a.backend) << "\n";
 
     mlnc::ufm_options opt;
     opt.method = a.method == "gd" ? mlnc::ufm_method::gd : mlnc::ufm_method::lbfgs;
@@ -122,8 +124,8 @@ int run_verify(const verify_args& a) {
     opt.history_every = a.every;
     const verify::tolerances& tol = verify::tolerances_for(a.dtype);
     opt.gradient_tolerance = tol.gradient;
-    const verify::training t =
-        a.dtype == "float" ? verify::train<float>(p.S, d, lam, opt) : verify::train<double>(p.S, d, lam, opt);
+    const verify::training t = a.dtype == "float" ? verify::train<float>(p.S, d, lam, opt, a.backend)
+                                                  : verify::train<double>(p.S, d, lam, opt, a.backend);
     const verify::structure st = verify::analyse(t.res, p.S);
     const verify::comparison c = verify::compare(p, K, d, lam, std::move(theory), t.res, st, tol);
     guard.armed = false;
@@ -156,6 +158,11 @@ std::function<int()> setup(CLI::App& app) {
     app.add_option("--out", a->out, "Output folder for history.csv and the SVG plots")->capture_default_str();
     app.add_option("--dtype", a->dtype, "Scalar type of the training: double or float (the verdict's tolerances follow it)")
         ->check(CLI::IsMember({"double", "float"}))
+        ->capture_default_str();
+    app.add_option("--backend", a->backend,
+                   "cpu, or cuda: the objective on the GPU (needs a build with the CUDA backend); the NC metrics "
+                   "stay on the CPU")
+        ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
     add_json_flag(app, a->json);
     return [a] { return run_verify(*a); };

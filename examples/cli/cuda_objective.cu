@@ -1,20 +1,25 @@
-// mlnc objective --backend cuda (cuda_objective.hpp): the one file of the program nvcc compiles.
+// --backend cuda of mlnc objective and mlnc verify (cuda_objective.hpp): the one file of the program
+// nvcc compiles.
 #include "cuda_objective.hpp"
 
 #include <mlnc/cuda/objective.cuh>
+#include <mlnc/cuda/ufm.cuh>
 
 namespace mlnc_cli {
+
+void require_cuda_device() {
+    if (mlnc::cuda_device_count() > 0) return;
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    throw mlnc::error(std::string("--backend cuda: no usable CUDA device (") +
+                      (e != cudaSuccess ? cudaGetErrorString(e) : "none found") + ")");
+}
 
 template <class T>
 mlnc::objective_value<T> cuda_objective(const mlnc::matrix<T>& W, const mlnc::matrix<T>& H, const mlnc::vector<T>& b,
                                         const mlnc::label_sets& S, const mlnc::penalties& lam, mlnc::pal_variant v,
                                         mlnc::matrix<T>* dW, mlnc::matrix<T>* dH, mlnc::vector<T>* db) {
-    if (mlnc::cuda_device_count() == 0) {
-        int n = 0;
-        const cudaError_t e = cudaGetDeviceCount(&n);
-        throw mlnc::error(std::string("--backend cuda: no usable CUDA device (") +
-                          (e != cudaSuccess ? cudaGetErrorString(e) : "none found") + ")");
-    }
+    require_cuda_device();
     mlnc::cuda_backend gpu;
     mlnc::pal_objective<T, mlnc::cuda_backend> f(gpu, S, lam, v);
     const auto dW_in = mlnc::upload(gpu, W);
@@ -39,5 +44,17 @@ template mlnc::objective_value<double> cuda_objective(const mlnc::matrix<double>
                                                       const mlnc::vector<double>&, const mlnc::label_sets&,
                                                       const mlnc::penalties&, mlnc::pal_variant, mlnc::matrix<double>*,
                                                       mlnc::matrix<double>*, mlnc::vector<double>*);
+
+template <class T>
+mlnc::ufm_result<T> cuda_train(const mlnc::label_sets& S, mlnc::index_t d, const mlnc::penalties& lam,
+                               const mlnc::ufm_options& opt, const mlnc::ufm_observer<T>& observer) {
+    require_cuda_device();
+    return mlnc::train_ufm<T>(mlnc::cuda{}, S, d, lam, opt, observer);
+}
+
+template mlnc::ufm_result<float> cuda_train(const mlnc::label_sets&, mlnc::index_t, const mlnc::penalties&,
+                                            const mlnc::ufm_options&, const mlnc::ufm_observer<float>&);
+template mlnc::ufm_result<double> cuda_train(const mlnc::label_sets&, mlnc::index_t, const mlnc::penalties&,
+                                             const mlnc::ufm_options&, const mlnc::ufm_observer<double>&);
 
 }  // namespace mlnc_cli

@@ -4,6 +4,8 @@
 // assumptions; training runs the UFM trainer from a seeded random start and records the NC
 // metrics of its iterates as history.csv, with a progress line on stderr.
 
+#include "cuda_objective.hpp"
+
 #include <mlnc/io/counts.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/metrics.hpp>
@@ -90,10 +92,12 @@ mlnc::ufm_result<double> in_double(mlnc::ufm_result<T>&& r) {
 // table computes them with the defaults.
 inline const mlnc::nc_metrics_options history_metrics{.nc_m_uncentered = false, .sampling = {.pairs = mlnc::index_t{1} << 16}};
 
-// Trains in T (float or double) from opt's seeded start, recording the NC metrics every
-// opt.history_every iterations.
+// Trains in T (float or double) from opt's seeded start on the backend named by `backend` (cpu,
+// or cuda: the objective on the GPU), recording the NC metrics every opt.history_every
+// iterations (on the host, from the iterate the trainer hands its observer).
 template <class T>
-training train(const mlnc::label_sets& S, index_t d, const mlnc::penalties& lam, const mlnc::ufm_options& opt) {
+training train(const mlnc::label_sets& S, index_t d, const mlnc::penalties& lam, const mlnc::ufm_options& opt,
+               const std::string& backend = "cpu") {
     std::ostringstream csv;
     csv << std::setprecision(17) << "iteration,objective,gradient_norm,seconds,nc1,nc2_w,nc2_h,nc3";
     const index_t M = S.max_multiplicity();
@@ -105,8 +109,8 @@ training train(const mlnc::label_sets& S, index_t d, const mlnc::penalties& lam,
     const auto na = [](const std::optional<double>& v) { return v ? fmt(*v, 17) : std::string("nan"); };
     using mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
     using vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-    auto observer = [&](const mlnc::ufm_history_entry& h, const Eigen::Ref<const mat>& W, const Eigen::Ref<const mat>& H,
-                        const Eigen::Ref<const vec>&) {
+    const mlnc::ufm_observer<T> observer = [&](const mlnc::ufm_history_entry& h, const Eigen::Ref<const mat>& W,
+                                               const Eigen::Ref<const mat>& H, const Eigen::Ref<const vec>&) {
         std::optional<mlnc::nc_metrics> nc;
         if (metrics_defined) nc = mlnc::compute_nc_metrics(mlnc::cpu{}, H, S, W, history_metrics);
         csv << h.iteration << "," << fmt(h.objective, 17) << "," << fmt(h.gradient_norm, 17) << ","
@@ -118,8 +122,12 @@ training train(const mlnc::label_sets& S, index_t d, const mlnc::penalties& lam,
                   << "  |grad| = " << std::setprecision(3) << h.gradient_norm;
         if (nc && nc->nc1) std::cerr << "  NC1 = " << std::setprecision(3) << *nc->nc1;
         std::cerr << "\n";
+        return mlnc::ufm_action::proceed;
     };
-    training t{in_double(mlnc::train_ufm<T>(S, d, lam, opt, observer)), {}, std::is_same_v<T, float> ? "float" : "double"};
+    training t{in_double(backend == "cuda" ? cuda_train<T>(S, d, lam, opt, observer)
+                                           : mlnc::train_ufm<T>(S, d, lam, opt, observer)),
+               {},
+               std::is_same_v<T, float> ? "float" : "double"};
     t.history_csv = csv.str();
     return t;
 }

@@ -55,6 +55,7 @@ struct backend_traits<cpu> {
     static constexpr bool supports_double = true;
     static constexpr bool pal_loss = true;    // logits-level PAL-CE / PAL-N kernels
     static constexpr bool objective = true;   // f(W, H, b) with gradients
+    static constexpr bool training = true;    // train_ufm (L-BFGS and gradient descent)
     static constexpr bool predictors = true;  // ONN, tag-wise and OvA prediction
     static constexpr bool threads = true;     // honours cpu::threads (with OpenMP: mlnc::openmp)
     static constexpr bool host_memory = true;  // takes Eigen objects in host memory
@@ -73,6 +74,10 @@ struct backend_traits<cuda> {
     static constexpr bool supports_double = true;
     static constexpr bool pal_loss = true;     // on device views (mlnc/cuda/pal.cuh)
     static constexpr bool objective = true;    // pal_objective<T, cuda_backend> (mlnc/cuda/objective.cuh)
+    // train_ufm(mlnc::cuda{...}, ...) with <mlnc/cuda/ufm.cuh>: the objective on the device; L-BFGS
+    // keeps its vectors on the host (x copied in, the gradient out, per evaluation), gradient
+    // descent keeps all of its vectors on the device.
+    static constexpr bool training = true;
     static constexpr bool predictors = false;
     static constexpr bool threads = false;
     static constexpr bool host_memory = false;  // takes views of device memory, never Eigen objects

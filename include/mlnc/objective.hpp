@@ -739,53 +739,21 @@ ufm_point<typename Dx::Scalar> unpack_parameters(const Eigen::MatrixBase<Dx>& x,
     return p;
 }
 
-// Problem (4) over one flat parameter vector, for any optimiser. Layout: x = [vec(W); vec(H); b]
-// (pack_parameters), or x = [vec(H); b] when the classifier is held fixed (the fixed-W
-// constructor): W is then not a variable and dW is never formed.
-//  - Evaluate(x), Gradient(x, g), EvaluateWithGradient(x, g): ensmallen's differentiable function;
-//  - operator()(x, g): LBFGSpp's form (returns f, writes g);
-//  - NumFunctions(), Shuffle(), Evaluate(x, begin, batch), Gradient(x, begin, g, batch),
-//    EvaluateWithGradient(x, begin, g, batch): ensmallen's separable function. The N samples
-//    (in the order of the last Shuffle) are the functions; the batch [begin, begin + batch) has
-//      f_B = (1/N) sum_{i in B} L_i + (|B|/N)(lW ||W||^2 + lb ||b||^2) + lH sum_{i in B} ||h_i||^2,
-//    so the f_B of any partition of the samples add up to f, and (N/|B|) grad f_B is an unbiased
-//    estimate of grad f. g is written in full (zero outside W, the batch's columns of H and b).
-// g is resized to size() when it has another size. A non-finite x (a line search that overshot)
-// or logits that overflow give f = +Inf and a NaN gradient; evaluate() says which.
-template <class T = double, class B = cpu>
-class ufm_objective {
+namespace detail {
+
+// The flat parameter vector of Problem (4) for K labels, dimension d and N samples, shared by the
+// backends' ufm_objective: x = [vec(W); vec(H); b], or x = [vec(H); b] with a fixed classifier
+// (held here, in host memory). Views of x's parts, pack and unpack.
+template <class T>
+class ufm_layout {
 public:
     using vector_type = vector<T>;
-
-    // W, H and b are all variables; d is the feature dimension.
-    ufm_objective(B be, label_sets S, index_t d, penalties lambdas, pal_variant v = pal_variant::pal)
-        : obj_(be, std::move(S), lambdas, v), K_(obj_.num_labels()), d_(d), N_(obj_.num_samples()) {
-        detail::require(d >= 1, "d", "feature dimension must be >= 1, got " + std::to_string(d));
-        init_order();
-    }
-    ufm_objective(label_sets S, index_t d, penalties lambdas, pal_variant v = pal_variant::pal)
-        : ufm_objective(B{}, std::move(S), d, lambdas, v) {}
-
-    // W is held fixed at fixed_W (K x d); the variables are H and b.
-    ufm_objective(B be, label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
-        : obj_(be, std::move(S), lambdas, v), K_(obj_.num_labels()), d_(fixed_W.cols()), N_(obj_.num_samples()) {
-        if (fixed_W.rows() != K_)
-            throw error("fixed_W: expected " + std::to_string(K_) + " rows (one per label), got " +
-                        std::to_string(fixed_W.rows()));
-        detail::require(d_ >= 1, "fixed_W", "needs at least one column");
-        detail::check_finite(fixed_W, "fixed_W");
-        W_fixed_ = std::move(fixed_W);
-        init_order();
-    }
-    ufm_objective(label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
-        : ufm_objective(B{}, std::move(S), std::move(fixed_W), lambdas, v) {}
 
     index_t size() const noexcept { return w_size() + d_ * N_ + K_; }  // number of variables
     index_t num_labels() const noexcept { return K_; }
     index_t dim() const noexcept { return d_; }
     index_t num_samples() const noexcept { return N_; }
     bool fixed_classifier() const noexcept { return W_fixed_.has_value(); }
-    const pal_objective<T, B>& objective() const noexcept { return obj_; }
 
     // The parts of x, as views into it (or into the fixed W).
     Eigen::Map<const matrix<T>> W(const vector_type& x) const {
@@ -805,27 +773,101 @@ public:
     // x from (W, H, b); with a fixed classifier W is not part of x (pack(H, b)).
     template <class DW, class DH, class Db>
     vector_type pack(const Eigen::MatrixBase<DW>& W, const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b) const {
-        detail::require(!fixed_classifier(), "pack", "the classifier is fixed: x holds only H and b; use pack(H, b)");
-        detail::check_shape(W, K_, d_, "W", "K x d");
-        detail::check_shape(H, d_, N_, "H", "d x N");
-        detail::require(b.size() == K_, "b", "expected " + std::to_string(K_) + " entries, got " + std::to_string(b.size()));
+        require(!fixed_classifier(), "pack", "the classifier is fixed: x holds only H and b; use pack(H, b)");
+        check_shape(W, K_, d_, "W", "K x d");
+        check_shape(H, d_, N_, "H", "d x N");
+        require(b.size() == K_, "b", "expected " + std::to_string(K_) + " entries, got " + std::to_string(b.size()));
         return pack_parameters(W, H, b);
     }
     template <class DH, class Db>
     vector_type pack(const Eigen::MatrixBase<DH>& H, const Eigen::MatrixBase<Db>& b) const {
-        detail::require(fixed_classifier(), "pack", "W is a variable: use pack(W, H, b)");
-        detail::check_shape(H, d_, N_, "H", "d x N");
-        detail::require(b.size() == K_, "b", "expected " + std::to_string(K_) + " entries, got " + std::to_string(b.size()));
+        require(fixed_classifier(), "pack", "W is a variable: use pack(W, H, b)");
+        check_shape(H, d_, N_, "H", "d x N");
+        require(b.size() == K_, "b", "expected " + std::to_string(K_) + " entries, got " + std::to_string(b.size()));
         vector_type x(size());
         x.head(d_ * N_) = H.reshaped();
         x.tail(K_) = b.reshaped();
         return x;
     }
-    vector_type pack(const ufm_point<T>& p) const {
-        return fixed_classifier() ? pack(p.H, p.b) : pack(p.W, p.H, p.b);
-    }
+    vector_type pack(const ufm_point<T>& p) const { return fixed_classifier() ? pack(p.H, p.b) : pack(p.W, p.H, p.b); }
     // (W, H, b) from x (a copy; W is the fixed W when it is fixed).
     ufm_point<T> unpack(const vector_type& x) const { return {W(x), H(x), b(x)}; }
+
+protected:
+    ufm_layout(index_t K, index_t d, index_t N) : K_(K), d_(d), N_(N) {}
+    // With the classifier fixed at fixed_W (checked: K rows, at least one column, finite).
+    ufm_layout(index_t K, matrix<T> fixed_W, index_t N) : K_(K), d_(fixed_W.cols()), N_(N) {
+        if (fixed_W.rows() != K_)
+            throw error("fixed_W: expected " + std::to_string(K_) + " rows (one per label), got " +
+                        std::to_string(fixed_W.rows()));
+        require(d_ >= 1, "fixed_W", "needs at least one column");
+        check_finite(fixed_W, "fixed_W");
+        W_fixed_ = std::move(fixed_W);
+    }
+
+    index_t w_size() const noexcept { return fixed_classifier() ? 0 : K_ * d_; }
+    void check_x(const vector_type& x) const {
+        if (x.size() != size())
+            throw error("x: expected " + std::to_string(size()) + " parameters (" +
+                        (fixed_classifier() ? std::string("d N + K") : std::string("K d + d N + K")) + "), got " +
+                        std::to_string(x.size()));
+    }
+    // f at a point outside the range of T (or whose logits overflow): +Inf, status overflow.
+    static objective_value<T> non_finite_point() {
+        constexpr T inf = std::numeric_limits<T>::infinity();
+        objective_value<T> v;
+        v.loss = v.total = inf;
+        v.status = objective_status::overflow;
+        return v;
+    }
+
+    index_t K_, d_, N_;
+    std::optional<matrix<T>> W_fixed_;
+};
+
+}  // namespace detail
+
+// Problem (4) over one flat parameter vector, for any optimiser. Layout: x = [vec(W); vec(H); b]
+// (pack_parameters), or x = [vec(H); b] when the classifier is held fixed (the fixed-W
+// constructor): W is then not a variable and dW is never formed.
+//  - Evaluate(x), Gradient(x, g), EvaluateWithGradient(x, g): ensmallen's differentiable function;
+//  - operator()(x, g): LBFGSpp's form (returns f, writes g);
+//  - NumFunctions(), Shuffle(), Evaluate(x, begin, batch), Gradient(x, begin, g, batch),
+//    EvaluateWithGradient(x, begin, g, batch): ensmallen's separable function. The N samples
+//    (in the order of the last Shuffle) are the functions; the batch [begin, begin + batch) has
+//      f_B = (1/N) sum_{i in B} L_i + (|B|/N)(lW ||W||^2 + lb ||b||^2) + lH sum_{i in B} ||h_i||^2,
+//    so the f_B of any partition of the samples add up to f, and (N/|B|) grad f_B is an unbiased
+//    estimate of grad f. g is written in full (zero outside W, the batch's columns of H and b).
+// g is resized to size() when it has another size. A non-finite x (a line search that overshot)
+// or logits that overflow give f = +Inf and a NaN gradient; evaluate() says which.
+template <class T = double, class B = cpu>
+class ufm_objective : public detail::ufm_layout<T> {
+    using layout = detail::ufm_layout<T>;
+    using layout::K_, layout::d_, layout::N_, layout::check_x, layout::w_size, layout::non_finite_point;
+
+public:
+    using vector_type = vector<T>;
+    using layout::size, layout::num_labels, layout::dim, layout::num_samples, layout::fixed_classifier, layout::W,
+        layout::H, layout::b, layout::pack, layout::unpack;
+
+    // W, H and b are all variables; d is the feature dimension.
+    ufm_objective(B be, label_sets S, index_t d, penalties lambdas, pal_variant v = pal_variant::pal)
+        : layout(S.num_labels(), d, S.size()), obj_(be, std::move(S), lambdas, v) {
+        detail::require(d >= 1, "d", "feature dimension must be >= 1, got " + std::to_string(d));
+        init_order();
+    }
+    ufm_objective(label_sets S, index_t d, penalties lambdas, pal_variant v = pal_variant::pal)
+        : ufm_objective(B{}, std::move(S), d, lambdas, v) {}
+
+    // W is held fixed at fixed_W (K x d); the variables are H and b.
+    ufm_objective(B be, label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
+        : layout(S.num_labels(), std::move(fixed_W), S.size()), obj_(be, std::move(S), lambdas, v) {
+        init_order();
+    }
+    ufm_objective(label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
+        : ufm_objective(B{}, std::move(S), std::move(fixed_W), lambdas, v) {}
+
+    const pal_objective<T, B>& objective() const noexcept { return obj_; }
 
     // f, its parts and status, without and with the gradient.
     // A non-finite x is found by pal_objective only when the logits come out non-finite (no pass
@@ -940,23 +982,6 @@ public:
     }
 
 private:
-    index_t w_size() const noexcept { return fixed_classifier() ? 0 : K_ * d_; }
-
-    void check_x(const vector_type& x) const {
-        if (x.size() != size())
-            throw error("x: expected " + std::to_string(size()) + " parameters (" +
-                        (fixed_classifier() ? std::string("d N + K") : std::string("K d + d N + K")) + "), got " +
-                        std::to_string(x.size()));
-    }
-
-    static objective_value<T> non_finite_point() {
-        constexpr T inf = std::numeric_limits<T>::infinity();
-        objective_value<T> v;
-        v.loss = v.total = inf;
-        v.status = objective_status::overflow;
-        return v;
-    }
-
     // (|B|/N)(lW ||W||^2 + lb ||b||^2) + lH ||H_B||^2, with H_B = hb_ (a repeated sample counts twice).
     template <class MW, class Mb>
     void add_batch_penalty(objective_value<T>& v, const MW& Wx, const Mb& bx, double share) const {
@@ -974,8 +999,6 @@ private:
     }
 
     pal_objective<T, B> obj_;
-    index_t K_, d_, N_;
-    std::optional<matrix<T>> W_fixed_;
     std::vector<index_t> order_;
     std::mt19937_64 rng_{0};
     matrix<T> hb_, dhb_;

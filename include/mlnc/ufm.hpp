@@ -190,10 +190,11 @@ public:
 
     Eigen::Index size() const noexcept { return obj_.size(); }
     ufm_line_search line_search() const noexcept { return opt_.line_search; }
-    // Threads of the optimiser's vector operations: the CPU backend's.
+    // Threads of the optimiser's host vector operations: the CPU backend's; all of them (0) when
+    // the objective runs on a device and only the optimiser's vectors are on the host.
     int threads() const noexcept {
         if constexpr (std::is_same_v<B, cpu>) return obj_.objective().backend_value().threads;
-        else return 1;
+        else return 0;
     }
 
     Eigen::Map<const matrix<T>> W(const vec& x) const { return obj_.W(x); }
@@ -211,18 +212,35 @@ public:
         });
     }
 
+    // An evaluation by other means (a method that keeps its vectors on the device calls the
+    // objective's device form through this): counted and fenced as operator() is.
+    template <class F>
+    T evaluate_with(F&& f) {
+        return fence_([&]() -> T {
+            ++evaluations_;
+            return f(obj_);
+        });
+    }
+
     const exception_fence& fence() const noexcept { return fence_; }
+    ufm_objective<T, B>& function() noexcept { return obj_; }
 
     // The starting point (iteration 0): records it and applies the stopping rules.
     void start(const vec& x, T fx, const vec& grad) {
-        accept(x, fx, parallel_norm(threads(), grad), false);
+        accept([&]() -> const vec& { return x; }, fx, parallel_norm(threads(), grad), false);
     }
 
     // Called after every accepted step with ||grad||. Throws ufm_stop when a stopping rule fires.
     void on_iteration(const vec& x, T fx, double grad_norm) {
+        on_iteration_from([&]() -> const vec& { return x; }, fx, grad_norm);
+    }
+    // The same for an iterate held elsewhere (device memory): host_x() returns it in host memory
+    // and is called only when an observer is to see it.
+    template <class HostX>
+    void on_iteration_from(HostX&& host_x, T fx, double grad_norm) {
         ++iterations_;
         ++since_restart_;
-        accept(x, fx, grad_norm, true);
+        accept(host_x, fx, grad_norm, true);
     }
 
     void restarted() noexcept { since_restart_ = 0; }
@@ -230,7 +248,7 @@ public:
 
     // The final history entry and observer call, unless the last iterate was already recorded.
     void finish(const vec& x) {
-        if (history_.empty() || history_.back().iteration != iterations_) (void)record(x);
+        if (history_.empty() || history_.back().iteration != iterations_) (void)record([&]() -> const vec& { return x; });
     }
 
     int iterations() const noexcept { return iterations_; }
@@ -243,11 +261,12 @@ public:
     std::vector<ufm_history_entry>& history() noexcept { return history_; }
 
 private:
-    void accept(const vec& x, T fx, double grad_norm, bool is_step) {
+    template <class HostX>
+    void accept(HostX&& host_x, T fx, double grad_norm, bool is_step) {
         const double f_prev = f_;
         f_ = static_cast<double>(fx);
         gnorm_ = grad_norm;
-        if (iterations_ % opt_.history_every == 0 && record(x) == ufm_action::stop)
+        if (iterations_ % opt_.history_every == 0 && record(host_x) == ufm_action::stop)
             throw ufm_stop{ufm_status::stopped_by_observer};
         if (!std::isfinite(f_) || !std::isfinite(gnorm_)) throw ufm_stop{ufm_status::non_finite};
         const double scale = std::max(1.0, std::abs(f_));
@@ -257,9 +276,11 @@ private:
         if (iterations_ >= opt_.max_iterations) throw ufm_stop{ufm_status::max_iterations};
     }
 
-    ufm_action record(const vec& x) {
+    template <class HostX>
+    ufm_action record(HostX&& host_x) {
         history_.push_back({iterations_, f_, gnorm_, seconds()});
         if (!observer_) return ufm_action::proceed;
+        const vec& x = host_x();
         const auto t0 = std::chrono::steady_clock::now();
         const ufm_action a = observer_(history_.back(), W(x), H(x), b(x));
         observer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -557,6 +578,20 @@ ufm_result<T> unpack(ufm_problem<T, B>& problem, const vector<T>& x, ufm_status 
     return r;
 }
 
+// How gradient descent runs on backend B: over host vectors (run_gd), unless the backend keeps the
+// method's vectors in its own memory (<mlnc/cuda/ufm.cuh> specialises this for mlnc::cuda).
+template <class T, class B>
+struct gd_method {
+    static ufm_status run(ufm_problem<T, B>& problem, vector<T>& x, T fx, vector<T>& g, const ufm_options& o) {
+        return run_gd(problem, x, fx, g, o);
+    }
+};
+
+// Whether train_ufm can run on backend B in this translation unit: a host backend always; the
+// CUDA backend where <mlnc/cuda/ufm.cuh> is included (it specialises this for mlnc::cuda).
+template <class B>
+struct trains_here : std::bool_constant<backend_traits<B>::host_memory> {};
+
 // The run from the evaluated start x: the stopping rules at iteration 0, then the method.
 template <class T, class B>
 ufm_result<T> run_from_start(ufm_problem<T, B>& problem, vector<T>& x, vector<T>& grad, const ufm_options& options) {
@@ -569,7 +604,7 @@ ufm_result<T> run_from_start(ufm_problem<T, B>& problem, vector<T>& x, vector<T>
     }
 
     ufm_status status = ufm_status::line_search_failed;
-    if (options.method == ufm_method::gd) status = run_gd(problem, x, f0, grad, options);
+    if (options.method == ufm_method::gd) status = gd_method<T, B>::run(problem, x, f0, grad, options);
     else status = run_lbfgs(problem, x, f0, grad, options, restarts);
     return unpack(problem, x, status, restarts);
 }
@@ -606,7 +641,13 @@ ufm_observer<T> as_observer(Obs&& obs) {
 template <class T, class B>
 void check_training(const B& be, const label_sets& S, const penalties& lambdas, const ufm_options& options) {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "mlnc: train_ufm is for float and double");
-    check_pal_backend<B, T>();
+    check_backend<B>();
+    if constexpr (available_backend<B>) {
+        static_assert(trains_here<std::remove_cvref_t<B>>::value,
+                      "mlnc: train_ufm on the CUDA backend takes the context value mlnc::cuda{device, stream} and "
+                      "needs <mlnc/cuda/ufm.cuh>, included in a file compiled by nvcc; or use mlnc::cpu");
+        if constexpr (backend_traits<std::remove_cvref_t<B>>::host_memory) check_pal_backend<B, T>();
+    }
     check_backend_value(be);
     require(!S.empty(), "labels", "no samples");
     check_penalties(lambdas);
