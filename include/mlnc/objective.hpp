@@ -795,13 +795,15 @@ public:
 
 protected:
     ufm_layout(index_t K, index_t d, index_t N) : K_(K), d_(d), N_(N) {}
-    // With the classifier fixed at fixed_W (checked: K rows, at least one column, finite).
-    ufm_layout(index_t K, matrix<T> fixed_W, index_t N) : K_(K), d_(fixed_W.cols()), N_(N) {
+    // Fixes the classifier at fixed_W (checked: K rows, d_ columns, at least one, finite). Called
+    // by the derived constructors once their objective is built, so its errors come first.
+    void set_fixed_classifier(matrix<T> fixed_W) {
         if (fixed_W.rows() != K_)
             throw error("fixed_W: expected " + std::to_string(K_) + " rows (one per label), got " +
                         std::to_string(fixed_W.rows()));
-        require(d_ >= 1, "fixed_W", "needs at least one column");
+        require(fixed_W.cols() >= 1, "fixed_W", "needs at least one column");
         check_finite(fixed_W, "fixed_W");
+        d_ = fixed_W.cols();
         W_fixed_ = std::move(fixed_W);
     }
 
@@ -861,7 +863,8 @@ public:
 
     // W is held fixed at fixed_W (K x d); the variables are H and b.
     ufm_objective(B be, label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
-        : layout(S.num_labels(), std::move(fixed_W), S.size()), obj_(be, std::move(S), lambdas, v) {
+        : layout(S.num_labels(), fixed_W.cols(), S.size()), obj_(be, std::move(S), lambdas, v) {
+        this->set_fixed_classifier(std::move(fixed_W));
         init_order();
     }
     ufm_objective(label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)

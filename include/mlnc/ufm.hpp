@@ -654,17 +654,22 @@ void check_training(const B& be, const label_sets& S, const penalties& lambdas, 
     check_ufm_options(options);
 }
 
-// What a run holds: the logits workspace, the parameters and the vectors of the method (L-BFGS:
-// 2 m correction vectors and about 8 more of the parameters' size), W once more for the result
-// (twice in fixed mode: the fixed W and the result's copy), and the objective's copy of the labels.
-template <class T>
+// What a run holds in host memory: the objective's logits workspace (chunked: at most its byte
+// budget, one column always), the parameters and the vectors of the method (L-BFGS: 2 m
+// correction vectors and about 8 more of the parameters' size), W once more for the result (twice
+// in fixed mode: the fixed W and the result's copy), and the objective's copy of the labels. A
+// device backend holds the logits on the device, and its gradient descent all of its vectors
+// but x and the gradient.
+template <class T, class B>
 void require_training_memory(const label_sets& S, index_t d, const ufm_options& options) {
+    constexpr bool host = backend_traits<B>::host_memory;
     const double N = static_cast<double>(S.size()), K = static_cast<double>(S.num_labels()), dd = static_cast<double>(d);
     const double params = (options.fix_classifier_to_etf ? 0.0 : K * dd) + dd * N + K;
-    const double vectors = options.method == ufm_method::lbfgs ? 2.0 * options.lbfgs_memory + 8.0 : 8.0;
+    const double vectors = options.method == ufm_method::lbfgs ? 2.0 * options.lbfgs_memory + 8.0 : (host ? 8.0 : 2.0);
+    const double logits = host ? std::min(K * N, std::max(K, static_cast<double>(default_workspace_bytes / sizeof(T)))) : 0.0;
     const double extra_w = (options.fix_classifier_to_etf ? 2.0 : 1.0) * K * dd;
     const double labels = (N + 1) * sizeof(index_t) + static_cast<double>(S.indices().size()) * sizeof(label_t);
-    require_memory(sizeof(T) * (K * N + extra_w + vectors * params) + labels, "train_ufm",
+    require_memory(sizeof(T) * (logits + extra_w + vectors * params) + labels, "train_ufm",
                    "K = " + std::to_string(S.num_labels()) + ", d = " + std::to_string(d) + ", N = " +
                        std::to_string(S.size()) + ": logits, parameters and the optimiser's vectors");
 }
@@ -700,7 +705,7 @@ ufm_result<T> train_ufm(const B& be, const label_sets& S, index_t d, const penal
         detail::require(d >= K - 1, "d",
                         "a fixed simplex-ETF classifier needs d >= K - 1 = " + std::to_string(K - 1) + ", got " +
                             std::to_string(d));
-    detail::require_training_memory<T>(S, d, options);
+    detail::require_training_memory<T, B>(S, d, options);
 
     auto objective = options.fix_classifier_to_etf
                          ? ufm_objective<T, B>(be, S, simplex_etf<T>(K, d, static_cast<T>(options.etf_row_norm), options.seed),
@@ -741,7 +746,7 @@ ufm_result<T> train_ufm(const B& be, const label_sets& S, const penalties& lambd
     detail::check_finite(start.W, "start.W");
     detail::check_finite(start.H, "start.H");
     detail::check_finite(start.b, "start.b");
-    detail::require_training_memory<T>(S, d, options);
+    detail::require_training_memory<T, B>(S, d, options);
     auto objective = options.fix_classifier_to_etf ? ufm_objective<T, B>(be, S, start.W, lambdas, options.variant)
                                                    : ufm_objective<T, B>(be, S, d, lambdas, options.variant);
     vector<T> x = objective.pack(start);

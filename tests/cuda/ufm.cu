@@ -3,7 +3,6 @@
 // train_ufm on mlnc::cuda against train_ufm on mlnc::cpu: L-BFGS to the same minimum, gradient
 // descent (its vectors on the device) along the same iterates, on a borrowed stream too.
 #include <mlnc/cuda/ufm.cuh>
-#include <mlnc/etf.hpp>
 #include <mlnc/labels.hpp>
 #include <mlnc/ufm.hpp>
 
@@ -18,6 +17,9 @@
 
 using mlnc::index_t;
 using namespace mlnc_gpu_test;
+
+// The capability table says the CUDA backend trains.
+static_assert(mlnc::backend_traits<mlnc::cuda>::training);
 
 namespace {
 
@@ -63,7 +65,7 @@ TEMPLATE_TEST_CASE("ufm_objective on mlnc::cuda matches the CPU", "[cuda][ufm]",
     REQUIRE(f.size() == ref.size());
     check_objective(ref, f, random_x<T>(f.size(), 1));
 
-    const mlnc::matrix<T> W = mlnc::simplex_etf<T>(K, d, T(1), 3);
+    const mlnc::matrix<T> W = random_matrix<T>(K, d, 0.3, rng);  // any fixed classifier (an ETF needs d >= K - 1)
     mlnc::ufm_objective<T, mlnc::cpu> ref_fixed(mlnc::cpu{1}, S, W, lam);
     mlnc::ufm_objective<T, mlnc::cuda> f_fixed(mlnc::cuda{}, S, W, lam);
     REQUIRE(f_fixed.size() == d * N + K);
@@ -132,9 +134,10 @@ TEMPLATE_TEST_CASE("train_ufm on mlnc::cuda: gradient descent on the device foll
     REQUIRE(cpu.status == mlnc::ufm_status::max_iterations);
     CHECK(gpu.status == cpu.status);
     CHECK(gpu.iterations == cpu.iterations);
-    // The same accepted trial steps: the same number of evaluations. The iterates differ by the
-    // rounding of the sums (another order on the device), amplified a little by 25 steps.
-    CHECK(gpu.function_evaluations == cpu.function_evaluations);
+    // The same accepted trial steps: the same number of evaluations (in double; in float an
+    // Armijo test within f's rounding of its threshold may go the other way). The iterates differ
+    // by the rounding of the sums (another order on the device), amplified a little by 25 steps.
+    if constexpr (sizeof(T) == 8) CHECK(gpu.function_evaluations == cpu.function_evaluations);
     const double tol = sizeof(T) == 8 ? 1e-10 : 1e-4;
     CHECK(std::abs(gpu.objective - cpu.objective) <= tol * std::abs(cpu.objective));
     CHECK(rel(gpu.W, cpu.W) <= tol);

@@ -15,7 +15,8 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/mlnc-build -DCMAKE_BUILD_TY
     -DMLNC_BUILD_EXAMPLES=OFF -DMLNC_BUILD_BENCH=OFF -DMLNC_BUILD_PRECOMPILED=OFF -DMLNC_ENABLE_CUDA=ON
     -DCMAKE_CUDA_COMPILER=${CUDA_COMPILER})
 run(${CMAKE_COMMAND} --install ${WORK_DIR}/mlnc-build --prefix ${WORK_DIR}/prefix)
-if(NOT EXISTS ${WORK_DIR}/prefix/lib/cmake/mlnc/mlncCudaTargets.cmake)
+file(GLOB _cuda_targets ${WORK_DIR}/prefix/lib*/cmake/mlnc/mlncCudaTargets.cmake)
+if(NOT _cuda_targets)
   message(FATAL_ERROR "mlnc::cuda was not installed (no mlncCudaTargets.cmake)")
 endif()
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/package/cuda -B ${WORK_DIR}/consumer-build -DCMAKE_BUILD_TYPE=Release

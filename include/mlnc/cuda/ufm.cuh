@@ -86,8 +86,9 @@ public:
     }
     // W is held fixed at fixed_W (K x d, copied to the device once); the variables are H and b.
     ufm_objective(cuda ctx, label_sets S, matrix<T> fixed_W, penalties lambdas, pal_variant v = pal_variant::pal)
-        : layout(S.num_labels(), std::move(fixed_W), S.size()), gpu_(std::make_unique<cuda_backend>(ctx)),
+        : layout(S.num_labels(), fixed_W.cols(), S.size()), gpu_(std::make_unique<cuda_backend>(ctx)),
           obj_(std::make_unique<pal_objective<T, cuda_backend>>(*gpu_, S, lambdas, v)) {
+        this->set_fixed_classifier(std::move(fixed_W));
         w_fixed_ = upload(*gpu_, *this->W_fixed_);
     }
 
