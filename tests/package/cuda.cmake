@@ -4,12 +4,7 @@
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
-function(run)
-  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGV}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/mlnc-build -DCMAKE_BUILD_TYPE=Release -DMLNC_BUILD_TESTS=OFF
     -DMLNC_BUILD_EXAMPLES=OFF -DMLNC_BUILD_BENCH=OFF -DMLNC_BUILD_PRECOMPILED=OFF -DMLNC_ENABLE_CUDA=ON
