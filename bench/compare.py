@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs bench/mlnc_bench and bench/torch_pal.py and prints the ratios docs/performance.md reports.
 
-usage: bench/compare.py BUILD_DIR/bench/mlnc_bench [--min-time 0.3]
+usage: bench/compare.py BUILD_DIR/bench/mlnc_bench [--min-time 0.3] [--tables pal,objective,theory]
 Ratios: each kernel's time over the memory copy of the same bytes on as many threads, measured
 in the same process (machine-independent), and PyTorch's time over mlnc's at the same thread
 count (how many times faster mlnc is). The third table (bench/bench_theory.cpp): the closed form,
@@ -94,8 +94,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench")
     ap.add_argument("--min-time", default="0.3")
+    ap.add_argument("--tables", default="pal,objective,theory",
+                    help="which tables, comma-separated: pal (the logits kernel against the copy and PyTorch), "
+                         "objective (against three GEMMs), theory (closed form, decoders, trainer)")
     a = ap.parse_args()
-    t = run_bench(a.bench, "Copy|PalLoss", a.min_time)
+    tables = set(a.tables.split(","))
+    if not tables <= {"pal", "objective", "theory"}:
+        ap.error(f"--tables: unknown table in {a.tables!r} (pal, objective, theory)")
+    if "pal" in tables:
+        pal_table(a.bench, a.min_time)
+    if "objective" in tables:
+        objective_table(a.bench, a.min_time)
+    if "theory" in tables:
+        theory_table(a.bench, a.min_time)
+
+
+def pal_table(bench, min_time):
+    t = run_bench(bench, "Copy|PalLoss", min_time)
     threads = sorted({k[3] for k in t})
     torch_res = None
     try:
@@ -127,8 +142,10 @@ def main():
     if torch_res:
         print(f"\nPyTorch {torch_res['torch']}, at the same thread counts.")
 
-    # The objective with gradients against the same three GEMMs measured alone.
-    o = run_bench(a.bench, "Objective|Gemm3", a.min_time)
+
+def objective_table(bench, min_time):
+    """The objective with gradients against the same three GEMMs measured alone."""
+    o = run_bench(bench, "Objective|Gemm3", min_time)
     print("\n| dtype | K | N | d | objective (ms) | three GEMMs alone (ms) | objective / GEMMs |")
     print("|---|---|---|---|---|---|---|")
     for dtype in ("float", "double"):
@@ -137,8 +154,6 @@ def main():
             gem = o[(name, K, N, d)]
             if obj:
                 print(f"| {dtype} | {K} | {N} | {d} | {obj * 1e3:.1f} | {gem * 1e3:.1f} | {obj / gem:.2f} |")
-
-    theory_table(a.bench, a.min_time)
 
 
 if __name__ == "__main__":
