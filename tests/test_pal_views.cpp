@@ -12,27 +12,17 @@
 
 #include <catch2/catch.hpp>
 
+#include "test_support.hpp"
+
 #include <random>
 
 using mlnc::index_t;
 using mlnc::label_sets;
 
-namespace {
-
-Eigen::MatrixXd randn(index_t r, index_t c, std::mt19937_64& rng, double scale = 1.0) {
-    std::normal_distribution<double> nd(0.0, scale);
-    Eigen::MatrixXd A(r, c);
-    for (index_t j = 0; j < c; ++j)
-        for (index_t i = 0; i < r; ++i) A(i, j) = nd(rng);
-    return A;
-}
-
-}  // namespace
-
 TEST_CASE("row-major, strided and block logits are read where they are, never copied") {
     const auto S = label_sets::from_lists({{0}, {1, 2}, {0, 2}, {3}}, 4);
     std::mt19937_64 rng(11);
-    const Eigen::MatrixXd Zc = randn(4, 4, rng, 3.0);
+    const Eigen::MatrixXd Zc = 3.0 * mlnc_test::gaussian(4, 4, rng);
     Eigen::MatrixXd Gc(4, 4);
     const double ref = mlnc::pal_loss_grad(Zc, S, Gc);
 
