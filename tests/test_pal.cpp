@@ -323,7 +323,8 @@ TEST_CASE("the kernel's float exp is within 2 ulp of exp on [-86.9, 0], 0 below,
 TEST_CASE("the kernel's double exp is within 2 ulp of exp on [-708, 0], 0 below, and exact at 0") {
     // 4 10^6 points spread over [-708, 0] (and denser near 0, where r = x), the ends and the points
     // where the rounding of x / ln2 changes, against expl (long double) rounded to double. With
-    // AVX-512 this is mlnc's own exp (Taylor polynomial of degree 13); elsewhere Eigen's pexp.
+    // AVX-512 or AVX2 + FMA this is mlnc's own exp (Taylor polynomial of degree 13); elsewhere
+    // Eigen's pexp.
     namespace ei = Eigen::internal;
     using packet = mlnc::cpu_kernels::column_sweeps<double>::packet;
     constexpr auto L = static_cast<std::size_t>(mlnc::cpu_kernels::column_sweeps<double>::L);

@@ -25,6 +25,7 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstddef>
@@ -63,6 +64,41 @@ Eigen::Index first_non_finite(const T* p, Eigen::Index n) noexcept {
     return k;
 }
 
+// The instruction-set parts of the kernel's double exp (pexp_nonpositive): y 2^n, where n sits in
+// the low bits of t = x / ln2 + 1.5 2^52 (t's bits - magic's bits = n), put into y's exponent
+// field by an integer add; and y where lo <= x, else 0. `own` is false where Eigen's pexp is used.
+// Keyed by the packet's size (a vector type as a template argument loses its attributes).
+template <int L>
+struct double_exp_isa {
+    static constexpr bool own = false;
+};
+#if defined(EIGEN_VECTORIZE_AVX512)
+template <>
+struct double_exp_isa<8> {
+    static constexpr bool own = true;
+    static __m512d times_pow2(__m512d y, __m512d t, __m512d magic) noexcept {
+        const __m512i n = _mm512_sub_epi64(_mm512_castpd_si512(t), _mm512_castpd_si512(magic));
+        return _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(y), _mm512_slli_epi64(n, 52)));
+    }
+    static __m512d zero_below(__m512d lo, __m512d x, __m512d y) noexcept {
+        return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(lo, x, _CMP_LE_OQ), y);
+    }
+};
+#endif
+#if defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA)
+template <>
+struct double_exp_isa<4> {
+    static constexpr bool own = true;
+    static __m256d times_pow2(__m256d y, __m256d t, __m256d magic) noexcept {
+        const __m256i n = _mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(magic));
+        return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(y), _mm256_slli_epi64(n, 52)));
+    }
+    static __m256d zero_below(__m256d lo, __m256d x, __m256d y) noexcept {
+        return _mm256_and_pd(_mm256_cmp_pd(lo, x, _CMP_LE_OQ), y);
+    }
+};
+#endif
+
 // exp(x) of a packet of x <= 0 (x - max of a column; never NaN here). For float, a cheaper form
 // than Eigen's pexp, which handles every input: the reduction x = n ln2 + r with the rounding of
 // n done by adding 1.5 2^23, the same minimax polynomial for exp(r) on |r| <= ln2 / 2 (within
@@ -70,7 +106,7 @@ Eigen::Index first_non_finite(const T* p, Eigen::Index n) noexcept {
 // Eigen's general ldexp. Results below exp(-86.9) = 1.9e-38 (1.6 times the smallest normal
 // float) are flushed to 0; Eigen would return them, or their subnormal neighbours, and against
 // a column sum >= 1 neither counts. Positive x up to 88 still give exp(x). double: mlnc's own
-// with AVX-512 (below), else Eigen's pexp.
+// with AVX-512 or AVX2 + FMA (below), else Eigen's pexp.
 template <class Packet>
 EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
     namespace ei = Eigen::internal;
@@ -98,31 +134,28 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
         const PacketI ni = ei::psub(ei::preinterpret<PacketI>(t), ei::preinterpret<PacketI>(magic));
         y = ei::preinterpret<Packet>(ei::padd(ei::preinterpret<PacketI>(y), ei::plogical_shift_left<23>(ni)));
         return ei::pand(y, ei::pcmp_le(lo, x_in));
-#if defined(EIGEN_VECTORIZE_AVX512)
-    } else if constexpr (std::is_same_v<T, double> && ei::unpacket_traits<Packet>::size == 8) {  // Packet8d
-        // double with AVX-512: the same reduction (n rounded by adding 1.5 2^52; ln2 in two parts,
-        // the first with 29 significant bits so that n C1 is exact for |n| <= 2^24), exp(r) on
-        // |r| <= ln2 / 2 by its Taylor polynomial of degree 13 (truncation below 4e-18 relative)
-        // in Horner form, where Eigen's pexp divides two polynomials. Flushed to 0 below
+    } else if constexpr (std::is_same_v<T, double> && double_exp_isa<ei::unpacket_traits<Packet>::size>::own) {
+        // double with AVX-512 or AVX2 + FMA: the same reduction (n rounded by adding 1.5 2^52; ln2
+        // in two parts, the first with 29 significant bits so that n C1 is exact for |n| <= 2^24),
+        // exp(r) on |r| <= ln2 / 2 by its Taylor polynomial of degree 13 (truncation below 4e-18
+        // relative) in Horner form, where Eigen's pexp divides two polynomials. Flushed to 0 below
         // exp(-708) = 3.3e-308 (n >= -1022: 2^n y stays normal).
-        const Packet lo = _mm512_set1_pd(-708.0);
-        const Packet x = _mm512_max_pd(x_in, lo);
-        const Packet magic = _mm512_set1_pd(6755399441055744.0);  // 1.5 2^52
-        const Packet t = _mm512_fmadd_pd(x, _mm512_set1_pd(1.4426950408889634), magic);
-        const Packet n = _mm512_sub_pd(t, magic);
-        Packet r = _mm512_fnmadd_pd(n, _mm512_set1_pd(0.6931471806019545), x);
-        r = _mm512_fnmadd_pd(n, _mm512_set1_pd(-4.2009150726810846e-11), r);
+        const Packet lo = ei::pset1<Packet>(-708.0);
+        const Packet x = ei::pmax(x_in, lo);
+        const Packet magic = ei::pset1<Packet>(6755399441055744.0);  // 1.5 2^52
+        const Packet t = ei::pmadd(x, ei::pset1<Packet>(1.4426950408889634), magic);
+        const Packet n = ei::psub(t, magic);
+        Packet r = ei::pmadd(n, ei::pset1<Packet>(-0.6931471806019545), x);
+        r = ei::pmadd(n, ei::pset1<Packet>(4.2009150726810846e-11), r);
         // 1/k! for k = 13 down to 0.
         static constexpr double c[] = {1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08,
                                        2.755731922398589e-07, 2.7557319223985893e-06, 2.48015873015873e-05,
                                        1.984126984126984e-04, 1.388888888888889e-03, 8.333333333333333e-03,
                                        4.1666666666666664e-02, 0.16666666666666666, 0.5, 1.0, 1.0};
-        Packet y = _mm512_set1_pd(c[0]);
-        for (int i = 1; i < 14; ++i) y = _mm512_fmadd_pd(y, r, _mm512_set1_pd(c[i]));
-        const __m512i ni = _mm512_sub_epi64(_mm512_castpd_si512(t), _mm512_castpd_si512(magic));
-        y = _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(y), _mm512_slli_epi64(ni, 52)));
-        return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(lo, x_in, _CMP_LE_OQ), y);
-#endif
+        Packet y = ei::pset1<Packet>(c[0]);
+        for (int i = 1; i < 14; ++i) y = ei::pmadd(y, r, ei::pset1<Packet>(c[i]));
+        using isa = double_exp_isa<ei::unpacket_traits<Packet>::size>;
+        return isa::zero_below(lo, x_in, isa::times_pow2(y, t, magic));
     } else {
         return ei::pexp(x_in);
     }
@@ -135,14 +168,25 @@ struct column_sweeps {
     static constexpr Eigen::Index L = Eigen::internal::unpacket_traits<packet>::size;
     static constexpr Eigen::Index block = 16 * L;  // entries summed in T before a flush to double
 
-    // The last n < L entries of a column as one packet, the other lanes `fill` (AVX-512: a masked
-    // load, which does not touch the masked lanes' memory; else through a buffer), and back.
+    // The last n < L entries of a column as one packet, the other lanes `fill` (AVX-512 and AVX2:
+    // a masked load, which does not touch the masked lanes' memory; else through a buffer, whose
+    // scalar stores the vector load cannot take by store forwarding: ~75 ns per column at K = 100
+    // on an AVX2 machine before its masked load), and back.
     static packet load_tail(const T* p, Eigen::Index n, T fill) noexcept {
 #if defined(EIGEN_VECTORIZE_AVX512)
         if constexpr (L == 16 && std::is_same_v<T, float>) {
             return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>((1u << n) - 1), p);
         } else if constexpr (L == 8 && std::is_same_v<T, double>) {
             return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), static_cast<__mmask8>((1u << n) - 1), p);
+        }
+#elif defined(EIGEN_VECTORIZE_AVX2)
+        if constexpr (L == 8 && std::is_same_v<T, float>) {
+            const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, lanes), _mm256_castsi256_ps(lanes));
+        } else if constexpr (L == 4 && std::is_same_v<T, double>) {
+            const __m256i lanes = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+            return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, lanes), _mm256_castsi256_pd(lanes));
         }
 #endif
         alignas(64) T tail[L];
@@ -292,23 +336,25 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
     return true;
 }
 
-#if defined(EIGEN_VECTORIZE_AVX512)
-// The AVX-512 form of the block of L samples, for contiguous columns (leading dimension K, in Z
-// and in G). Instead of a scalar transpose, logit k of the L samples is one gather (indices
-// 0, K, ..., (L - 1) K from z + k), which gives max and sum across samples; the gradient is
-// written in the columns' own layout, register r of the block (entries r L .. r L + L - 1, of
-// the samples (r L + t) / K) getting its samples' max and scale by one in-register permute of
-// the per-sample packet. So each logit is read by one gather (for the max) and one contiguous
-// load (for its exp, written to G and gathered back for the sums), each exp is taken once, and
-// G is written by contiguous stores.
+// The SIMD form of the block of L samples (AVX-512: 16 floats or 8 doubles; AVX2 + FMA: 8 or 4),
+// for contiguous columns (leading dimension K, in Z and in G). Instead of a scalar transpose,
+// logit k of the L samples is one gather (indices 0, K, ..., (L - 1) K from z + k), which gives
+// max and sum across samples; the gradient is written in the columns' own layout, register r of
+// the block (entries r L .. r L + L - 1, of the samples (r L + t) / K) getting its samples' max
+// and scale by one in-register permute of the per-sample packet. So each logit is read by one
+// gather (for the max) and one contiguous load (for its exp, written to G and gathered back for
+// the sums), each exp is taken once, and G is written by contiguous stores.
+#if defined(EIGEN_VECTORIZE_AVX512) || (defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA))
+#define MLNC_DETAIL_SIMD_BLOCK 1
 template <class T>
-struct avx512_block;
+struct simd_block;
 
-// Up to this K the columns go through the AVX-512 block of L samples (past it, one at a time).
+// Up to this K the columns go through the SIMD block of L samples (past it, one at a time).
 inline constexpr Eigen::Index block_k_max = 32;
 
+#if defined(EIGEN_VECTORIZE_AVX512)
 template <>
-struct avx512_block<float> {
+struct simd_block<float> {
     using packet = __m512;
     using gather_index = __m512i;
     using spread_index = __m512i;
@@ -339,7 +385,7 @@ struct avx512_block<float> {
 };
 
 template <>
-struct avx512_block<double> {
+struct simd_block<double> {
     using packet = __m512d;
     using gather_index = __m256i;
     using spread_index = __m512i;
@@ -359,12 +405,81 @@ struct avx512_block<double> {
         return _mm512_reduce_add_pd(l);
     }
 };
+#else
+// The sum of a packet of 4 doubles, in a fixed order.
+inline double reduce_add(__m256d x) noexcept {
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(x), _mm256_extractf128_pd(x, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+template <>
+struct simd_block<float> {
+    using packet = __m256;
+    using gather_index = __m256i;
+    using spread_index = __m256i;
+    static constexpr int L = 8;
+    static packet gather(const float* base, gather_index idx) noexcept { return _mm256_i32gather_ps(base, idx, 4); }
+    static packet spread(spread_index idx, packet v) noexcept { return _mm256_permutevar8x32_ps(v, idx); }
+    static gather_index make_gather(const std::int32_t* v) noexcept {
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
+    }
+    static spread_index make_spread(const std::int32_t* v) noexcept { return make_gather(v); }
+    static __m256d low(packet x) noexcept { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
+    static __m256d high(packet x) noexcept { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
+    static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, float* out) noexcept {
+        __m256d lo = _mm256_fmsub_pd(low(m), low(log_sum), low(label_sum));
+        __m256d hi = _mm256_fmsub_pd(high(m), high(log_sum), high(label_sum));
+        if (pal_n) {
+            lo = _mm256_div_pd(lo, low(m));
+            hi = _mm256_div_pd(hi, high(m));
+        }
+        if (out != nullptr) {
+            _mm_storeu_ps(out, _mm256_cvtpd_ps(lo));
+            _mm_storeu_ps(out + 4, _mm256_cvtpd_ps(hi));
+        }
+        return reduce_add(_mm256_add_pd(lo, hi));
+    }
+};
+
+template <>
+struct simd_block<double> {
+    using packet = __m256d;
+    using gather_index = __m128i;
+    using spread_index = __m256i;  // 32-bit lane indices: double lane t is float lanes 2t, 2t + 1
+    static constexpr int L = 4;
+    // The masked form with a zero source: GCC 12's _mm256_i32gather_pd passes an undefined one
+    // (-Wuninitialized).
+    static packet gather(const double* base, gather_index idx) noexcept {
+        return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), base, idx, _mm256_castsi256_pd(_mm256_set1_epi64x(-1)), 8);
+    }
+    static packet spread(spread_index idx, packet v) noexcept {
+        return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), idx));
+    }
+    static gather_index make_gather(const std::int32_t* v) noexcept {
+        return _mm_load_si128(reinterpret_cast<const __m128i*>(v));
+    }
+    static spread_index make_spread(const std::int32_t* v) noexcept {
+        alignas(32) std::int32_t w[8];
+        for (int t = 0; t < L; ++t) {
+            w[2 * t] = 2 * v[t];
+            w[2 * t + 1] = 2 * v[t] + 1;
+        }
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(w));
+    }
+    static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, double* out) noexcept {
+        packet l = _mm256_fmsub_pd(m, log_sum, label_sum);
+        if (pal_n) l = _mm256_div_pd(l, m);
+        if (out != nullptr) _mm256_storeu_pd(out, l);
+        return reduce_add(l);
+    }
+};
+#endif
 
 // The index vectors of a block for one K: the gather's column offsets and, for each register r of
 // the block, the sample of each of its lanes.
 template <class T>
 struct small_block_layout {
-    using A = avx512_block<T>;
+    using A = simd_block<T>;
     typename A::gather_index offsets;
     typename A::spread_index sample_of[block_k_max];
     explicit small_block_layout(Eigen::Index K) noexcept {
@@ -392,9 +507,10 @@ template <class T, class Labels>
 bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pal_variant variant, T* per_sample,
                                 T* gb, double scale, Eigen::Index i0, double& sum, const small_block_layout<T>& lay) {
     namespace ei = Eigen::internal;
-    using A = avx512_block<T>;
+    using A = simd_block<T>;
     using packet = typename A::packet;
     constexpr int L = A::L;
+    static_assert(L == column_sweeps<T>::L, "the block's packet is Eigen's packet of T");
     constexpr int U = 4;
     const bool want_grad = gb != nullptr;
     alignas(64) T zt[block_k_max * L];  // the logits across samples
@@ -470,6 +586,29 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
 }
 #endif
 
+// The losses of the columns one at a time wait for their logs in batches of this many, which one
+// packet log takes together (a scalar log per column was 15% of the kernel at K = 100 on AVX2).
+inline constexpr int log_batch = 8;
+
+// The loss of a column: sum_{k in S} (max - z_k) + m log(sum_exp), two non-negative terms (no
+// cancellation), divided by m for PAL-N.
+inline double column_loss(double label_term, double m, double log_sum, pal_variant variant) noexcept {
+    const double loss = label_term + m * log_sum;
+    return variant == pal_variant::pal_n ? loss / m : loss;
+}
+
+// out[j] = log(x[j]) for j < log_batch, x[j] in [1, 2^1000) (sums of exps, padded with 1).
+inline void log_batch_of(const double* x, double* out) noexcept {
+    namespace ei = Eigen::internal;
+    using packet = typename ei::packet_traits<double>::type;
+    constexpr int L = ei::packet_traits<double>::size;
+    if constexpr (L > 1 && ei::packet_traits<double>::HasLog && log_batch % L == 0) {
+        for (int j = 0; j < log_batch; j += L) ei::pstoreu(out + j, ei::plog(ei::ploadu<packet>(x + j)));
+    } else {
+        for (int j = 0; j < log_batch; ++j) out[j] = std::log(x[j]);
+    }
+}
+
 // Columns up to this size prefetch their successor (exp_sum).
 inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
 
@@ -481,28 +620,44 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     const Eigen::Index K = z.rows;
     const bool want_grad = g.data != nullptr;
     pal_kernel_result result;
-    // Logits of the sample's labels, saved before an in-place gradient overwrites them.
-    std::vector<T> z_in;
+    // Columns done one at a time whose loss waits for the log of its sum (log_batch_of): their
+    // index, sum of exps (1 in the unused entries), sum over the labels of max - z_k (taken before
+    // an in-place gradient overwrites the logits) and m. Added to the sum in column order.
+    double pend_sum[log_batch], pend_label[log_batch], pend_m[log_batch], pend_log[log_batch];
+    Eigen::Index pend_col[log_batch];
+    int pending = 0;
+    std::fill(pend_sum, pend_sum + log_batch, 1.0);
+    const auto flush = [&] {
+        log_batch_of(pend_sum, pend_log);
+        for (int j = 0; j < pending; ++j) {
+            const double loss = column_loss(pend_label[j], pend_m[j], pend_log[j], variant);
+            result.sum += loss;
+            if (per_sample != nullptr) per_sample[pend_col[j]] = static_cast<T>(loss);
+            pend_sum[j] = 1.0;
+        }
+        pending = 0;
+    };
     std::vector<T> z_buf(z.inner != 1 ? static_cast<std::size_t>(K) : 0);
     std::vector<T> scratch(want_grad && g.inner != 1 ? static_cast<std::size_t>(K) : 0);
     // Blocks start at multiples of L (and the threads' ranges too), so a column takes the same
     // path, and gives the same bits, whatever the thread count.
     constexpr Eigen::Index L = sweeps::L;
     const bool unit = L > 1 && z.inner == 1 && (!want_grad || g.inner == 1);
-#if defined(EIGEN_VECTORIZE_AVX512)
+#if defined(MLNC_DETAIL_SIMD_BLOCK)
     const bool contiguous = unit && K <= block_k_max && z.outer == K && (!want_grad || g.outer == K);
     const bool small = contiguous || (unit && K <= small_k_max);
 #else
     const bool small = unit && K <= small_k_max;
 #endif
-#if defined(EIGEN_VECTORIZE_AVX512)
+#if defined(MLNC_DETAIL_SIMD_BLOCK)
     std::optional<small_block_layout<T>> layout;
     if (contiguous) layout.emplace(K);
 #endif
     Eigen::Index block_end = begin;  // columns before it were done by a block
     for (Eigen::Index i = begin; i < end; ++i) {
         if (small && i >= block_end && i % L == 0 && i + L <= end) {
-#if defined(EIGEN_VECTORIZE_AVX512)
+            if (pending > 0) flush();  // the sum in column order
+#if defined(MLNC_DETAIL_SIMD_BLOCK)
             const bool done = contiguous ? pal_small_block_contiguous(z.data + i * K, K, S, variant, per_sample,
                                                                        want_grad ? g.data + i * K : nullptr, scale, i,
                                                                        result.sum, *layout)
@@ -531,8 +686,8 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
         }
         const auto set = S[i];
         const auto m = static_cast<double>(set.size());
-        z_in.resize(set.size());
-        for (std::size_t j = 0; j < set.size(); ++j) z_in[j] = zi[set[j]];
+        double label_term = 0.0;
+        for (const label_t k : set) label_term += static_cast<double>(mx) - static_cast<double>(zi[k]);
 
         T* e = !want_grad ? nullptr : g.inner == 1 ? g.data + i * g.outer : scratch.data();
         // sum_exp lies in [1, K]: the max contributes exp(0) = 1 and every term is in [0, 1].
@@ -542,16 +697,15 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
                             ? z.data + (i + 1) * z.outer
                             : nullptr;
         const double sum_exp = sweeps::exp_sum(zi, K, mx, e, next);
-        // log(sum_exp) is finite and >= 0, and every term (mx - z_k) + log(sum_exp) is a
-        // non-negative number: no cancellation, and no overflow unless the loss itself exceeds
-        // the largest double (logits of opposite signs near +-1.8e308 in double; never for
-        // float), when it is +Inf as it should be.
-        const double log_sum = std::log(sum_exp);
-        double loss = 0.0;
-        for (const T zk : z_in) loss += (static_cast<double>(mx) - static_cast<double>(zk)) + log_sum;
-        if (variant == pal_variant::pal_n) loss /= m;
-        result.sum += loss;
-        if (per_sample != nullptr) per_sample[i] = static_cast<T>(loss);
+        // log(sum_exp) is finite and >= 0, and label_term a sum of non-negative numbers: no
+        // cancellation, and no overflow unless the loss itself exceeds the largest double (logits
+        // of opposite signs near +-1.8e308 in double; never for float), when it is +Inf as it
+        // should be.
+        pend_sum[pending] = sum_exp;
+        pend_label[pending] = label_term;
+        pend_m[pending] = m;
+        pend_col[pending] = i;
+        if (++pending == log_batch) flush();
 
         if (want_grad) {
             // PAL:   g = (m p - y) scale      PAL-N: g = (p - y / m) scale
@@ -565,6 +719,7 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
             }
         }
     }
+    if (pending > 0) flush();
     return result;
 }
 
@@ -648,10 +803,9 @@ void lse_tile(strided_view<const T> z, Eigen::Index r0, const Labels& S, lse_col
 // The loss of column i from its merged state (as pal_column_range computes it).
 template <class T>
 double loss_from_lse(const lse_column<T>& st, const T* label_z, std::size_t m, pal_variant variant) {
-    const double log_sum = std::log(st.sum);
-    double loss = 0.0;
-    for (std::size_t j = 0; j < m; ++j) loss += (static_cast<double>(st.max) - static_cast<double>(label_z[j])) + log_sum;
-    return variant == pal_variant::pal_n ? loss / static_cast<double>(m) : loss;
+    double label_term = 0.0;
+    for (std::size_t j = 0; j < m; ++j) label_term += static_cast<double>(st.max) - static_cast<double>(label_z[j]);
+    return column_loss(label_term, static_cast<double>(m), std::log(st.sum), variant);
 }
 
 // Pass 2 for the columns [begin, end) of a tile, in place: rows [r0, r0 + z.rows) of G, i.e.
@@ -676,3 +830,5 @@ void gradient_from_lse(strided_view<T> z, Eigen::Index r0, const Labels& S, cons
 
 }  // namespace cpu_kernels
 }  // namespace mlnc
+
+#undef MLNC_DETAIL_SIMD_BLOCK
