@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Two or more builds of mlnc_bench against one another on a noisy machine: the programs run in
+# turn, ROUNDS times over all of them (so that a change of machine load touches every column
+# alike), and the table keeps each benchmark's minimum real time (ms) per program.
+#
+#   bash bench/ab_compare.sh FILTER BENCH1 BENCH2 [BENCH...]
+#   ROUNDS=5 MIN_TIME=0.2 bash bench/ab_compare.sh 'Pal(Loss|LossGrad)<.*>/100/10000/1/' old/mlnc_bench new/mlnc_bench
+#
+# FILTER is a --benchmark_filter regular expression. Exit status: 0, or 2 on a usage error.
+
+set -euo pipefail
+
+if [[ $# -lt 3 ]]; then
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+fi
+filter=$1
+shift
+ROUNDS=${ROUNDS:-5}
+MIN_TIME=${MIN_TIME:-0.2}
+if ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "ab_compare.sh: ROUNDS must be a positive integer, got '$ROUNDS'" >&2
+    exit 2
+fi
+for b in "$@"; do
+    if [[ ! -x "$b" ]]; then
+        echo "ab_compare.sh: not an executable: $b" >&2
+        exit 2
+    fi
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+for ((r = 0; r < ROUNDS; ++r)); do
+    j=0
+    for b in "$@"; do
+        "$b" --benchmark_filter="$filter" --benchmark_min_time="$MIN_TIME" --benchmark_format=csv 2>/dev/null |
+            awk -F, 'NR > 1 && $1 != "" {
+                gsub(/"/, "", $1)
+                ms = $5 == "ns" ? 1e-6 : $5 == "us" ? 1e-3 : $5 == "s" ? 1e3 : 1
+                print $1, $3 * ms
+            }' >>"$work/$j"
+        j=$((j + 1))
+    done
+done
+
+# One row per benchmark (in the first program's order), one column per program.
+printf '| benchmark |'
+for b in "$@"; do printf ' %s |' "$b"; done
+printf '\n|---|'
+for _ in "$@"; do printf -- '---:|'; done
+printf '\n'
+awk -v n=$# '
+    { key = $1; t = $2 + 0 }
+    FNR == 1 { file++ }
+    file == 1 && !(key in seen) { order[++rows] = key; seen[key] = 1 }
+    !((file, key) in best) || t < best[file, key] { best[file, key] = t }
+    END {
+        for (r = 1; r <= rows; ++r) {
+            printf "| %s |", order[r]
+            for (f = 1; f <= n; ++f) {
+                if ((f, order[r]) in best) printf " %.3f |", best[f, order[r]]
+                else printf " n/a |"
+            }
+            printf "\n"
+        }
+    }' $(for ((j = 0; j < $#; ++j)); do echo "$work/$j"; done)
