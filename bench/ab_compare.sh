@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Two or more builds of mlnc_bench against one another on a noisy machine: the programs run in
-# turn, ROUNDS times over all of them (so that a change of machine load touches every column
-# alike), and the table keeps each benchmark's minimum real time (ms) per program.
+# Builds of mlnc_bench against one another on a noisy machine (or one build, steadied): the
+# programs run in turn, ROUNDS times over all of them (so that a change of machine load touches
+# every column alike), and the table keeps each benchmark's minimum real time (ms) per program.
 #
-#   bash bench/ab_compare.sh FILTER BENCH1 BENCH2 [BENCH...]
+#   bash bench/ab_compare.sh FILTER BENCH1 [BENCH2 ...]
 #   ROUNDS=5 MIN_TIME=0.2 bash bench/ab_compare.sh 'Pal(Loss|LossGrad)<.*>/100/10000/1/' old/mlnc_bench new/mlnc_bench
 #
 # FILTER is a --benchmark_filter regular expression. Exit status: 0, or 2 on a usage error.
 
 set -euo pipefail
 
-if [[ $# -lt 3 ]]; then
+if [[ $# -lt 2 ]]; then
     sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
