@@ -797,7 +797,8 @@ void lse_tile(strided_view<const T> z, Eigen::Index r0, const Labels& S, lse_col
     }
 }
 
-// The loss of column i from its merged state (as pal_column_range computes it).
+// The loss of column i from its merged state: pal_column_range's formula (column_loss), its log by
+// std::log here (pal_column_range takes its logs by a packet log: the two may differ in the last bit).
 template <class T>
 double loss_from_lse(const lse_column<T>& st, const T* label_z, std::size_t m, pal_variant variant) {
     double label_term = 0.0;
