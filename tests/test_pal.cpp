@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <numeric>
 #include <random>
 
 using mlnc::index_t;
@@ -323,7 +324,7 @@ TEST_CASE("the kernel's float exp is within 2 ulp of exp on [-86.9, 0], 0 below,
 TEST_CASE("the kernel's double exp is within 2 ulp of exp on [-708, 0], 0 below, and exact at 0") {
     // 4 10^6 points spread over [-708, 0] (and denser near 0, where r = x), the ends and the points
     // where the rounding of x / ln2 changes, against expl (long double) rounded to double. With
-    // AVX-512 or AVX2 + FMA this is mlnc's own exp (Taylor polynomial of degree 13); elsewhere
+    // AVX-512 or AVX2 + FMA this is mlnc's own exp (minimax polynomial of degree 11); elsewhere
     // Eigen's pexp.
     namespace ei = Eigen::internal;
     using packet = mlnc::cpu_kernels::column_sweeps<double>::packet;
@@ -442,8 +443,8 @@ TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N 
     for (const index_t K : {2, 3, 7, 10, 16, 17, 31, 32, 33}) {
         for (const index_t N : {1, 15, 16, 17, 40}) {
             INFO("K = " << K << ", N = " << N);
-            // One or two labels mostly; every fifth sample up to 9 (the AVX-512 block path unrolls
-            // each sample's first 4 labels and loops over the rest).
+            // One or two labels mostly; every fifth sample up to 9, every seventh all K (the SIMD
+            // block takes label t of its samples by one gather, for t below its largest set).
             std::vector<std::vector<index_t>> lists;
             for (index_t i = 0; i < N; ++i) {
                 std::vector<index_t> set{static_cast<index_t>(rng() % K)};
@@ -453,6 +454,10 @@ TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N 
                     set.clear();
                     for (index_t k = static_cast<index_t>(rng() % K); static_cast<index_t>(set.size()) < m; k = (k + 1) % K)
                         set.push_back(k);
+                }
+                if (i % 7 == 6) {
+                    set.resize(static_cast<std::size_t>(K));
+                    std::iota(set.begin(), set.end(), index_t{0});
                 }
                 lists.push_back(set);
             }

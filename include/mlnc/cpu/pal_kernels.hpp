@@ -100,13 +100,16 @@ struct double_exp_isa<4> {
 
 // exp(x) of a packet of x <= 0 (x - max of a column; never NaN here). For float, a cheaper form
 // than Eigen's pexp, which handles every input: the reduction x = n ln2 + r with the rounding of
-// n done by adding 1.5 2^23, the same minimax polynomial for exp(r) on |r| <= ln2 / 2 (within
-// 2 ulp of exp, tested), and 2^n put into the exponent field by an integer add instead of
-// Eigen's general ldexp. Results below exp(-86.9) = 1.9e-38 (1.6 times the smallest normal
-// float) are flushed to 0; Eigen would return them, or their subnormal neighbours, and against
-// a column sum >= 1 neither counts. Positive x up to 88 still give exp(x). double: mlnc's own
-// with AVX-512 or AVX2 + FMA (below), else Eigen's pexp.
-template <class Packet>
+// n done by adding 1.5 2^23, a minimax polynomial for exp(r) on |r| <= ln2 / 2 (within 2 ulp of
+// exp, tested), and 2^n put into the exponent field by an integer add instead of Eigen's general
+// ldexp. Results below exp(-86.9) = 1.9e-38 (1.6 times the smallest normal float) are flushed to
+// 0; Eigen would return them, or their subnormal neighbours, and against a column sum >= 1
+// neither counts. Positive x up to 88 still give exp(x). double: mlnc's own with AVX-512 or
+// AVX2 + FMA (below), else Eigen's pexp. Flush = false (mlnc's own exps only) skips the flush
+// (two instructions of about 17): x below the bound then gives exp(bound) instead of 0, which no
+// sum of exps that holds a 1 can see (K = 10^6 such terms are 2e-32 in float), so the sweeps
+// that only sum use it; a gradient, which stores the exps, keeps the flush.
+template <class Packet, bool Flush = true>
 EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
     namespace ei = Eigen::internal;
     using T = typename ei::unpacket_traits<Packet>::type;
@@ -120,23 +123,27 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
         // r = x - n ln2, ln2 in two parts (the first exact in 9 bits, so n C1 is exact).
         Packet r = ei::pmadd(n, ei::pset1<Packet>(-0.693359375f), x);
         r = ei::pmadd(n, ei::pset1<Packet>(2.12194440e-4f), r);
-        // exp(r) in [0.70, 1.42] by the polynomial in Horner form: 7 fused multiply-adds (the kernel
-        // is bound by this arithmetic once its columns are in cache).
-        static constexpr float c[] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
-                                      1.6666665459e-1f, 5.0000001201e-1f, 1.0f,             1.0f};
+        // exp(r) in [0.70, 1.42] by a polynomial of degree 6 in Horner form, 6 fused multiply-adds
+        // (the kernel is bound by this arithmetic once its columns are in cache): 1 + r + c_2 r^2
+        // + ... + c_6 r^6, c_2..c_6 minimising the relative error on |r| <= 0.34658 (Remez
+        // exchange in 50 digits: 3.1e-9, 0.05 ulp; the float arithmetic adds the rest).
+        static constexpr float c[] = {1.3814611469932583e-3f, 8.36871112451922e-3f, 4.16683874733987e-2f,
+                                      1.6666520679148836e-1f, 4.9999993451027186e-1f, 1.0f, 1.0f};
         Packet y = ei::pset1<Packet>(c[0]);
-        for (int i = 1; i < 8; ++i) y = ei::pmadd(y, r, ei::pset1<Packet>(c[i]));
+        for (int i = 1; i < 7; ++i) y = ei::pmadd(y, r, ei::pset1<Packet>(c[i]));
         // n sits in the low bits of t's representation (t's bits = magic's bits + n), and magic's
         // bits shifted left by 23 are 0 (mod 2^32): so t's bits << 23 = n << 23, the exponent 2^n.
         y = ei::preinterpret<Packet>(
             ei::padd(ei::preinterpret<PacketI>(y), ei::plogical_shift_left<23>(ei::preinterpret<PacketI>(t))));
-        return ei::pand(y, ei::pcmp_le(lo, x_in));
+        if constexpr (Flush) y = ei::pand(y, ei::pcmp_le(lo, x_in));
+        return y;
     } else if constexpr (std::is_same_v<T, double> && double_exp_isa<ei::unpacket_traits<Packet>::size>::own) {
         // double with AVX-512 or AVX2 + FMA: the same reduction (n rounded by adding 1.5 2^52; ln2
         // in two parts, the first with 29 significant bits so that n C1 is exact for |n| <= 2^24),
-        // exp(r) on |r| <= ln2 / 2 by its Taylor polynomial of degree 13 (truncation below 4e-18
-        // relative) in Horner form, where Eigen's pexp divides two polynomials. Flushed to 0 below
-        // exp(-708) = 3.3e-308 (n >= -1022: 2^n y stays normal).
+        // exp(r) on |r| <= ln2 / 2 by a polynomial of degree 11 in Horner form, where Eigen's pexp
+        // divides two polynomials: 1 + r + c_2 r^2 + ... + c_11 r^11, c_2..c_11 minimising the
+        // relative error on |r| <= 0.34658 (Remez exchange in 50 digits: 7.7e-18, 0.07 ulp).
+        // Flushed to 0 below exp(-708) = 3.3e-308 (n >= -1022: 2^n y stays normal).
         const Packet lo = ei::pset1<Packet>(-708.0);
         const Packet x = ei::pmax(x_in, lo);
         const Packet magic = ei::pset1<Packet>(6755399441055744.0);  // 1.5 2^52
@@ -144,15 +151,17 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
         const Packet n = ei::psub(t, magic);
         Packet r = ei::pmadd(n, ei::pset1<Packet>(-0.6931471806019545), x);
         r = ei::pmadd(n, ei::pset1<Packet>(4.2009150726810846e-11), r);
-        // 1/k! for k = 13 down to 0.
-        static constexpr double c[] = {1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08,
-                                       2.755731922398589e-07, 2.7557319223985893e-06, 2.48015873015873e-05,
-                                       1.984126984126984e-04, 1.388888888888889e-03, 8.333333333333333e-03,
-                                       4.1666666666666664e-02, 0.16666666666666666, 0.5, 1.0, 1.0};
+        // c_11 down to c_0.
+        static constexpr double c[] = {2.5110040441845758e-08, 2.7632643465014625e-07, 2.7557242361759715e-06,
+                                       2.4801487358626297e-05, 1.984126988656883e-04,  1.3888888947792063e-03,
+                                       8.333333333322215e-03,  4.1666666666522086e-02, 0.16666666666666674,
+                                       0.500000000000001,      1.0,                    1.0};
         Packet y = ei::pset1<Packet>(c[0]);
-        for (int i = 1; i < 14; ++i) y = ei::pmadd(y, r, ei::pset1<Packet>(c[i]));
+        for (int i = 1; i < 12; ++i) y = ei::pmadd(y, r, ei::pset1<Packet>(c[i]));
         using isa = double_exp_isa<ei::unpacket_traits<Packet>::size>;
-        return isa::zero_below(lo, x_in, isa::times_pow2(y, t));
+        y = isa::times_pow2(y, t);
+        if constexpr (Flush) y = isa::zero_below(lo, x_in, y);
+        return y;
     } else {
         return ei::pexp(x_in);
     }
@@ -205,9 +214,25 @@ struct column_sweeps {
     static T max_or_nan(const T* z, Eigen::Index K) noexcept {
         namespace ei = Eigen::internal;
         const Eigen::Index full = K - K % L;
+        // Two pairs of accumulators, two packets a step: each chain of max (or add) waits on its
+        // own latency only every other packet.
         packet vmax = ei::pset1<packet>(z[0]);
         packet vbad = ei::psub(vmax, vmax);
-        for (Eigen::Index k = 0; k < full; k += L) {
+        Eigen::Index k = 0;
+        if (full >= 2 * L) {
+            packet vmax2 = vmax, vbad2 = vbad;
+            for (; k + 2 * L <= full; k += 2 * L) {
+                const packet x = ei::ploadu<packet>(z + k);
+                const packet x2 = ei::ploadu<packet>(z + k + L);
+                vmax = ei::pmax(vmax, x);
+                vmax2 = ei::pmax(vmax2, x2);
+                vbad = ei::padd(vbad, ei::psub(x, x));
+                vbad2 = ei::padd(vbad2, ei::psub(x2, x2));
+            }
+            vmax = ei::pmax(vmax, vmax2);
+            vbad = ei::padd(vbad, vbad2);
+        }
+        for (; k < full; k += L) {
             const packet x = ei::ploadu<packet>(z + k);
             vmax = ei::pmax(vmax, x);
             vbad = ei::padd(vbad, ei::psub(x, x));
@@ -224,6 +249,11 @@ struct column_sweeps {
     // `next`, when not null, is the next column (K entries): its cache lines are prefetched as
     // this one is swept, so that its first sweep overlaps this column's arithmetic.
     static double exp_sum(const T* z, Eigen::Index K, T mx, T* e, const T* next = nullptr) noexcept {
+        return e != nullptr ? exp_sum_impl<true>(z, K, mx, e, next) : exp_sum_impl<false>(z, K, mx, nullptr, next);
+    }
+    // Store: the exps go to e (flushed to 0 below the exp's bound), else they are only summed.
+    template <bool Store>
+    static double exp_sum_impl(const T* z, Eigen::Index K, T mx, T* e, const T* next) noexcept {
         namespace ei = Eigen::internal;
         const packet vm = ei::pset1<packet>(mx);
         double sum = 0;
@@ -232,8 +262,8 @@ struct column_sweeps {
             packet acc = ei::pzero(vm);
             for (Eigen::Index j = k; j < k + block; j += L) {
                 if (next != nullptr) __builtin_prefetch(next + j);
-                const packet x = pexp_nonpositive(ei::psub(ei::ploadu<packet>(z + j), vm));
-                if (e) ei::pstoreu(e + j, x);
+                const packet x = pexp_nonpositive<packet, Store>(ei::psub(ei::ploadu<packet>(z + j), vm));
+                if constexpr (Store) ei::pstoreu(e + j, x);
                 acc = ei::padd(acc, x);
             }
             sum += static_cast<double>(ei::predux(acc));
@@ -242,16 +272,18 @@ struct column_sweeps {
             packet acc = ei::pzero(vm);
             for (; k + L <= K; k += L) {
                 if (next != nullptr) __builtin_prefetch(next + k);
-                const packet x = pexp_nonpositive(ei::psub(ei::ploadu<packet>(z + k), vm));
-                if (e) ei::pstoreu(e + k, x);
+                const packet x = pexp_nonpositive<packet, Store>(ei::psub(ei::ploadu<packet>(z + k), vm));
+                if constexpr (Store) ei::pstoreu(e + k, x);
                 acc = ei::padd(acc, x);
             }
             sum += static_cast<double>(ei::predux(acc));
         }
         if (k < K) {  // the last K mod L entries: one packet, padded with -Inf (exp gives 0 there, or
-                      // with Eigen's pexp in double a subnormal: nothing against a sum >= 1)
-            const packet x = pexp_nonpositive(ei::psub(load_tail(z + k, K - k, -std::numeric_limits<T>::infinity()), vm));
-            if (e) store_tail(e + k, x, K - k);
+                      // exp of its bound unflushed, or with Eigen's pexp in double a subnormal:
+                      // nothing against a sum >= 1)
+            const packet x = pexp_nonpositive<packet, Store>(
+                ei::psub(load_tail(z + k, K - k, -std::numeric_limits<T>::infinity()), vm));
+            if constexpr (Store) store_tail(e + k, x, K - k);
             sum += static_cast<double>(ei::predux(x));
         }
         return sum;
@@ -358,8 +390,31 @@ struct simd_block<float> {
     static constexpr int L = 16;
     static packet gather(const float* base, gather_index idx) noexcept { return _mm512_i32gather_ps(idx, base, 4); }
     static packet spread(spread_index idx, packet v) noexcept { return _mm512_permutexvar_ps(idx, v); }
+    using mask = __mmask16;
     static gather_index make_gather(const std::int32_t* v) noexcept { return _mm512_load_si512(v); }
     static spread_index make_spread(const std::int32_t* v) noexcept { return _mm512_load_si512(v); }
+    // The lanes where count > t.
+    static mask lanes_above(gather_index count, int t) noexcept {
+        return _mm512_cmpgt_epi32_mask(count, _mm512_set1_epi32(t));
+    }
+    // base[idx] (32-bit) in the lanes of m, 0 elsewhere.
+    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
+        return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 4);
+    }
+    static packet gather_masked(const float* base, gather_index idx, mask m) noexcept {
+        return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+    }
+    // acc + x in the lanes of m; acc elsewhere.
+    static packet add_masked(packet acc, mask m, packet x) noexcept { return _mm512_mask_add_ps(acc, m, acc, x); }
+    static packet keep_masked(packet x, mask m) noexcept { return _mm512_maskz_mov_ps(m, x); }
+    static constexpr bool has_scatter = true;
+    // base[idx] = v in the lanes of m (distinct indices).
+    static void scatter_masked(float* base, gather_index idx, mask m, packet v) noexcept {
+        _mm512_mask_i32scatter_ps(base, m, idx, v, 4);
+    }
+    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm512_add_epi32(a, b); }
+    static packet to_packet(gather_index v) noexcept { return _mm512_cvtepi32_ps(v); }
+    static void store_index(std::int32_t* p, gather_index v) noexcept { _mm512_store_si512(p, v); }
     static __m512d low(packet x) noexcept { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
     static __m512d high(packet x) noexcept {
         return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
@@ -389,11 +444,32 @@ struct simd_block<double> {
     static constexpr int L = 8;
     static packet gather(const double* base, gather_index idx) noexcept { return _mm512_i32gather_pd(idx, base, 8); }
     static packet spread(spread_index idx, packet v) noexcept { return _mm512_permutexvar_pd(idx, v); }
+    using mask = __mmask8;
     static gather_index make_gather(const std::int32_t* v) noexcept {
         return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
     }
     static spread_index make_spread(const std::int32_t* v) noexcept {
         return _mm512_cvtepi32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
+    }
+    static mask lanes_above(gather_index count, int t) noexcept {
+        return _mm256_cmpgt_epi32_mask(count, _mm256_set1_epi32(t));
+    }
+    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
+        return _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), m, idx, base, 4);
+    }
+    static packet gather_masked(const double* base, gather_index idx, mask m) noexcept {
+        return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, idx, base, 8);
+    }
+    static packet add_masked(packet acc, mask m, packet x) noexcept { return _mm512_mask_add_pd(acc, m, acc, x); }
+    static packet keep_masked(packet x, mask m) noexcept { return _mm512_maskz_mov_pd(m, x); }
+    static constexpr bool has_scatter = true;
+    static void scatter_masked(double* base, gather_index idx, mask m, packet v) noexcept {
+        _mm512_mask_i32scatter_pd(base, m, idx, v, 8);
+    }
+    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm256_add_epi32(a, b); }
+    static packet to_packet(gather_index v) noexcept { return _mm512_cvtepi32_pd(v); }
+    static void store_index(std::int32_t* p, gather_index v) noexcept {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(p), v);
     }
     static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, double* out) noexcept {
         packet l = _mm512_fmsub_pd(m, log_sum, label_sum);
@@ -417,10 +493,30 @@ struct simd_block<float> {
     static constexpr int L = 8;
     static packet gather(const float* base, gather_index idx) noexcept { return _mm256_i32gather_ps(base, idx, 4); }
     static packet spread(spread_index idx, packet v) noexcept { return _mm256_permutevar8x32_ps(v, idx); }
+    using mask = __m256i;  // all ones in the lanes of the mask
     static gather_index make_gather(const std::int32_t* v) noexcept {
         return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
     }
     static spread_index make_spread(const std::int32_t* v) noexcept { return make_gather(v); }
+    static mask lanes_above(gather_index count, int t) noexcept {
+        return _mm256_cmpgt_epi32(count, _mm256_set1_epi32(t));
+    }
+    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
+        return _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, idx, m, 4);
+    }
+    static packet gather_masked(const float* base, gather_index idx, mask m) noexcept {
+        return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, _mm256_castsi256_ps(m), 4);
+    }
+    static packet add_masked(packet acc, mask m, packet x) noexcept {
+        return _mm256_add_ps(acc, _mm256_and_ps(_mm256_castsi256_ps(m), x));
+    }
+    static packet keep_masked(packet x, mask m) noexcept { return _mm256_and_ps(_mm256_castsi256_ps(m), x); }
+    static constexpr bool has_scatter = false;
+    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm256_add_epi32(a, b); }
+    static packet to_packet(gather_index v) noexcept { return _mm256_cvtepi32_ps(v); }
+    static void store_index(std::int32_t* p, gather_index v) noexcept {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(p), v);
+    }
     static __m256d low(packet x) noexcept { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
     static __m256d high(packet x) noexcept { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
     static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, float* out) noexcept {
@@ -452,8 +548,27 @@ struct simd_block<double> {
     static packet spread(spread_index idx, packet v) noexcept {
         return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), idx));
     }
+    using mask = __m128i;  // 32-bit lanes, all ones in the lanes of the mask
     static gather_index make_gather(const std::int32_t* v) noexcept {
         return _mm_load_si128(reinterpret_cast<const __m128i*>(v));
+    }
+    static mask lanes_above(gather_index count, int t) noexcept { return _mm_cmpgt_epi32(count, _mm_set1_epi32(t)); }
+    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
+        return _mm_mask_i32gather_epi32(_mm_setzero_si128(), base, idx, m, 4);
+    }
+    static __m256d wide(mask m) noexcept { return _mm256_castsi256_pd(_mm256_cvtepi32_epi64(m)); }
+    static packet gather_masked(const double* base, gather_index idx, mask m) noexcept {
+        return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), base, idx, wide(m), 8);
+    }
+    static packet add_masked(packet acc, mask m, packet x) noexcept {
+        return _mm256_add_pd(acc, _mm256_and_pd(wide(m), x));
+    }
+    static packet keep_masked(packet x, mask m) noexcept { return _mm256_and_pd(wide(m), x); }
+    static constexpr bool has_scatter = false;
+    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm_add_epi32(a, b); }
+    static packet to_packet(gather_index v) noexcept { return _mm256_cvtepi32_pd(v); }
+    static void store_index(std::int32_t* p, gather_index v) noexcept {
+        _mm_store_si128(reinterpret_cast<__m128i*>(p), v);
     }
     static spread_index make_spread(const std::int32_t* v) noexcept {
         alignas(32) std::int32_t w[8];
@@ -492,14 +607,17 @@ struct small_block_layout {
 
 // As pal_small_block, for zb = the block's first logit and gb = its first gradient entry (null for
 // no gradient; may equal zb), both with leading dimension K. Also returns false, having written
-// nothing, when a label's logit lies further below its column's max than T can represent.
+// nothing, when a label's logit lies further below its column's max than T can represent (or,
+// for a sample_subset whose sets lie more than 2^31 labels apart in memory, always).
 //
-// The labels enter as two 0/1 indicator blocks, one across samples (yt, row k = label k of the L
-// samples) and one in the columns' layout (yc), set by stores that do not depend on one another:
-// each sample's first U labels are stored in a loop of fixed length U whose steps past the last
-// label store that label again (a loop over each sample's own 1, 2 or 3 labels would mispredict
-// its exit about once per sample). From yt come m and sum_{k in S} (z_k - max) as packets; yc
-// enters the gradient as - y_value yc in the same pass as the scaling.
+// The labels enter as lanes too: each sample's set is located once (where its labels start,
+// relative to the first sample's, and how many there are), and label t of the L samples is one
+// masked gather of 32-bit labels, its logit one masked gather from the block, for t below the
+// block's largest set. So the labels cost no pass over K and no scalar stores of indicators (an
+// earlier form set two 0/1 indicator blocks, K x L each, by scalar stores: a quarter of the block's
+// time at K = 10). The gradient's - y_value at the labels is applied after the block's stores,
+// one scalar subtraction per (label slot, sample), the slots past a sample's set subtracting 0
+// from its first entry.
 template <class T, class Labels>
 bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pal_variant variant, T* per_sample,
                                 T* gb, double scale, Eigen::Index i0, double& sum, const small_block_layout<T>& lay) {
@@ -508,75 +626,95 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
     using packet = typename A::packet;
     constexpr int L = A::L;
     static_assert(L == column_sweeps<T>::L, "the block's packet is Eigen's packet of T");
-    constexpr int U = 4;
     const bool want_grad = gb != nullptr;
-    alignas(64) T zt[block_k_max * L];  // the logits across samples
-    alignas(64) T yt[block_k_max * L];  // the labels across samples
-    alignas(64) T yc[block_k_max * L];  // the labels in the columns' layout (gradient only)
+    // The sets, as lanes: start (in labels, from the first set's first label) and size.
+    alignas(64) std::int32_t start[L], count[L];
+    const label_t* const base = S[i0].data();
+    int most = 0;  // the largest set
+    for (int j = 0; j < L; ++j) {
+        const auto set = S[i0 + j];
+        const std::ptrdiff_t d = set.data() - base;
+        if (d < std::numeric_limits<std::int32_t>::min() || d > std::numeric_limits<std::int32_t>::max() - K)
+            return false;
+        start[j] = static_cast<std::int32_t>(d);
+        count[j] = static_cast<std::int32_t>(set.size());
+        most = std::max(most, count[j]);
+    }
+    alignas(64) T zt[block_k_max * L];  // the logits across samples (loss only)
     packet vmax = A::gather(zb, lay.offsets);
     packet vbad = ei::psub(vmax, vmax);
-    ei::pstore(zt, vmax);
+    if (!want_grad) ei::pstore(zt, vmax);
     for (Eigen::Index k = 1; k < K; ++k) {
         const packet x = A::gather(zb + k, lay.offsets);
-        ei::pstore(zt + k * L, x);
+        if (!want_grad) ei::pstore(zt + k * L, x);
         vmax = ei::pmax(vmax, x);
         vbad = ei::padd(vbad, ei::psub(x, x));
     }
     if (!(ei::predux(vbad) == T(0))) return false;
     const packet zero = ei::pzero(vmax);
-    for (Eigen::Index k = 0; k < K; ++k) ei::pstore(yt + k * L, zero);
-    if (want_grad)
-        for (Eigen::Index r = 0; r < K; ++r) ei::pstore(yc + r * L, zero);
-    for (int j = 0; j < L; ++j) {
-        const auto set = S[i0 + j];
-        const auto last = set.size() - 1;  // sets are never empty
-        for (std::size_t t = 0; t < U; ++t) {
-            const Eigen::Index k = set[std::min(t, last)];
-            yt[k * L + j] = T(1);
-            if (want_grad) yc[j * K + k] = T(1);
+    const auto vstart = A::make_gather(start), vcount = A::make_gather(count);
+    const packet vm = A::to_packet(vcount);
+    // PAL: g = (m p - y) scale; PAL-N: g = (p - y / m) scale; p = e / sum.
+    const packet vscale = ei::pset1<packet>(static_cast<T>(scale));
+    const packet vy = variant == pal_variant::pal ? vscale : ei::pdiv(vscale, vm);
+    // For the gradient, with a scatter (AVX-512): y_value at the labels in the columns' layout (yc),
+    // subtracted in the pass that scales G. Without: label slot t of each sample, its position in
+    // the block (the sample's first entry past its set) and what to subtract there (0 past the
+    // set), for scalar subtractions after that pass.
+    alignas(64) T yc[A::has_scatter ? block_k_max * L : 1];
+    alignas(64) std::int32_t at[A::has_scatter ? 1 : block_k_max * L];
+    alignas(64) T y_at[A::has_scatter ? 1 : block_k_max * L];
+    if constexpr (A::has_scatter)
+        if (want_grad)
+            for (Eigen::Index r = 0; r < K; ++r) ei::pstore(yc + r * L, zero);
+    // sum over the labels of z_k - max (<= 0), only in the label lanes: 0 (-Inf) would be NaN where
+    // a logit of another class lies more than the largest T below the max.
+    packet vlab = zero;
+    for (int t = 0; t < most; ++t) {
+        const auto in_set = A::lanes_above(vcount, t);
+        const auto pos = A::add_index(lay.offsets, A::gather_labels(base + t, vstart, in_set));
+        vlab = A::add_masked(vlab, in_set, ei::psub(A::gather_masked(zb, pos, in_set), vmax));
+        if (want_grad) {
+            if constexpr (A::has_scatter) {
+                A::scatter_masked(yc, pos, in_set, vy);
+            } else {
+                A::store_index(at + t * L, pos);
+                ei::pstore(y_at + t * L, A::keep_masked(vy, in_set));
+            }
         }
-        for (std::size_t t = U; t <= last; ++t) {  // sets of more than U labels (rare: a predicted branch)
-            const Eigen::Index k = set[t];
-            yt[k * L + j] = T(1);
-            if (want_grad) yc[j * K + k] = T(1);
-        }
-    }
-    // sum_k exp(z_k - max) across samples (from G's exps in the columns' layout when a gradient is
-    // wanted, so that each exp is taken once), m, and sum over the labels of z_k - max (<= 0).
-    packet vsum = zero, vm = zero, vlab = zero;
-    for (Eigen::Index k = 0; k < K; ++k) {
-        const packet y = ei::pload<packet>(yt + k * L);
-        const packet d = ei::psub(ei::pload<packet>(zt + k * L), vmax);
-        vm = ei::padd(vm, y);
-        // Only the label lanes: y d would be 0 (-Inf) = NaN where a logit of another class lies
-        // more than the largest T below the max (logits of opposite signs near the overflow).
-        vlab = ei::padd(vlab, ei::pand(ei::pcmp_lt(zero, y), d));
-        if (!want_grad) vsum = ei::padd(vsum, pexp_nonpositive(d));
     }
     // A label's z_k - max beyond the largest T (logits of opposite signs near the overflow): the
     // columns one at a time take their differences in double (nothing is written yet).
     if (!std::isfinite(ei::predux(vlab))) return false;
+    // sum_k exp(z_k - max) across samples: from G's exps in the columns' layout when a gradient is
+    // wanted (each exp is taken once), else from the logits across samples.
+    packet vsum = zero;
     if (want_grad) {
         for (Eigen::Index r = 0; r < K; ++r) {
             const packet x = ei::ploadu<packet>(zb + r * L);
             ei::pstoreu(gb + r * L, pexp_nonpositive(ei::psub(x, A::spread(lay.sample_of[r], vmax))));
         }
         for (Eigen::Index k = 0; k < K; ++k) vsum = ei::padd(vsum, A::gather(gb + k, lay.offsets));
+    } else {
+        for (Eigen::Index k = 0; k < K; ++k)
+            vsum = ei::padd(vsum, pexp_nonpositive<packet, false>(ei::psub(ei::pload<packet>(zt + k * L), vmax)));
     }
     // sum in [1, K]: its log to the precision of T. Loss = m log(sum) - sum_{k in S} (z_k - max),
     // two non-negative terms, in double; PAL-N divides by m.
     const packet vlog = ei::plog(vsum);
     sum += A::losses(vm, vlog, vlab, variant == pal_variant::pal_n, per_sample == nullptr ? nullptr : per_sample + i0);
     if (want_grad) {
-        // PAL: g = (m p - y) scale; PAL-N: g = (p - y / m) scale; p = e / sum.
-        const packet vscale = ei::pset1<packet>(static_cast<T>(scale));
         const packet one = ei::pset1<packet>(T(1));
         const packet vp = ei::pdiv(ei::pmul(variant == pal_variant::pal ? vm : one, vscale), vsum);
-        const packet vy = variant == pal_variant::pal ? vscale : ei::pdiv(vscale, vm);
-        for (Eigen::Index r = 0; r < K; ++r) {
-            const packet e = ei::pmul(ei::ploadu<packet>(gb + r * L), A::spread(lay.sample_of[r], vp));
-            const packet y = ei::pmul(ei::pload<packet>(yc + r * L), A::spread(lay.sample_of[r], vy));
-            ei::pstoreu(gb + r * L, ei::psub(e, y));
+        if constexpr (A::has_scatter) {
+            for (Eigen::Index r = 0; r < K; ++r) {
+                const packet e = ei::pmul(ei::ploadu<packet>(gb + r * L), A::spread(lay.sample_of[r], vp));
+                ei::pstoreu(gb + r * L, ei::psub(e, ei::pload<packet>(yc + r * L)));
+            }
+        } else {
+            for (Eigen::Index r = 0; r < K; ++r)
+                ei::pstoreu(gb + r * L, ei::pmul(ei::ploadu<packet>(gb + r * L), A::spread(lay.sample_of[r], vp)));
+            for (int q = 0; q < most * L; ++q) gb[at[q]] -= y_at[q];
         }
     }
     return true;
