@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Runs bench/mlnc_bench and bench/torch_pal.py and prints the ratios docs/performance.md reports.
 
-usage: bench/compare.py BUILD_DIR/bench/mlnc_bench [--min-time 0.3] [--tables pal,objective,theory]
+usage: bench/compare.py BUILD_DIR/bench/mlnc_bench [--min-time 0.3] [--tables pal,objective,theory] [--rounds 1]
 Ratios: each kernel's time over the memory copy of the same bytes on as many threads, measured
 in the same process (machine-independent), and PyTorch's time over mlnc's at the same thread
-count (how many times faster mlnc is). The third table (bench/bench_theory.cpp): the closed form,
+count (how many times faster mlnc is); with --rounds R, both run R times in turn and each time is
+the minimum of its R (a steadier figure on a machine whose speed wanders). The third table (bench/bench_theory.cpp): the closed form,
 the decoders and the trainer, each over its reference from the same run.
 """
 import argparse
@@ -97,27 +98,41 @@ def main():
     ap.add_argument("--tables", default="pal,objective,theory",
                     help="which tables, comma-separated: pal (the logits kernel against the copy and PyTorch), "
                          "objective (against three GEMMs), theory (closed form, decoders, trainer)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="pal table: run mlnc_bench and PyTorch this many times in turn, keep each minimum")
     a = ap.parse_args()
+    if a.rounds < 1:
+        ap.error(f"--rounds: must be at least 1, got {a.rounds}")
     tables = set(a.tables.split(","))
     if not tables <= {"pal", "objective", "theory"}:
         ap.error(f"--tables: unknown table in {a.tables!r} (pal, objective, theory)")
     if "pal" in tables:
-        pal_table(a.bench, a.min_time)
+        pal_table(a.bench, a.min_time, a.rounds)
     if "objective" in tables:
         objective_table(a.bench, a.min_time)
     if "theory" in tables:
         theory_table(a.bench, a.min_time)
 
 
-def pal_table(bench, min_time):
-    t = run_bench(bench, "Copy|PalLoss", min_time)
-    threads = sorted({k[3] for k in t})
+def pal_table(bench, min_time, rounds=1):
+    t = {}
     torch_res = None
-    try:
-        torch_res = json.loads(subprocess.run([TORCH_PYTHON, os.path.join(here, "torch_pal.py")] + [str(n) for n in threads],
-                                              check=True, capture_output=True, text=True).stdout)
-    except (subprocess.CalledProcessError, FileNotFoundError) as e:
-        print(f"(PyTorch reference unavailable: {e}; install python3-torch)", file=sys.stderr)
+    for r in range(rounds):
+        for key, sec in run_bench(bench, "Copy|PalLoss", min_time).items():
+            t[key] = min(sec, t.get(key, sec))
+        threads = sorted({k[3] for k in t})
+        try:
+            res = json.loads(subprocess.run([TORCH_PYTHON, os.path.join(here, "torch_pal.py")] + [str(n) for n in threads],
+                                            check=True, capture_output=True, text=True).stdout)
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:
+            print(f"(PyTorch reference unavailable: {e}; install python3-torch)", file=sys.stderr)
+            continue
+        if torch_res is None:
+            torch_res = res
+        else:
+            for old, new in zip(torch_res["results"], res["results"]):
+                for f in ("loss_s", "loss_grad_s"):
+                    old[f] = min(old[f], new[f])
     print("| dtype | threads | K | N | copy (ms) | loss / copy | loss+grad / copy | in place / copy | mlnc loss+grad (ms) "
           "| torch loss+grad (ms) | speed-up vs torch, loss | speed-up vs torch, loss+grad |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -140,7 +155,8 @@ def pal_table(bench, min_time):
                 row += " n/a | n/a | n/a |"
             print(row)
     if torch_res:
-        print(f"\nPyTorch {torch_res['torch']}, at the same thread counts.")
+        print(f"\nPyTorch {torch_res['torch']}, at the same thread counts." +
+              (f" Each time the minimum of {rounds} runs, mlnc and PyTorch in turn." if rounds > 1 else ""))
 
 
 def objective_table(bench, min_time):
