@@ -451,11 +451,14 @@ struct simd_block<double> {
     static spread_index make_spread(const std::int32_t* v) noexcept {
         return _mm512_cvtepi32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
     }
+    // The 256-bit lanes through 512-bit forms (low 8 lanes): AVX-512F alone, no VL needed.
     static mask lanes_above(gather_index count, int t) noexcept {
-        return _mm256_cmpgt_epi32_mask(count, _mm256_set1_epi32(t));
+        return static_cast<mask>(
+            _mm512_mask_cmpgt_epi32_mask(0xFF, _mm512_zextsi256_si512(count), _mm512_set1_epi32(t)));
     }
     static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
-        return _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), m, idx, base, 4);
+        return _mm512_castsi512_si256(
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, _mm512_zextsi256_si512(idx), base, 4));
     }
     static packet gather_masked(const double* base, gather_index idx, mask m) noexcept {
         return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, idx, base, 8);
