@@ -58,7 +58,7 @@ run_summary lbfgspp_minimize(F& f, Eigen::VectorXd& x, double tol = 1e-8, int ma
 
 // Nesterov's method for a smooth f: from the extrapolated point y, a gradient step of length 1/L,
 // with L doubled until the step decreases f by at least ||g||^2 / (2L) (up to the rounding of f)
-// and relaxed by 10% after each step; the momentum restarts whenever f goes up.
+// and relaxed by 10% after each step; the momentum restarts whenever f goes up (beyond rounding).
 template <class F>
 run_summary nesterov_minimize(F& f, Eigen::VectorXd& x, double tol = 1e-8, int max_iterations = 200000) {
     const double eps = std::numeric_limits<double>::epsilon();
@@ -76,7 +76,11 @@ run_summary nesterov_minimize(F& f, Eigen::VectorXd& x, double tol = 1e-8, int m
             f_new = f.Evaluate(x_new);
             if (f_new <= fy - g2 / (2 * L) + 16 * eps * std::abs(fy)) break;
         }
-        if (f_new > fx) {  // restart: forget the momentum and take a plain step from x next
+        // Restart (forget the momentum, take a plain step from x next) when f goes up by more than
+        // its rounding: the same 16 eps |f| that the step test grants. A plain step from y = x passes
+        // that test, so it is never refused twice in a row: at the rounding floor of f, where f_new
+        // and fx differ by noise alone, a strict f_new > fx would refuse the same step forever.
+        if (f_new > fx + 16 * eps * std::abs(fx)) {
             y = x;
             t = 1.0;
             continue;
