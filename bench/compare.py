@@ -5,8 +5,9 @@ usage: bench/compare.py BUILD_DIR/bench/mlnc_bench [--min-time 0.3] [--tables pa
 Ratios: each kernel's time over the memory copy of the same bytes on as many threads, measured
 in the same process (machine-independent), and PyTorch's time over mlnc's at the same thread
 count (how many times faster mlnc is); with --rounds R, both run R times in turn and each time is
-the minimum of its R (a steadier figure on a machine whose speed wanders). The third table (bench/bench_theory.cpp): the closed form,
-the decoders and the trainer, each over its reference from the same run.
+the minimum of its R (a steadier figure on a machine whose speed wanders). The third table
+(bench/bench_theory.cpp): the closed form, the decoders and the trainer, each over its reference
+from the same run.
 """
 import argparse
 import json

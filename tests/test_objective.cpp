@@ -279,7 +279,9 @@ TEST_CASE("third-party optimisers on ufm_objective reach the closed-form f*", "[
         const auto r = mlnc_examples::nesterov_minimize(f, x);
         INFO("Nesterov: " << r.iterations << " iterations, f = " << r.f << ", |grad| = " << r.gradient_norm);
         CHECK(std::abs(r.f - f_star) <= 1e-9 * f_star);
-        CHECK(r.iterations < 10000);  // 141 when written, 155 at be0b40e (AVX-512 build); a wrong gradient would never get there
+        // 141 iterations when written, 155 at be0b40e (AVX-512 build); a wrong gradient would never
+        // get there.
+        CHECK(r.iterations < 10000);
     }
 }
 
