@@ -104,6 +104,18 @@ void PalLossGradInPlace(benchmark::State& st) {
     set_counters<T>(st, K, N, 2);
 }
 
+// The small-K path across K, serial: at the smallest K it takes several blocks of samples by one
+// call, and these chose up to which K (docs/performance.md, MLNC_BLOCK_GROUP_K_MAX).
+template <class T>
+void SmallKLoss(benchmark::State& st) {
+    PalLoss<T>(st);
+}
+
+template <class T>
+void SmallKLossGrad(benchmark::State& st) {
+    PalLossGrad<T>(st);
+}
+
 template <class T>
 void Objective(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1), d = st.range(2);
@@ -150,6 +162,10 @@ void shapes(benchmark::internal::Benchmark* b) {
             b->Args({K, N, threads});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
+void small_k(benchmark::internal::Benchmark* b) {
+    for (const int K : {3, 6, 10, 12, 16, 20, 24, 32}) b->Args({K, 100000, 1});
+    b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
 // The bandwidth target: K = 1000, N = 65 536 (256 MB in float, out of cache).
 void big(benchmark::internal::Benchmark* b) {
     b->Args({1000, 65536, 1})->Args({1000, 65536, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -165,6 +181,10 @@ BENCHMARK_TEMPLATE(Copy, double)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLoss, double)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLossGrad, double)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLossGradInPlace, double)->Apply(shapes);
+BENCHMARK_TEMPLATE(SmallKLoss, float)->Apply(small_k);
+BENCHMARK_TEMPLATE(SmallKLossGrad, float)->Apply(small_k);
+BENCHMARK_TEMPLATE(SmallKLoss, double)->Apply(small_k);
+BENCHMARK_TEMPLATE(SmallKLossGrad, double)->Apply(small_k);
 BENCHMARK_TEMPLATE(Objective, float)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(Gemm3, float)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(Objective, double)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();

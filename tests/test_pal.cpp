@@ -441,7 +441,7 @@ TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N 
     const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-13;  // relative, per sample
     std::mt19937_64 rng(21);
     for (const index_t K : {2, 3, 7, 10, 16, 17, 31, 32, 33}) {
-        for (const index_t N : {1, 15, 16, 17, 40}) {
+        for (const index_t N : {1, 15, 16, 17, 40, 100}) {
             INFO("K = " << K << ", N = " << N);
             // One or two labels mostly; every fifth sample up to 9, every seventh all K (the SIMD
             // block takes label t of its samples by one gather, for t below its largest set).
@@ -518,6 +518,61 @@ TEMPLATE_TEST_CASE("small K: logits of opposite signs near the overflow give the
     mlnc::matrix<T> G(K, N);
     CHECK(mlnc::pal_loss_grad(Z, S, G) == loss);
     CHECK(G.allFinite());
+    // In place: a block that hands its columns over must have written nothing of them.
+    mlnc::matrix<T> Zi = Z;
+    CHECK(mlnc::pal_loss_grad_inplace(Zi, S) == loss);
+    CHECK(Zi == G);
+}
+
+TEMPLATE_TEST_CASE("small K: a column's bits do not depend on its block's place among the blocks taken together", "",
+                   float, double) {
+    // Small K takes blocks of L samples, and several blocks together by one call at the smallest K
+    // (block_group in pal_kernels.hpp). Z's columns rotated by a multiple of L keep their blocks
+    // but move each to another place of its group, or out of one: the columns'
+    // losses and gradients must be the same bits. One column holds logits of opposite signs near
+    // the overflow (its block goes to the columns one at a time): the other blocks of its group
+    // keep their bits.
+    using T = TestType;
+    std::mt19937_64 rng(41);
+    for (const index_t K : {3, 10, 12, 16, 20}) {
+        const index_t N = 160;
+        std::vector<std::vector<index_t>> lists;
+        for (index_t i = 0; i < N; ++i) {
+            std::vector<index_t> set{static_cast<index_t>(rng() % K)};
+            if (i % 3 == 0) set.push_back((set[0] + 1) % K);
+            lists.push_back(set);
+        }
+        const auto S = label_sets::from_lists(lists, K);
+        mlnc::matrix<T> Z = randn(K, N, rng, 4.0).template cast<T>();
+        const T big = std::numeric_limits<T>::max() / T(4) * T(3);
+        Z(0, 90) = big;
+        Z(1, 90) = -big;
+        mlnc::vector<T> per(N);
+        mlnc::matrix<T> G(K, N);
+        mlnc::pal_sample_losses(Z, S, per);
+        mlnc::pal_loss_grad(Z, S, G);
+        // Multiples of L (float: 8 or 16; double: 4 or 8) that are not of the group's size.
+        const std::vector<index_t> shifts = std::is_same_v<T, float> ? std::vector<index_t>{16, 32, 48}
+                                                                      : std::vector<index_t>{8, 16, 24};
+        for (const index_t shift : shifts) {
+            INFO("K = " << K << ", columns rotated by " << shift);
+            std::vector<index_t> from(static_cast<std::size_t>(N));  // column j of the rotation is Z's from[j]
+            for (index_t j = 0; j < N; ++j) from[static_cast<std::size_t>(j)] = (j + shift) % N;
+            const auto S_rot = mlnc::sample_subset(S, from).to_label_sets();
+            mlnc::matrix<T> Z_rot(K, N);
+            for (index_t j = 0; j < N; ++j) Z_rot.col(j) = Z.col(from[static_cast<std::size_t>(j)]);
+            mlnc::vector<T> per_rot(N);
+            mlnc::matrix<T> G_rot(K, N);
+            mlnc::pal_sample_losses(Z_rot, S_rot, per_rot);
+            mlnc::pal_loss_grad(Z_rot, S_rot, G_rot);
+            bool same = true;
+            for (index_t j = 0; j < N; ++j) {
+                const index_t i = from[static_cast<std::size_t>(j)];
+                same = same && per_rot[j] == per[i] && (G_rot.col(j).array() == G.col(i).array()).all();
+            }
+            CHECK(same);
+        }
+    }
 }
 
 TEMPLATE_TEST_CASE("small K: strided views and a subset of the labels give the contiguous answer", "", float, double) {
@@ -581,7 +636,7 @@ TEST_CASE("small K: a non-finite logit inside a block of samples is reported at 
     const auto S = label_sets::from_lists(lists, K);
     const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
     for (const double bad : {-inf, inf, nan}) {
-        for (const index_t col : {0, 5, 17, 33, 39}) {
+        for (const index_t col : {0, 5, 12, 17, 25, 33, 39}) {
             Eigen::MatrixXd Z = Eigen::MatrixXd::Constant(K, N, 0.25);
             Z(3, col) = bad;
             Z(7, std::min<index_t>(col + 1, N - 1)) = nan;  // a later bad entry must not be the one reported

@@ -382,6 +382,20 @@ struct simd_block;
 inline constexpr Eigen::Index block_k_max = 32;
 
 #if defined(EIGEN_VECTORIZE_AVX512)
+// Up to K = block_group_k_max<T>, block_group blocks are taken together by one call (see
+// pal_small_block_contiguous): a block there is too short a chain for the processor to overlap
+// with the next. Past it, grouping was no faster or slower (docs/performance.md, the bench
+// SmallKLoss and SmallKLossGrad). MLNC_BLOCK_GROUP_K_MAX sets the limit, for such measurements
+// (0: no grouping).
+inline constexpr int block_group = 2;
+#if defined(MLNC_BLOCK_GROUP_K_MAX)
+template <class T>
+inline constexpr Eigen::Index block_group_k_max = MLNC_BLOCK_GROUP_K_MAX;
+#else
+template <class T>
+inline constexpr Eigen::Index block_group_k_max = 10;
+#endif
+
 template <>
 struct simd_block<float> {
     using packet = __m512;
@@ -482,6 +496,15 @@ struct simd_block<double> {
     }
 };
 #else
+inline constexpr int block_group = 4;  // as with AVX-512; the blocks hold half as many samples
+#if defined(MLNC_BLOCK_GROUP_K_MAX)
+template <class T>
+inline constexpr Eigen::Index block_group_k_max = MLNC_BLOCK_GROUP_K_MAX;
+#else
+template <class T>
+inline constexpr Eigen::Index block_group_k_max = sizeof(T) == 8 ? 16 : 10;
+#endif
+
 // The sum of a packet of 4 doubles, in a fixed order.
 inline double reduce_add(__m256d x) noexcept {
     const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(x), _mm256_extractf128_pd(x, 1));
@@ -501,6 +524,7 @@ struct simd_block<float> {
         return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
     }
     static spread_index make_spread(const std::int32_t* v) noexcept { return make_gather(v); }
+    static gather_index splat_index(std::int32_t v) noexcept { return _mm256_set1_epi32(v); }
     static mask lanes_above(gather_index count, int t) noexcept {
         return _mm256_cmpgt_epi32(count, _mm256_set1_epi32(t));
     }
@@ -555,6 +579,7 @@ struct simd_block<double> {
     static gather_index make_gather(const std::int32_t* v) noexcept {
         return _mm_load_si128(reinterpret_cast<const __m128i*>(v));
     }
+    static gather_index splat_index(std::int32_t v) noexcept { return _mm_set1_epi32(v); }
     static mask lanes_above(gather_index count, int t) noexcept { return _mm_cmpgt_epi32(count, _mm_set1_epi32(t)); }
     static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
         return _mm_mask_i32gather_epi32(_mm_setzero_si128(), base, idx, m, 4);
@@ -608,33 +633,42 @@ struct small_block_layout {
     }
 };
 
-// As pal_small_block, for zb = the block's first logit and gb = its first gradient entry (null for
-// no gradient; may equal zb), both with leading dimension K. Also returns false, having written
-// nothing, when a label's logit lies further below its column's max than T can represent (or,
-// for a sample_subset whose sets lie more than 2^31 labels apart in memory, always).
+// As pal_small_block, for P consecutive blocks of L samples together (P L samples from i0), zb =
+// their first logit and gb = their first gradient entry (null for no gradient; may equal zb), both
+// with leading dimension K. Also returns false, having written nothing, when a label's logit lies
+// further below its column's max than T can represent (or, for a sample_subset whose sets lie
+// more than 2^31 labels apart in memory, always).
 //
 // The labels enter as lanes too: each sample's set is located once (where its labels start,
 // relative to the first sample's, and how many there are), and label t of the L samples is one
 // masked gather of 32-bit labels, its logit one masked gather from the block, for t below the
-// block's largest set. So the labels cost no pass over K and no scalar stores of indicators (an
-// earlier form set two 0/1 indicator blocks, K x L each, by scalar stores: a quarter of the block's
-// time at K = 10). The gradient's - y_value at the labels is applied after the block's stores,
-// one scalar subtraction per (label slot, sample), the slots past a sample's set subtracting 0
-// from its first entry.
-template <class T, class Labels>
+// largest set. So the labels cost no pass over K and no scalar stores of indicators (an earlier
+// form set two 0/1 indicator blocks, K x L each, by scalar stores: a quarter of the block's time
+// at K = 10). The gradient's - y_value at the labels: with a scatter, into a zeroed K x L block
+// subtracted in the pass that scales G; without, one scalar subtraction per (label slot, sample)
+// after that pass, the slots past a sample's set subtracting 0 from its first entry.
+//
+// Each of the P blocks is computed exactly as it would be alone (the same operations on the same
+// lanes, its losses added to `sum` in block order), so P changes no bit of the results. It only
+// interleaves P independent chains: one block is a chain of dependent steps (gathers, a max, the
+// exps, a sum, a log, a division), too long for the processor to overlap with the next block.
+template <int P, class T, class Labels>
 bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pal_variant variant, T* per_sample,
                                 T* gb, double scale, Eigen::Index i0, double& sum, const small_block_layout<T>& lay) {
     namespace ei = Eigen::internal;
     using A = simd_block<T>;
     using packet = typename A::packet;
+    using index = typename A::gather_index;
     constexpr int L = A::L;
     static_assert(L == column_sweeps<T>::L, "the block's packet is Eigen's packet of T");
+    static_assert(P >= 1);
     const bool want_grad = gb != nullptr;
+    const Eigen::Index KL = K * L;  // entries of one block
     // The sets, as lanes: start (in labels, from the first set's first label) and size.
-    alignas(64) std::int32_t start[L], count[L];
+    alignas(64) std::int32_t start[P * L], count[P * L];
     const label_t* const base = S[i0].data();
     int most = 0;  // the largest set
-    for (int j = 0; j < L; ++j) {
+    for (int j = 0; j < P * L; ++j) {
         const auto set = S[i0 + j];
         const std::ptrdiff_t d = set.data() - base;
         if (d < std::numeric_limits<std::int32_t>::min() || d > std::numeric_limits<std::int32_t>::max() - K)
@@ -643,82 +677,116 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
         count[j] = static_cast<std::int32_t>(set.size());
         most = std::max(most, count[j]);
     }
-    alignas(64) T zt[block_k_max * L];  // the logits across samples (loss only)
-    packet vmax = A::gather(zb, lay.offsets);
-    packet vbad = ei::psub(vmax, vmax);
-    if (!want_grad) ei::pstore(zt, vmax);
-    for (Eigen::Index k = 1; k < K; ++k) {
-        const packet x = A::gather(zb + k, lay.offsets);
-        if (!want_grad) ei::pstore(zt + k * L, x);
-        vmax = ei::pmax(vmax, x);
-        vbad = ei::padd(vbad, ei::psub(x, x));
+    // Block p's logit k across its samples: a gather at zb + p K L + k. NaN or an infinity in a
+    // logit makes x * 0 NaN, and so the block's check.
+    alignas(64) T zt[P * block_k_max * L];  // the logits across samples (loss only), block p at p K L
+    packet vmax[P], vbad[P];
+    for (int p = 0; p < P; ++p) {
+        vmax[p] = A::gather(zb + p * KL, lay.offsets);
+        vbad[p] = ei::pmul(vmax[p], ei::pzero(vmax[p]));
+        if (!want_grad) ei::pstore(zt + p * KL, vmax[p]);
     }
-    if (!(ei::predux(vbad) == T(0))) return false;
-    const packet zero = ei::pzero(vmax);
-    const auto vstart = A::make_gather(start), vcount = A::make_gather(count);
-    const packet vm = A::to_packet(vcount);
+    for (Eigen::Index k = 1; k < K; ++k) {
+        for (int p = 0; p < P; ++p) {
+            const packet x = A::gather(zb + p * KL + k, lay.offsets);
+            if (!want_grad) ei::pstore(zt + p * KL + k * L, x);
+            vmax[p] = ei::pmax(vmax[p], x);
+            vbad[p] = ei::pmadd(x, ei::pzero(x), vbad[p]);
+        }
+    }
+    packet bad = vbad[0];
+    for (int p = 1; p < P; ++p) bad = ei::padd(bad, vbad[p]);
+    if (!(ei::predux(bad) == T(0))) return false;
+    const packet zero = ei::pzero(vmax[0]);
+    index vstart[P], vcount[P];
+    packet vm[P], vy[P];
     // PAL: g = (m p - y) scale; PAL-N: g = (p - y / m) scale; p = e / sum.
     const packet vscale = ei::pset1<packet>(static_cast<T>(scale));
-    const packet vy = variant == pal_variant::pal ? vscale : ei::pdiv(vscale, vm);
+    for (int p = 0; p < P; ++p) {
+        vstart[p] = A::make_gather(start + p * L);
+        vcount[p] = A::make_gather(count + p * L);
+        vm[p] = A::to_packet(vcount[p]);
+        vy[p] = variant == pal_variant::pal ? vscale : ei::pdiv(vscale, vm[p]);
+    }
     // For the gradient, with a scatter (AVX-512): y_value at the labels in the columns' layout (yc),
     // subtracted in the pass that scales G. Without: label slot t of each sample, its position in
-    // the block (the sample's first entry past its set) and what to subtract there (0 past the
+    // G from gb (the sample's first entry past its set) and what to subtract there (0 past the
     // set), for scalar subtractions after that pass.
-    alignas(64) T yc[A::has_scatter ? block_k_max * L : 1];
-    alignas(64) std::int32_t at[A::has_scatter ? 1 : block_k_max * L];
-    alignas(64) T y_at[A::has_scatter ? 1 : block_k_max * L];
+    alignas(64) T yc[A::has_scatter ? P * block_k_max * L : 1];
+    alignas(64) std::int32_t at[A::has_scatter ? 1 : P * block_k_max * L];
+    alignas(64) T y_at[A::has_scatter ? 1 : P * block_k_max * L];
     if constexpr (A::has_scatter)
         if (want_grad)
-            for (Eigen::Index r = 0; r < K; ++r) ei::pstore(yc + r * L, zero);
+            for (Eigen::Index r = 0; r < P * K; ++r) ei::pstore(yc + r * L, zero);
     // sum over the labels of z_k - max (<= 0), only in the label lanes: 0 (-Inf) would be NaN where
     // a logit of another class lies more than the largest T below the max.
-    packet vlab = zero;
+    packet vlab[P];
+    for (int p = 0; p < P; ++p) vlab[p] = zero;
     for (int t = 0; t < most; ++t) {
-        const auto in_set = A::lanes_above(vcount, t);
-        const auto pos = A::add_index(lay.offsets, A::gather_labels(base + t, vstart, in_set));
-        vlab = A::add_masked(vlab, in_set, ei::psub(A::gather_masked(zb, pos, in_set), vmax));
-        if (want_grad) {
-            if constexpr (A::has_scatter) {
-                A::scatter_masked(yc, pos, in_set, vy);
-            } else {
-                A::store_index(at + t * L, pos);
-                ei::pstore(y_at + t * L, A::keep_masked(vy, in_set));
+        for (int p = 0; p < P; ++p) {
+            const auto in_set = A::lanes_above(vcount[p], t);
+            const auto pos = A::add_index(lay.offsets, A::gather_labels(base + t, vstart[p], in_set));
+            vlab[p] = A::add_masked(vlab[p], in_set, ei::psub(A::gather_masked(zb + p * KL, pos, in_set), vmax[p]));
+            if (want_grad) {
+                if constexpr (A::has_scatter) {
+                    A::scatter_masked(yc + p * KL, pos, in_set, vy[p]);
+                } else {
+                    const index from_gb = A::add_index(pos, A::splat_index(static_cast<std::int32_t>(p * KL)));
+                    A::store_index(at + (t * P + p) * L, from_gb);
+                    ei::pstore(y_at + (t * P + p) * L, A::keep_masked(vy[p], in_set));
+                }
             }
         }
     }
     // A label's z_k - max beyond the largest T (logits of opposite signs near the overflow): the
-    // columns one at a time take their differences in double (nothing is written yet).
-    if (!std::isfinite(ei::predux(vlab))) return false;
+    // columns one at a time take their differences in double (nothing is written yet). vlab <= 0,
+    // so a sum over the blocks is finite only when each is.
+    packet lab = vlab[0];
+    for (int p = 1; p < P; ++p) lab = ei::padd(lab, vlab[p]);
+    if (!std::isfinite(ei::predux(lab))) return false;
     // sum_k exp(z_k - max) across samples: from G's exps in the columns' layout when a gradient is
     // wanted (each exp is taken once), else from the logits across samples.
-    packet vsum = zero;
+    packet vsum[P];
+    for (int p = 0; p < P; ++p) vsum[p] = zero;
     if (want_grad) {
         for (Eigen::Index r = 0; r < K; ++r) {
-            const packet x = ei::ploadu<packet>(zb + r * L);
-            ei::pstoreu(gb + r * L, pexp_nonpositive(ei::psub(x, A::spread(lay.sample_of[r], vmax))));
+            for (int p = 0; p < P; ++p) {
+                const packet x = ei::ploadu<packet>(zb + p * KL + r * L);
+                ei::pstoreu(gb + p * KL + r * L, pexp_nonpositive(ei::psub(x, A::spread(lay.sample_of[r], vmax[p]))));
+            }
         }
-        for (Eigen::Index k = 0; k < K; ++k) vsum = ei::padd(vsum, A::gather(gb + k, lay.offsets));
+        for (Eigen::Index k = 0; k < K; ++k)
+            for (int p = 0; p < P; ++p) vsum[p] = ei::padd(vsum[p], A::gather(gb + p * KL + k, lay.offsets));
     } else {
         for (Eigen::Index k = 0; k < K; ++k)
-            vsum = ei::padd(vsum, pexp_nonpositive<packet, false>(ei::psub(ei::pload<packet>(zt + k * L), vmax)));
+            for (int p = 0; p < P; ++p)
+                vsum[p] = ei::padd(vsum[p], pexp_nonpositive<packet, false>(
+                                                ei::psub(ei::pload<packet>(zt + p * KL + k * L), vmax[p])));
     }
     // sum in [1, K]: its log to the precision of T. Loss = m log(sum) - sum_{k in S} (z_k - max),
     // two non-negative terms, in double; PAL-N divides by m.
-    const packet vlog = ei::plog(vsum);
-    sum += A::losses(vm, vlog, vlab, variant == pal_variant::pal_n, per_sample == nullptr ? nullptr : per_sample + i0);
+    packet vlog[P];
+    for (int p = 0; p < P; ++p) vlog[p] = ei::plog(vsum[p]);
+    for (int p = 0; p < P; ++p)
+        sum += A::losses(vm[p], vlog[p], vlab[p], variant == pal_variant::pal_n,
+                         per_sample == nullptr ? nullptr : per_sample + i0 + p * L);
     if (want_grad) {
         const packet one = ei::pset1<packet>(T(1));
-        const packet vp = ei::pdiv(ei::pmul(variant == pal_variant::pal ? vm : one, vscale), vsum);
-        if constexpr (A::has_scatter) {
-            for (Eigen::Index r = 0; r < K; ++r) {
-                const packet e = ei::pmul(ei::ploadu<packet>(gb + r * L), A::spread(lay.sample_of[r], vp));
-                ei::pstoreu(gb + r * L, ei::psub(e, ei::pload<packet>(yc + r * L)));
+        packet vp[P];
+        for (int p = 0; p < P; ++p)
+            vp[p] = ei::pdiv(ei::pmul(variant == pal_variant::pal ? vm[p] : one, vscale), vsum[p]);
+        for (Eigen::Index r = 0; r < K; ++r) {
+            for (int p = 0; p < P; ++p) {
+                T* const gr = gb + p * KL + r * L;
+                const packet e = ei::pmul(ei::ploadu<packet>(gr), A::spread(lay.sample_of[r], vp[p]));
+                if constexpr (A::has_scatter)
+                    ei::pstoreu(gr, ei::psub(e, ei::pload<packet>(yc + p * KL + r * L)));
+                else
+                    ei::pstoreu(gr, e);
             }
-        } else {
-            for (Eigen::Index r = 0; r < K; ++r)
-                ei::pstoreu(gb + r * L, ei::pmul(ei::ploadu<packet>(gb + r * L), A::spread(lay.sample_of[r], vp)));
-            for (int q = 0; q < most * L; ++q) gb[at[q]] -= y_at[q];
         }
+        if constexpr (!A::has_scatter)
+            for (int q = 0; q < most * P * L; ++q) gb[at[q]] -= y_at[q];
     }
     return true;
 }
@@ -796,10 +864,22 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
         if (small && i >= block_end && i % L == 0 && i + L <= end) {
             if (pending > 0) flush();  // the sum in column order
 #if defined(MLNC_DETAIL_SIMD_BLOCK)
-            const bool done = contiguous ? pal_small_block_contiguous(z.data + i * K, K, S, variant, per_sample,
-                                                                       want_grad ? g.data + i * K : nullptr, scale, i,
-                                                                       result.sum, *layout)
-                                         : pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum);
+            bool done;
+            if (contiguous) {
+                // block_group blocks together where they fit (the same bits as one at a time; a group
+                // that fails goes one block at a time, so that only the failing block's columns do).
+                const T* const zi = z.data + i * K;
+                T* const gi = want_grad ? g.data + i * K : nullptr;
+                if (K <= block_group_k_max<T> && i + block_group * L <= end &&
+                    pal_small_block_contiguous<block_group>(zi, K, S, variant, per_sample, gi, scale, i, result.sum,
+                                                            *layout)) {
+                    i += block_group * L - 1;
+                    continue;
+                }
+                done = pal_small_block_contiguous<1>(zi, K, S, variant, per_sample, gi, scale, i, result.sum, *layout);
+            } else {
+                done = pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum);
+            }
 #else
             const bool done = pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum);
 #endif
