@@ -542,6 +542,7 @@ TEMPLATE_TEST_CASE("small K: a column's bits do not depend on its block's place 
             if (i % 3 == 0) set.push_back((set[0] + 1) % K);
             lists.push_back(set);
         }
+        lists[90] = {0, 1};  // label 1 lies 2 big below the max: column 90's block goes column by column
         const auto S = label_sets::from_lists(lists, K);
         mlnc::matrix<T> Z = randn(K, N, rng, 4.0).template cast<T>();
         const T big = std::numeric_limits<T>::max() / T(4) * T(3);
@@ -551,10 +552,9 @@ TEMPLATE_TEST_CASE("small K: a column's bits do not depend on its block's place 
         mlnc::matrix<T> G(K, N);
         mlnc::pal_sample_losses(Z, S, per);
         mlnc::pal_loss_grad(Z, S, G);
-        // Multiples of L (float: 8 or 16; double: 4 or 8) that are not of the group's size.
-        const std::vector<index_t> shifts = std::is_same_v<T, float> ? std::vector<index_t>{16, 32, 48}
-                                                                      : std::vector<index_t>{8, 16, 24};
-        for (const index_t shift : shifts) {
+        // L, 2 L and 3 L: every other place in a group of 2 (AVX-512) or 4 (AVX2) blocks.
+        constexpr index_t L = mlnc::cpu_kernels::column_sweeps<T>::L;
+        for (const index_t shift : {L, 2 * L, 3 * L}) {
             INFO("K = " << K << ", columns rotated by " << shift);
             std::vector<index_t> from(static_cast<std::size_t>(N));  // column j of the rotation is Z's from[j]
             for (index_t j = 0; j < N; ++j) from[static_cast<std::size_t>(j)] = (j + shift) % N;

@@ -664,15 +664,21 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
     static_assert(P >= 1);
     const bool want_grad = gb != nullptr;
     const Eigen::Index KL = K * L;  // entries of one block
-    // The sets, as lanes: start (in labels, from the first set's first label) and size.
+    // The sets, as lanes: start (in labels, from the first set's first label) and size. A set too
+    // far from the first one, or from its own block's first (as the block alone would find it),
+    // for 32-bit lanes: false.
     alignas(64) std::int32_t start[P * L], count[P * L];
     const label_t* const base = S[i0].data();
+    const auto too_far = [K](std::ptrdiff_t d) {
+        return d < std::numeric_limits<std::int32_t>::min() || d > std::numeric_limits<std::int32_t>::max() - K;
+    };
     int most = 0;  // the largest set
+    std::ptrdiff_t block_first = 0;
     for (int j = 0; j < P * L; ++j) {
         const auto set = S[i0 + j];
         const std::ptrdiff_t d = set.data() - base;
-        if (d < std::numeric_limits<std::int32_t>::min() || d > std::numeric_limits<std::int32_t>::max() - K)
-            return false;
+        if (j % L == 0) block_first = d;
+        if (too_far(d) || too_far(d - block_first)) return false;
         start[j] = static_cast<std::int32_t>(d);
         count[j] = static_cast<std::int32_t>(set.size());
         most = std::max(most, count[j]);
@@ -845,8 +851,9 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     };
     std::vector<T> z_buf(z.inner != 1 ? static_cast<std::size_t>(K) : 0);
     std::vector<T> scratch(want_grad && g.inner != 1 ? static_cast<std::size_t>(K) : 0);
-    // Blocks start at multiples of L (and the threads' ranges too), so a column takes the same
-    // path, and gives the same bits, whatever the thread count.
+    // Blocks start at multiples of L (and the threads' ranges too), so a column goes by the same
+    // block, or alone, and gives the same bits, whatever the thread count (a block gives the same
+    // bits in a group or alone, and where a range ends decides only that).
     constexpr Eigen::Index L = sweeps::L;
     const bool unit = L > 1 && z.inner == 1 && (!want_grad || g.inner == 1);
 #if defined(MLNC_DETAIL_SIMD_BLOCK)
@@ -866,8 +873,9 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
 #if defined(MLNC_DETAIL_SIMD_BLOCK)
             bool done;
             if (contiguous) {
-                // block_group blocks together where they fit (the same bits as one at a time; a group
-                // that fails goes one block at a time, so that only the failing block's columns do).
+                // block_group blocks together where they fit (the same bits as one at a time). When a
+                // group fails, its first block goes alone, and the groups resume after it: so only a
+                // failing block's columns go one at a time.
                 const T* const zi = z.data + i * K;
                 T* const gi = want_grad ? g.data + i * K : nullptr;
                 if (K <= block_group_k_max<T> && i + block_group * L <= end &&
