@@ -116,6 +116,24 @@ void SmallKLossGrad(benchmark::State& st) {
     PalLossGrad<T>(st);
 }
 
+// Long columns across K (about 6.5 10^6 logits each), serial: past L1, a column prefetches the
+// next into L2 where the live columns fit there, and these chose that rule (docs/performance.md,
+// MLNC_PREFETCH_L2).
+template <class T>
+void LargeKLoss(benchmark::State& st) {
+    PalLoss<T>(st);
+}
+
+template <class T>
+void LargeKLossGrad(benchmark::State& st) {
+    PalLossGrad<T>(st);
+}
+
+template <class T>
+void LargeKLossGradInPlace(benchmark::State& st) {
+    PalLossGradInPlace<T>(st);
+}
+
 template <class T>
 void Objective(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1), d = st.range(2);
@@ -166,6 +184,10 @@ void small_k(benchmark::internal::Benchmark* b) {
     for (const int K : {3, 6, 10, 12, 16, 20, 24, 32}) b->Args({K, 100000, 1});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
+void large_k(benchmark::internal::Benchmark* b) {
+    for (const int K : {4096, 10000, 30000, 100000, 200000, 500000}) b->Args({K, 6553600 / K, 1});
+    b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
 // The bandwidth target: K = 1000, N = 65 536 (256 MB in float, out of cache).
 void big(benchmark::internal::Benchmark* b) {
     b->Args({1000, 65536, 1})->Args({1000, 65536, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -185,6 +207,12 @@ BENCHMARK_TEMPLATE(SmallKLoss, float)->Apply(small_k);
 BENCHMARK_TEMPLATE(SmallKLossGrad, float)->Apply(small_k);
 BENCHMARK_TEMPLATE(SmallKLoss, double)->Apply(small_k);
 BENCHMARK_TEMPLATE(SmallKLossGrad, double)->Apply(small_k);
+BENCHMARK_TEMPLATE(LargeKLoss, float)->Apply(large_k);
+BENCHMARK_TEMPLATE(LargeKLossGrad, float)->Apply(large_k);
+BENCHMARK_TEMPLATE(LargeKLossGradInPlace, float)->Apply(large_k);
+BENCHMARK_TEMPLATE(LargeKLoss, double)->Apply(large_k);
+BENCHMARK_TEMPLATE(LargeKLossGrad, double)->Apply(large_k);
+BENCHMARK_TEMPLATE(LargeKLossGradInPlace, double)->Apply(large_k);
 BENCHMARK_TEMPLATE(Objective, float)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(Gemm3, float)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(Objective, double)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -280,6 +280,64 @@ TEST_CASE("K = 10^6 labels: loss and gradient at the logits level") {
     CHECK(G.allFinite());
 }
 
+TEMPLATE_TEST_CASE("long columns: prefetching the next one into L2 or not changes no bit, and both match the reference",
+                   "", float, double) {
+    // Columns past L1 (K = 20 000: 80 KB in float, 160 KB in double) prefetch their successor into
+    // L2 when the columns live at once fit in L2 as Eigen knows it (prefetch_into_l2). Eigen's
+    // cache sizes set to 0 and to 1 GB take both branches in one program; the prefetch is a hint,
+    // so the answers must agree bit for bit, and with the long-double reference.
+    using T = TestType;
+    using mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+    const index_t K = 20000, N = 9;
+    std::mt19937_64 rng(21);
+    const auto S = random_labels(K, N, 4, rng);
+    const Eigen::MatrixXd Zd = randn(K, N, rng, 4.0);
+    const mat Z = Zd.cast<T>();
+    const std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(), l3 = Eigen::l3CacheSize();
+    const auto run = [&](std::ptrdiff_t l2_size, int threads, mat& G, mat& Gi, Eigen::Matrix<T, Eigen::Dynamic, 1>& per) {
+        Eigen::setCpuCacheSizes(l1, l2_size, l3);
+        const bool on = mlnc::cpu_kernels::prefetch_into_l2(K * static_cast<index_t>(sizeof(T)), 3);
+        CHECK(on == (l2_size >= 3 * K * static_cast<std::ptrdiff_t>(sizeof(T))));
+        const mlnc::cpu be{threads};
+        G.resize(K, N);
+        per.resize(N);
+        Gi = Z;
+        const double a = mlnc::pal_loss_grad(be, Z, S, G);
+        const double b = mlnc::pal_loss_grad_inplace(be, Gi, S);
+        const double c = mlnc::pal_sample_losses(be, Z, S, per);
+        CHECK(a == b);
+        CHECK(a == c);
+        CHECK(a == mlnc::pal_loss(be, Z, S));
+        return a;
+    };
+    mat G0, Gi0, G1, Gi1;
+    Eigen::Matrix<T, Eigen::Dynamic, 1> per0, per1;
+    for (const int threads : {1, 2}) {
+        INFO("threads " << threads);
+        const double off = run(0, threads, G0, Gi0, per0);
+        const double on = run(std::ptrdiff_t{1} << 30, threads, G1, Gi1, per1);
+        Eigen::setCpuCacheSizes(l1, l2, l3);
+        CHECK(off == on);
+        CHECK(G0 == G1);
+        CHECK(Gi0 == Gi1);
+        CHECK(G0 == Gi0);
+        CHECK(per0 == per1);
+        // Against the long-double reference from the logits as T holds them. A per-sample loss here
+        // is 30-65 (m labels of lse - z_k); its error is that of log(sum of exps), i.e. the sum's
+        // relative error (each lane adds at most 16 exps in T before the double flush: <= 16 eps(T)
+        // plus the exps' own ulp), over the loss, plus the final rounding to T (2^-24 = 6e-8 in
+        // float). So below 1.5e-7 in float (measured: at most 3.5e-8) and 1e-14 in double.
+        const double tol = std::is_same_v<T, float> ? 2e-7 : 1e-13;
+        long double ref = 0;
+        for (index_t i = 0; i < N; ++i) {
+            const long double r = ref_sample_loss(Z.col(i).template cast<double>(), S[i], pal_variant::pal);
+            ref += r;
+            CHECK(static_cast<double>(per0[i]) == Approx(static_cast<double>(r)).epsilon(tol));
+        }
+        CHECK(off == Approx(static_cast<double>(ref / N)).epsilon(tol));
+    }
+}
+
 TEST_CASE("the kernel's float exp is within 2 ulp of exp on [-86.9, 0], 0 below, and exact at 0") {
     // Every float in [-86.9, 0] whose bits are a multiple of 97 apart (about 10^7 of the 1.1 * 10^9
     // floats there), plus the ends and a few exact points, against exp in double rounded to float.

@@ -247,12 +247,19 @@ struct column_sweeps {
 
     // sum_k exp(z_k - mx) in double; e[k] = exp(z_k - mx) when e is not null (e may be z).
     // `next`, when not null, is the next column (K entries): its cache lines are prefetched as
-    // this one is swept, so that its first sweep overlaps this column's arithmetic.
-    static double exp_sum(const T* z, Eigen::Index K, T mx, T* e, const T* next = nullptr) noexcept {
-        return e != nullptr ? exp_sum_impl<true>(z, K, mx, e, next) : exp_sum_impl<false>(z, K, mx, nullptr, next);
+    // this one is swept, so that its first sweep overlaps this column's arithmetic; into L1, or
+    // into L2 when `next_to_l2` (a column too long for L1).
+    static double exp_sum(const T* z, Eigen::Index K, T mx, T* e, const T* next = nullptr,
+                          bool next_to_l2 = false) noexcept {
+        if (next_to_l2)
+            return e != nullptr ? exp_sum_impl<true, 2>(z, K, mx, e, next)
+                                : exp_sum_impl<false, 2>(z, K, mx, nullptr, next);
+        return e != nullptr ? exp_sum_impl<true, 3>(z, K, mx, e, next)
+                            : exp_sum_impl<false, 3>(z, K, mx, nullptr, next);
     }
     // Store: the exps go to e (flushed to 0 below the exp's bound), else they are only summed.
-    template <bool Store>
+    // Locality: __builtin_prefetch's (3: into L1, 2: into L2).
+    template <bool Store, int Locality>
     static double exp_sum_impl(const T* z, Eigen::Index K, T mx, T* e, const T* next) noexcept {
         namespace ei = Eigen::internal;
         const packet vm = ei::pset1<packet>(mx);
@@ -261,7 +268,7 @@ struct column_sweeps {
         for (; k + block <= K; k += block) {
             packet acc = ei::pzero(vm);
             for (Eigen::Index j = k; j < k + block; j += L) {
-                if (next != nullptr) __builtin_prefetch(next + j);
+                if (next != nullptr) __builtin_prefetch(next + j, 0, Locality);
                 const packet x = pexp_nonpositive<packet, Store>(ei::psub(ei::ploadu<packet>(z + j), vm));
                 if constexpr (Store) ei::pstoreu(e + j, x);
                 acc = ei::padd(acc, x);
@@ -271,7 +278,7 @@ struct column_sweeps {
         if (k + L <= K) {
             packet acc = ei::pzero(vm);
             for (; k + L <= K; k += L) {
-                if (next != nullptr) __builtin_prefetch(next + k);
+                if (next != nullptr) __builtin_prefetch(next + k, 0, Locality);
                 const packet x = pexp_nonpositive<packet, Store>(ei::psub(ei::ploadu<packet>(z + k), vm));
                 if constexpr (Store) ei::pstoreu(e + k, x);
                 acc = ei::padd(acc, x);
@@ -821,8 +828,26 @@ inline void log_batch_of(const double* x, double* out) noexcept {
     }
 }
 
-// Columns up to this size prefetch their successor (exp_sum).
+// Columns up to this size prefetch their successor into L1 (exp_sum).
 inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
+
+// Longer columns prefetch their successor into L2 while the columns live at once (this one, the
+// next, and the gradient's unless it is written in place or not at all) fit in L2 as Eigen knows
+// it (Eigen::l2CacheSize(): by cpuid, or Eigen::setCpuCacheSizes): from the first sweep of a
+// column on, the exps and the scaling of the column before then overlap the memory's latency.
+// Past that, the prefetched lines would evict the column still being swept, and the columns go
+// unprefetched. MLNC_PREFETCH_L2=0 turns this off, for measurement (docs/performance.md, the bench
+// LargeK*).
+inline bool prefetch_into_l2(Eigen::Index column_bytes, int live_columns) {
+#if defined(MLNC_PREFETCH_L2) && MLNC_PREFETCH_L2 == 0
+    (void)column_bytes;
+    (void)live_columns;
+    return false;
+#else
+    return column_bytes > prefetch_max_bytes &&
+           static_cast<double>(column_bytes) * live_columns <= static_cast<double>(Eigen::l2CacheSize());
+#endif
+}
 
 // The columns [begin, end) of Z, serially: see pal_columns.
 template <class T, class Labels>
@@ -866,6 +891,8 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     std::optional<small_block_layout<T>> layout;
     if (contiguous) layout.emplace(K);
 #endif
+    const Eigen::Index column_bytes = K * static_cast<Eigen::Index>(sizeof(T));
+    const bool next_to_l2 = prefetch_into_l2(column_bytes, want_grad && g.data != z.data ? 3 : 2);
     Eigen::Index block_end = begin;  // columns before it were done by a block
     for (Eigen::Index i = begin; i < end; ++i) {
         if (small && i >= block_end && i % L == 0 && i + L <= end) {
@@ -917,12 +944,13 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
 
         T* e = !want_grad ? nullptr : g.inner == 1 ? g.data + i * g.outer : scratch.data();
         // sum_exp lies in [1, K]: the max contributes exp(0) = 1 and every term is in [0, 1].
-        // Prefetch the next column while this one is in cache (columns that fit in L1 at most:
-        // a longer column would evict its own lines).
-        const T* next = z.inner == 1 && i + 1 < end && K * static_cast<Eigen::Index>(sizeof(T)) <= prefetch_max_bytes
+        // Prefetch the next column while this one is in cache: into L1 for columns that fit there,
+        // into L2 for longer ones where the live columns fit in L2 (prefetch_into_l2); none past
+        // that, where the next column would evict this one's lines.
+        const T* next = z.inner == 1 && i + 1 < end && (column_bytes <= prefetch_max_bytes || next_to_l2)
                             ? z.data + (i + 1) * z.outer
                             : nullptr;
-        const double sum_exp = sweeps::exp_sum(zi, K, mx, e, next);
+        const double sum_exp = sweeps::exp_sum(zi, K, mx, e, next, next_to_l2);
         // log(sum_exp) is finite and >= 0, and label_term a sum of non-negative numbers: no
         // cancellation, and no overflow unless the loss itself exceeds the largest double (logits
         // of opposite signs near +-1.8e308 in double; never for float), when it is +Inf as it
