@@ -280,24 +280,72 @@ TEST_CASE("K = 10^6 labels: loss and gradient at the logits level") {
     CHECK(G.allFinite());
 }
 
+namespace {
+// Sets Eigen's L2 size for a scope and restores all three sizes after it, also on a throw.
+struct l2_size_scope {
+    std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(), l3 = Eigen::l3CacheSize();
+    explicit l2_size_scope(std::ptrdiff_t size) { Eigen::setCpuCacheSizes(l1, size, l3); }
+    ~l2_size_scope() { Eigen::setCpuCacheSizes(l1, l2, l3); }
+    l2_size_scope(const l2_size_scope&) = delete;
+    l2_size_scope& operator=(const l2_size_scope&) = delete;
+};
+}  // namespace
+
+TEST_CASE("long columns: which calls prefetch the next column into L2") {
+    // 20 000 floats = 80 000 bytes a column (past the L1 prefetch's 16 KB). Live columns: this one
+    // and the next, and the gradient's when written out of place.
+    using mlnc::strided_view;
+    using mlnc::cpu_kernels::prefetch_into_l2;
+    const Eigen::Index K = 20000, N = 4;
+    const std::ptrdiff_t col = K * static_cast<std::ptrdiff_t>(sizeof(float));
+    std::vector<float> z(static_cast<std::size_t>(K * N)), g(z.size());
+    const strided_view<const float> Z{z.data(), K, N, 1, K};
+    const strided_view<float> none{}, out{g.data(), K, N, 1, K}, in_place{z.data(), K, N, 1, K},
+        g_strided{g.data(), K, N, N, 1};
+    const strided_view<const float> z_strided{z.data(), K, N, N, 1};
+    const strided_view<const float> short_cols{z.data(), 4096, N, 1, 4096};  // 16 KB: the L1 prefetch
+    const bool on = mlnc::cpu_kernels::l2_prefetch_enabled;
+    INFO("L2 prefetch compiled in: " << on);
+    {
+        const l2_size_scope two(2 * col);
+        CHECK(prefetch_into_l2(Z, none) == on);      // loss alone: 2 live
+        CHECK(prefetch_into_l2(Z, in_place) == on);  // in place: 2 live
+        CHECK_FALSE(prefetch_into_l2(Z, out));       // out of place: 3 live
+    }
+    {
+        const l2_size_scope two_less(2 * col - 1);
+        CHECK_FALSE(prefetch_into_l2(Z, none));
+        CHECK_FALSE(prefetch_into_l2(Z, in_place));
+    }
+    {
+        const l2_size_scope big(std::ptrdiff_t{1} << 30);
+        CHECK(prefetch_into_l2(Z, out) == on);
+        CHECK_FALSE(prefetch_into_l2(Z, g_strided));       // G written with a stride
+        CHECK_FALSE(prefetch_into_l2(z_strided, none));    // Z read through a scratch column
+        CHECK_FALSE(prefetch_into_l2(short_cols, none));   // fits L1: prefetched there instead
+    }
+    {
+        const l2_size_scope three(3 * col);
+        CHECK(prefetch_into_l2(Z, out) == on);
+    }
+}
+
 TEMPLATE_TEST_CASE("long columns: prefetching the next one into L2 or not changes no bit, and both match the reference",
                    "", float, double) {
     // Columns past L1 (K = 20 000: 80 KB in float, 160 KB in double) prefetch their successor into
-    // L2 when the columns live at once fit in L2 as Eigen knows it (prefetch_into_l2). Eigen's
-    // cache sizes set to 0 and to 1 GB take both branches in one program; the prefetch is a hint,
-    // so the answers must agree bit for bit, and with the long-double reference.
+    // L2 when the columns live at once fit in L2 as Eigen knows it (prefetch_into_l2, tested
+    // above). Eigen's L2 size set to 0 and to 1 GB takes both branches in one program; the
+    // prefetch is a hint, so the answers must agree bit for bit, and with the long-double
+    // reference. N = 37 columns: two threads' ranges (split at multiples of L <= 16) both hold some.
     using T = TestType;
     using mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-    const index_t K = 20000, N = 9;
+    const index_t K = 20000, N = 37;
     std::mt19937_64 rng(21);
     const auto S = random_labels(K, N, 4, rng);
     const Eigen::MatrixXd Zd = randn(K, N, rng, 4.0);
     const mat Z = Zd.cast<T>();
-    const std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(), l3 = Eigen::l3CacheSize();
     const auto run = [&](std::ptrdiff_t l2_size, int threads, mat& G, mat& Gi, Eigen::Matrix<T, Eigen::Dynamic, 1>& per) {
-        Eigen::setCpuCacheSizes(l1, l2_size, l3);
-        const bool on = mlnc::cpu_kernels::prefetch_into_l2(K * static_cast<index_t>(sizeof(T)), 3);
-        CHECK(on == (l2_size >= 3 * K * static_cast<std::ptrdiff_t>(sizeof(T))));
+        const l2_size_scope scope(l2_size);
         const mlnc::cpu be{threads};
         G.resize(K, N);
         per.resize(N);
@@ -316,22 +364,27 @@ TEMPLATE_TEST_CASE("long columns: prefetching the next one into L2 or not change
         INFO("threads " << threads);
         const double off = run(0, threads, G0, Gi0, per0);
         const double on = run(std::ptrdiff_t{1} << 30, threads, G1, Gi1, per1);
-        Eigen::setCpuCacheSizes(l1, l2, l3);
         CHECK(off == on);
         CHECK(G0 == G1);
         CHECK(Gi0 == Gi1);
         CHECK(G0 == Gi0);
         CHECK(per0 == per1);
-        // Against the long-double reference from the logits as T holds them. A per-sample loss here
-        // is 30-65 (m labels of lse - z_k); its error is that of log(sum of exps), i.e. the sum's
-        // relative error (each lane adds at most 16 exps in T before the double flush: <= 16 eps(T)
-        // plus the exps' own ulp), over the loss, plus the final rounding to T (2^-24 = 6e-8 in
-        // float). So below 1.5e-7 in float (measured: at most 3.5e-8) and 1e-14 in double.
-        const double tol = std::is_same_v<T, float> ? 2e-7 : 1e-13;
+        // Against the long-double reference from the logits as T holds them. Sample i's loss is a
+        // sum of m terms lse - z_k (each >= 5 here, checked), so its relative error is at most
+        // that of one term: the error of lse, i.e. the relative error of the sum of exps (each
+        // lane adds at most 16 exps in T before the flush to double: 16 eps(T) = 1e-6 in float,
+        // 1.8e-15 in double, plus the exps' own ulp) over 5, and the final rounding to T (6e-8
+        // in float): below 2.7e-7 in float (measured: 3.5e-8 at most) and 1e-15 in double.
+        const double tol = std::is_same_v<T, float> ? 3e-7 : 1e-14;
         long double ref = 0;
         for (index_t i = 0; i < N; ++i) {
-            const long double r = ref_sample_loss(Z.col(i).template cast<double>(), S[i], pal_variant::pal);
+            const Eigen::VectorXd zi = Z.col(i).template cast<double>();
+            const long double r = ref_sample_loss(zi, S[i], pal_variant::pal);
             ref += r;
+            for (const auto k : S[i]) {  // the term lse - z_k = the loss of the set {k}
+                const mlnc::label_t one[] = {k};
+                REQUIRE(ref_sample_loss(zi, one, pal_variant::pal) >= 5.0L);
+            }
             CHECK(static_cast<double>(per0[i]) == Approx(static_cast<double>(r)).epsilon(tol));
         }
         CHECK(off == Approx(static_cast<double>(ref / N)).epsilon(tol));

@@ -836,17 +836,22 @@ inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
 // it (Eigen::l2CacheSize(): by cpuid, or Eigen::setCpuCacheSizes): from the first sweep of a
 // column on, the exps and the scaling of the column before then overlap the memory's latency.
 // Past that, the prefetched lines would evict the column still being swept, and the columns go
-// unprefetched. MLNC_PREFETCH_L2=0 turns this off, for measurement (docs/performance.md, the bench
-// LargeK*).
-inline bool prefetch_into_l2(Eigen::Index column_bytes, int live_columns) {
+// unprefetched; so do columns read through a scratch column (z.inner != 1), and those whose
+// gradient is written with a stride (g.inner != 1: a cache line of G per entry stays live).
+// MLNC_PREFETCH_L2=0 turns this off, for measurement (docs/performance.md, the bench LargeK*).
 #if defined(MLNC_PREFETCH_L2) && MLNC_PREFETCH_L2 == 0
-    (void)column_bytes;
-    (void)live_columns;
-    return false;
+inline constexpr bool l2_prefetch_enabled = false;
 #else
-    return column_bytes > prefetch_max_bytes &&
-           static_cast<double>(column_bytes) * live_columns <= static_cast<double>(Eigen::l2CacheSize());
+inline constexpr bool l2_prefetch_enabled = true;
 #endif
+
+template <class T>
+bool prefetch_into_l2(strided_view<const T> z, strided_view<T> g) {
+    if (!l2_prefetch_enabled || z.inner != 1 || (g.data != nullptr && g.inner != 1)) return false;
+    const double column_bytes = static_cast<double>(z.rows) * static_cast<double>(sizeof(T));
+    const int live = g.data != nullptr && g.data != z.data ? 3 : 2;
+    return column_bytes > static_cast<double>(prefetch_max_bytes) &&
+           column_bytes * live <= static_cast<double>(Eigen::l2CacheSize());
 }
 
 // The columns [begin, end) of Z, serially: see pal_columns.
@@ -892,7 +897,7 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     if (contiguous) layout.emplace(K);
 #endif
     const Eigen::Index column_bytes = K * static_cast<Eigen::Index>(sizeof(T));
-    const bool next_to_l2 = prefetch_into_l2(column_bytes, want_grad && g.data != z.data ? 3 : 2);
+    const bool next_to_l2 = prefetch_into_l2(z, g);
     Eigen::Index block_end = begin;  // columns before it were done by a block
     for (Eigen::Index i = begin; i < end; ++i) {
         if (small && i >= block_end && i % L == 0 && i + L <= end) {
