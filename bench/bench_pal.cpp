@@ -66,6 +66,35 @@ void Copy(benchmark::State& st) {
     set_counters<T>(st, K, N, 2);
 }
 
+// Reference of the machine's arithmetic: 12 independent chains of packet multiply-adds in
+// registers (no memory), 2^22 steps each, on every one of `threads` threads. Real time at 2 threads
+// over real time at 1 is what a kernel bound by its arithmetic can at best gain from the second
+// thread here (1 if the two cores are whole; more on a machine whose second core shares, or
+// slows, the first).
+void FmaChains(benchmark::State& st) {
+    namespace ei = Eigen::internal;
+    using packet = ei::packet_traits<float>::type;
+    constexpr int chains = 12;
+    constexpr long steps = 1L << 22;
+    const int threads = static_cast<int>(st.range(0));
+    for (auto _ : st) {
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads)
+#endif
+        {
+            packet a[chains];
+            for (int j = 0; j < chains; ++j) a[j] = ei::pset1<packet>(1.0f + 1e-3f * static_cast<float>(j));
+            const packet m = ei::pset1<packet>(0.999999f), c = ei::pset1<packet>(1e-7f);
+            for (long i = 0; i < steps; ++i)
+                for (int j = 0; j < chains; ++j) a[j] = ei::pmadd(a[j], m, c);
+            benchmark::DoNotOptimize(a);
+        }
+    }
+    st.counters["packets_per_thread"] = benchmark::Counter(static_cast<double>(steps * chains) *
+                                                               static_cast<double>(st.iterations()),
+                                                           benchmark::Counter::kIsRate);
+}
+
 template <class T>
 void PalLoss(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1);
@@ -195,6 +224,7 @@ void big(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
+BENCHMARK(FmaChains)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(Copy, float)->Apply(shapes)->Apply(big);
 BENCHMARK_TEMPLATE(PalLoss, float)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLossGrad, float)->Apply(shapes);
