@@ -67,10 +67,10 @@ void Copy(benchmark::State& st) {
 }
 
 // Reference of the machine's arithmetic: 12 independent chains of packet multiply-adds in
-// registers (no memory), 2^22 steps each, on every one of `threads` threads. Real time at 2 threads
-// over real time at 1 is what a kernel bound by its arithmetic can at best gain from the second
-// thread here (1 if the two cores are whole; more on a machine whose second core shares, or
-// slows, the first).
+// registers (no memory), 2^22 steps each, on every one of `threads` threads. Each thread does the
+// same work, so the real time at 2 threads equals that at 1 where the two cores are whole; above
+// it, the second thread slows the first (shared or slowed cores), and a kernel bound by its
+// arithmetic gains less than 2x from it.
 void FmaChains(benchmark::State& st) {
     namespace ei = Eigen::internal;
     using packet = ei::packet_traits<float>::type;
