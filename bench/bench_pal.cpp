@@ -95,6 +95,38 @@ void FmaChains(benchmark::State& st) {
                                                            benchmark::Counter::kIsRate);
 }
 
+// The rule for streaming a gradient written out of place (gradient_write_of in
+// include/mlnc/cpu/pal_kernels.hpp): b = 1.0001 a over `bytes` of floats by ordinary packet stores
+// (stream = 0) or by the kernel's streaming stores (stream = 1), then b read back and summed, as
+// the gradient's reader would. One thread. Streaming pays where the write's saving exceeds what
+// the read loses by finding b in memory rather than in cache.
+void StoreThenRead(benchmark::State& st) {
+    namespace ei = Eigen::internal;
+    using sweeps = mlnc::cpu_kernels::column_sweeps<float>;
+    using packet = sweeps::packet;
+    constexpr Eigen::Index L = sweeps::L;
+    const Eigen::Index n = st.range(0) / static_cast<Eigen::Index>(sizeof(float)) / L * L;
+    const bool stream = st.range(1) != 0;
+    const mlnc::vector<float> a = mlnc::vector<float>::Random(n);
+    mlnc::vector<float> b = mlnc::vector<float>::Zero(n);  // Eigen's allocation: aligned for the packets
+    const packet s = ei::pset1<packet>(1.0001f);
+    for (auto _ : st) {
+        for (Eigen::Index k = 0; k < n; k += L) {
+            const packet x = ei::pmul(ei::pload<packet>(a.data() + k), s);
+            if (stream)
+                sweeps::stream(b.data() + k, x);
+            else
+                ei::pstore(b.data() + k, x);
+        }
+        if (stream) sweeps::stream_fence();
+        packet acc = ei::pzero(s);
+        for (Eigen::Index k = 0; k < n; k += L) acc = ei::padd(acc, ei::pload<packet>(b.data() + k));
+        benchmark::DoNotOptimize(ei::predux(acc));
+        benchmark::ClobberMemory();
+    }
+    st.counters["MB"] = static_cast<double>(st.range(0)) / (1024.0 * 1024.0);
+}
+
 template <class T>
 void PalLoss(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1);
@@ -163,6 +195,14 @@ void LargeKLossGradInPlace(benchmark::State& st) {
     PalLossGradInPlace<T>(st);
 }
 
+// Out of place from short columns to long (about 6.5 10^6 logits each: G 26 MB in float, past
+// 4 x L2 on most machines), serial: such a G is written by streaming stores, and these measured
+// that rule against MLNC_STREAM_GRADIENT=0 (docs/performance.md).
+template <class T>
+void MidKLossGrad(benchmark::State& st) {
+    PalLossGrad<T>(st);
+}
+
 template <class T>
 void Objective(benchmark::State& st) {
     const auto K = st.range(0), N = st.range(1), d = st.range(2);
@@ -217,6 +257,10 @@ void large_k(benchmark::internal::Benchmark* b) {
     for (const int K : {4096, 10000, 30000, 100000, 200000, 500000}) b->Args({K, 6553600 / K, 1});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
+void mid_k(benchmark::internal::Benchmark* b) {
+    for (const int K : {33, 64, 100, 256, 1000, 4096}) b->Args({K, 6553600 / K, 1});
+    b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
 // The bandwidth target: K = 1000, N = 65 536 (256 MB in float, out of cache).
 void big(benchmark::internal::Benchmark* b) {
     b->Args({1000, 65536, 1})->Args({1000, 65536, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -225,6 +269,10 @@ void big(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(FmaChains)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(StoreThenRead)
+    ->ArgsProduct({{1 << 19, 1 << 20, 1 << 21, 1 << 22, 1 << 23, 1 << 24, 1 << 25}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK_TEMPLATE(Copy, float)->Apply(shapes)->Apply(big);
 BENCHMARK_TEMPLATE(PalLoss, float)->Apply(shapes);
 BENCHMARK_TEMPLATE(PalLossGrad, float)->Apply(shapes);
@@ -243,6 +291,8 @@ BENCHMARK_TEMPLATE(LargeKLossGradInPlace, float)->Apply(large_k);
 BENCHMARK_TEMPLATE(LargeKLoss, double)->Apply(large_k);
 BENCHMARK_TEMPLATE(LargeKLossGrad, double)->Apply(large_k);
 BENCHMARK_TEMPLATE(LargeKLossGradInPlace, double)->Apply(large_k);
+BENCHMARK_TEMPLATE(MidKLossGrad, float)->Apply(mid_k);
+BENCHMARK_TEMPLATE(MidKLossGrad, double)->Apply(mid_k);
 BENCHMARK_TEMPLATE(Objective, float)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(Gemm3, float)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(Objective, double)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();

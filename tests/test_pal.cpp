@@ -391,6 +391,196 @@ TEMPLATE_TEST_CASE("long columns: prefetching the next one into L2 or not change
     }
 }
 
+TEST_CASE("out of place: which gradients are streamed to memory, and how") {
+    // A gradient written out of place is streamed when the whole of G exceeds stream_l2_multiple
+    // times Eigen's L2 size; never in place, with a stride, or for the loss alone. It is streamed
+    // from a scratch column of exps, except for columns past the L1 prefetch whose scratch column,
+    // this one and the next would not fit in L2 (3 columns): those take their exps again, and the
+    // L2 prefetch then counts 2 live columns, not 3.
+    using mlnc::strided_view;
+    using mlnc::cpu_kernels::gradient_write;
+    using mlnc::cpu_kernels::gradient_write_of;
+    using mlnc::cpu_kernels::prefetch_into_l2;
+    const Eigen::Index K = 20000, N = 40;
+    const std::ptrdiff_t col = K * static_cast<std::ptrdiff_t>(sizeof(float));  // 80 000 bytes
+    const std::ptrdiff_t whole = col * N;                                        // 3.2 MB
+    constexpr double multiple = mlnc::cpu_kernels::stream_l2_multiple;
+    REQUIRE(std::fmod(static_cast<double>(whole), multiple) == 0.0);
+    const auto at_g = static_cast<std::ptrdiff_t>(static_cast<double>(whole) / multiple);  // G = multiple x L2
+    std::vector<float> z(static_cast<std::size_t>(K * N)), g(z.size());
+    const strided_view<const float> Z{z.data(), K, N, 1, K}, z_strided{z.data(), K, N, N, 1};
+    const strided_view<float> none{}, out{g.data(), K, N, 1, K}, in_place{z.data(), K, N, 1, K},
+        g_strided{g.data(), K, N, N, 1};
+    // 16 KB columns (the L1 prefetch), 195 of them in the same buffers (3.2 MB of G).
+    const strided_view<const float> short_cols{z.data(), 4096, 195, 1, 4096};
+    const strided_view<float> short_out{g.data(), 4096, 195, 1, 4096};
+    const bool on = mlnc::cpu_kernels::stream_gradient_enabled;
+    const bool pf = mlnc::cpu_kernels::l2_prefetch_enabled;
+    INFO("streaming compiled in: " << on << ", L2 prefetch: " << pf);
+    const gradient_write from_scratch = on ? gradient_write::streamed_from_scratch : gradient_write::cached;
+    const gradient_write recomputed = on ? gradient_write::streamed_recomputed : gradient_write::cached;
+    CHECK(gradient_write_of(Z, none) == gradient_write::none);
+    {
+        const l2_size_scope exact(at_g);  // G = multiple x L2: not past it
+        CHECK(gradient_write_of(Z, out) == gradient_write::cached);
+    }
+    {
+        const l2_size_scope smaller(at_g - 1);  // 799 999 bytes: >= 3 columns (240 000)
+        CHECK(gradient_write_of(Z, out) == from_scratch);
+        CHECK(gradient_write_of(Z, in_place) == gradient_write::cached);
+        CHECK(gradient_write_of(Z, g_strided) == gradient_write::cached);
+        CHECK(gradient_write_of(z_strided, out) == gradient_write::cached);
+        CHECK(gradient_write_of(Z, none) == gradient_write::none);
+    }
+    {
+        const l2_size_scope three(3 * col);  // scratch + this + next fit: from the scratch column
+        CHECK(gradient_write_of(Z, out) == from_scratch);
+        CHECK(prefetch_into_l2(Z, out) == pf);
+    }
+    {
+        const l2_size_scope less(3 * col - 1);  // they do not: exps taken again, 2 live columns
+        CHECK(gradient_write_of(Z, out) == recomputed);
+        CHECK(prefetch_into_l2(Z, out) == (pf && on));
+        CHECK(gradient_write_of(short_cols, short_out) == from_scratch);  // short columns: always
+        // Columns of stream_min_column_bytes or less are never streamed (their partial lines).
+        constexpr auto min_k = mlnc::cpu_kernels::stream_min_column_bytes / static_cast<Eigen::Index>(sizeof(float));
+        const strided_view<const float> z_min{z.data(), min_k, 1000, 1, min_k},
+            z_past{z.data(), min_k + 1, 1000, 1, min_k + 1};
+        const strided_view<float> g_min{g.data(), min_k, 1000, 1, min_k},
+            g_past{g.data(), min_k + 1, 1000, 1, min_k + 1};
+        CHECK(gradient_write_of(z_min, g_min) == gradient_write::cached);
+        CHECK(gradient_write_of(z_past, g_past) == from_scratch);
+    }
+    {
+        const l2_size_scope two(2 * col - 1);  // not even two columns: no prefetch either way
+        CHECK(gradient_write_of(Z, out) == recomputed);
+        CHECK_FALSE(prefetch_into_l2(Z, out));
+    }
+}
+
+TEMPLATE_TEST_CASE("out of place: a streamed gradient has the same bits as one written through the cache", "",
+                   float, double) {
+    // Eigen's L2 size set to 0 streams every gradient written out of place (gradient_write_of;
+    // long columns take their exps again), to 3 columns streams it from a scratch column, and to
+    // 1 GB streams none: all in one program. The streamed column is written from its first
+    // packet-aligned entry on, the entries before it and the last ones after the last full packet
+    // by scalar stores, with the labels subtracted in whichever part holds them. So: K from just
+    // past stream_min_column_bytes (in float) to long columns, G's columns starting at every
+    // alignment (G a Map one entry past an aligned buffer, outer stride K + 3, whose padding must
+    // stay untouched), labels at 0, 1, K - 1 and at random, both variants, 1 and 2 threads. The
+    // same operations on each entry, so the same bits; and against the long-double gradient.
+    using T = TestType;
+    using mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+    using gmap = Eigen::Map<mat, Eigen::Unaligned, Eigen::OuterStride<>>;
+    const T sentinel = T(-12345);
+    for (const index_t K : {513, 600, 1001, 4099, 20003}) {
+        const index_t N = 37, ld = K + 3;
+        std::mt19937_64 rng(static_cast<std::uint64_t>(K));
+        std::vector<std::vector<index_t>> sets;
+        for (index_t i = 0; i < N; ++i) {
+            std::vector<index_t> s;
+            if (i % 4 == 0) s = {0};
+            if (i % 4 == 1) s = {0, 1, K - 1};
+            if (i % 4 == 2) s = {K - 1};
+            const index_t extra = static_cast<index_t>(rng() % 4);
+            for (index_t j = 0; j < extra; ++j) {
+                const auto k = static_cast<index_t>(rng() % static_cast<std::uint64_t>(K));
+                if (std::find(s.begin(), s.end(), k) == s.end()) s.push_back(k);
+            }
+            if (s.empty()) s.push_back(static_cast<index_t>(rng() % static_cast<std::uint64_t>(K)));
+            sets.push_back(s);
+        }
+        const auto S = label_sets::from_lists(sets, K);
+        const mat Z = randn(K, N, rng, 4.0).cast<T>();
+        for (const pal_variant v : {pal_variant::pal, pal_variant::pal_n}) {
+            for (const int threads : {1, 2}) {
+                INFO("K " << K << ", variant " << static_cast<int>(v) << ", threads " << threads);
+                const mlnc::cpu be{threads};
+                const auto run = [&](std::ptrdiff_t l2_size, std::vector<T>& buf) {
+                    const l2_size_scope scope(l2_size);
+                    buf.assign(static_cast<std::size_t>(ld * N + 1), sentinel);
+                    gmap G(buf.data() + 1, K, N, Eigen::OuterStride<>(ld));
+                    return mlnc::pal_loss_grad(be, Z, S, G, v);
+                };
+                // L2 = 0: streamed, long columns taking their exps again; L2 = 3 columns: streamed
+                // from the scratch column (G is 37 columns > 4 x 3); 1 GB: through the cache.
+                const auto col = static_cast<std::ptrdiff_t>(K * static_cast<index_t>(sizeof(T)));
+                std::vector<T> streamed, scratched, cached;
+                const T a = run(0, streamed);
+                const T a2 = run(3 * col, scratched);
+                const T b = run(std::ptrdiff_t{1} << 30, cached);
+                CHECK(a == b);
+                CHECK(a2 == b);
+                std::size_t differ = 0, differ2 = 0;  // every entry, padding included (counts: cheap to print)
+                for (std::size_t j = 0; j < streamed.size(); ++j) {
+                    differ += streamed[j] != cached[j];
+                    differ2 += scratched[j] != cached[j];
+                }
+                CHECK(differ == 0);
+                CHECK(differ2 == 0);
+                std::size_t untouched = 0;
+                for (index_t i = 0; i < N; ++i)
+                    for (index_t k = K; k < ld; ++k)
+                        untouched += streamed[static_cast<std::size_t>(1 + i * ld + k)] == sentinel;
+                CHECK(untouched == static_cast<std::size_t>(N * 3));
+                CHECK(streamed[0] == sentinel);
+                // And against the long-double gradient of the logits as T holds them: (m p - y) / N
+                // (PAL), (p - y / m) / N (PAL-N). Each entry is the rounded product of an exp
+                // (within 2 ulp = 4u, u the unit roundoff of T), the scale rounded to T (u) and the
+                // product's rounding (u), less y rounded once (u): within 7u of |m p / N| + u |g|,
+                // so the relative error over the array is below 8u (float 4.8e-7, double 8.9e-16).
+                const gmap G(streamed.data() + 1, K, N, Eigen::OuterStride<>(ld));
+                double err2 = 0, ref2 = 0;
+                for (index_t i = 0; i < N; ++i) {
+                    const Eigen::VectorXd zi = Z.col(i).template cast<double>();
+                    const long double mx = zi.maxCoeff();
+                    long double se = 0;
+                    for (index_t k = 0; k < K; ++k) se += std::exp(static_cast<long double>(zi[k]) - mx);
+                    const auto set = S[i];
+                    const auto m = static_cast<long double>(set.size());
+                    for (index_t k = 0; k < K; ++k) {
+                        const long double p = std::exp(static_cast<long double>(zi[k]) - mx) / se;
+                        const bool y = std::find(set.begin(), set.end(), static_cast<mlnc::label_t>(k)) != set.end();
+                        const long double r =
+                            (v == pal_variant::pal ? m * p - (y ? 1 : 0) : p - (y ? 1 / m : 0)) / N;
+                        const long double d = static_cast<long double>(G(k, i)) - r;
+                        err2 += static_cast<double>(d * d);
+                        ref2 += static_cast<double>(r * r);
+                    }
+                }
+                const double u = std::numeric_limits<T>::epsilon() / 2;
+                CHECK(std::sqrt(err2 / ref2) < 8 * u);
+            }
+        }
+    }
+}
+
+TEST_CASE("out of place: a non-finite logit is reported at the same place whether G is streamed or not") {
+    using mlnc::strided_view;
+    const index_t K = 1001, N = 40;
+    std::mt19937_64 rng(5);
+    const auto S = random_labels(K, N, 3, rng);
+    for (const int threads : {1, 2}) {
+        for (const index_t bad : {index_t{0}, index_t{17}, index_t{39}}) {
+            Eigen::MatrixXf Z = randn(K, N, rng, 2.0).cast<float>();
+            Z(500, bad) = std::numeric_limits<float>::infinity();
+            Z(7, (bad + 5) % N) = std::numeric_limits<float>::quiet_NaN();
+            const index_t first_col = std::min(bad, (bad + 5) % N);
+            const index_t first_row = first_col == bad ? 500 : 7;
+            for (const std::ptrdiff_t l2 : {std::ptrdiff_t{0}, std::ptrdiff_t{1} << 30}) {
+                INFO("threads " << threads << ", bad column " << bad << ", L2 " << l2);
+                const l2_size_scope scope(l2);
+                Eigen::MatrixXf G(K, N);
+                const auto r = mlnc::cpu_kernels::pal_columns(strided_view<const float>{Z.data(), K, N, 1, K}, S,
+                                                              pal_variant::pal, static_cast<float*>(nullptr),
+                                                              strided_view<float>{G.data(), K, N, 1, K}, 1.0, threads);
+                CHECK(r.bad_col == first_col);
+                CHECK(r.bad_row == first_row);
+            }
+        }
+    }
+}
+
 TEST_CASE("the kernel's float exp is within 2 ulp of exp on [-86.9, 0], 0 below, and exact at 0") {
     // Every float in [-86.9, 0] whose bits are a multiple of 97 apart (about 10^7 of the 1.1 * 10^9
     // floats there), plus the ends and a few exact points, against exp in double rounded to float.

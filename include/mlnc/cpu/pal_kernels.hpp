@@ -5,10 +5,13 @@
 // non-finite check together, reading the column into cache; (2) exp(z - max) summed, and
 // written to the gradient column when a gradient is wanted (nothing of size K is written for the
 // loss alone); (3) the scaling of that column in cache, and the labels' entries. So Z is read
-// from memory once and G written once, in place or not. The sweeps use Eigen's packet math (the
-// instruction set the program is compiled for: SSE2, AVX2, AVX-512) with the sums accumulated in
-// SIMD lanes of T over blocks of 16 packets and the block sums combined in double. For K <= 32
-// the columns go L at a time instead, max, exp, sum and log running across samples (below).
+// from memory once and G written once, in place or not. A large G written out of place
+// (gradient_write_of) is streamed to memory instead, from the exps kept in a scratch column (or,
+// for the longest columns, taken again), so that its lines are never read for ownership. The
+// sweeps use Eigen's packet math (the instruction set the program is compiled for: SSE2, AVX2,
+// AVX-512) with the sums accumulated in SIMD lanes of T over blocks of 16 packets and the block
+// sums combined in double. For K <= 32 the columns go L at a time instead, max, exp, sum and log
+// running across samples (below).
 //
 // Threads (mlnc::openmp): the columns are split into one contiguous range per thread; each thread
 // sums its range in column order and the partial sums are added in thread order, so the loss is
@@ -252,14 +255,20 @@ struct column_sweeps {
     static double exp_sum(const T* z, Eigen::Index K, T mx, T* e, const T* next = nullptr,
                           bool next_to_l2 = false) noexcept {
         if (next_to_l2)
-            return e != nullptr ? exp_sum_impl<true, 2>(z, K, mx, e, next)
-                                : exp_sum_impl<false, 2>(z, K, mx, nullptr, next);
-        return e != nullptr ? exp_sum_impl<true, 3>(z, K, mx, e, next)
-                            : exp_sum_impl<false, 3>(z, K, mx, nullptr, next);
+            return e != nullptr ? exp_sum_impl<true, true, 2>(z, K, mx, e, next)
+                                : exp_sum_impl<false, false, 2>(z, K, mx, nullptr, next);
+        return e != nullptr ? exp_sum_impl<true, true, 3>(z, K, mx, e, next)
+                            : exp_sum_impl<false, false, 3>(z, K, mx, nullptr, next);
     }
-    // Store: the exps go to e (flushed to 0 below the exp's bound), else they are only summed.
-    // Locality: __builtin_prefetch's (3: into L1, 2: into L2).
-    template <bool Store, int Locality>
+    // The same sum as exp_sum storing the exps (the exps flushed below their bound, so the same
+    // bits), storing nothing: for a gradient written afterwards by exp_scale_stream.
+    static double exp_sum_flushed(const T* z, Eigen::Index K, T mx, const T* next, bool next_to_l2) noexcept {
+        return next_to_l2 ? exp_sum_impl<false, true, 2>(z, K, mx, nullptr, next)
+                          : exp_sum_impl<false, true, 3>(z, K, mx, nullptr, next);
+    }
+    // Store: the exps go to e, else they are only summed. Flush: the exps below the exp's bound
+    // are 0 (pexp_nonpositive). Locality: __builtin_prefetch's (3: into L1, 2: into L2).
+    template <bool Store, bool Flush, int Locality>
     static double exp_sum_impl(const T* z, Eigen::Index K, T mx, T* e, const T* next) noexcept {
         namespace ei = Eigen::internal;
         const packet vm = ei::pset1<packet>(mx);
@@ -269,7 +278,7 @@ struct column_sweeps {
             packet acc = ei::pzero(vm);
             for (Eigen::Index j = k; j < k + block; j += L) {
                 if (next != nullptr) __builtin_prefetch(next + j, 0, Locality);
-                const packet x = pexp_nonpositive<packet, Store>(ei::psub(ei::ploadu<packet>(z + j), vm));
+                const packet x = pexp_nonpositive<packet, Flush>(ei::psub(ei::ploadu<packet>(z + j), vm));
                 if constexpr (Store) ei::pstoreu(e + j, x);
                 acc = ei::padd(acc, x);
             }
@@ -279,7 +288,7 @@ struct column_sweeps {
             packet acc = ei::pzero(vm);
             for (; k + L <= K; k += L) {
                 if (next != nullptr) __builtin_prefetch(next + k, 0, Locality);
-                const packet x = pexp_nonpositive<packet, Store>(ei::psub(ei::ploadu<packet>(z + k), vm));
+                const packet x = pexp_nonpositive<packet, Flush>(ei::psub(ei::ploadu<packet>(z + k), vm));
                 if constexpr (Store) ei::pstoreu(e + k, x);
                 acc = ei::padd(acc, x);
             }
@@ -288,12 +297,104 @@ struct column_sweeps {
         if (k < K) {  // the last K mod L entries: one packet, padded with -Inf (exp gives 0 there, or
                       // exp of its bound unflushed, or with Eigen's pexp in double a subnormal:
                       // nothing against a sum >= 1)
-            const packet x = pexp_nonpositive<packet, Store>(
+            const packet x = pexp_nonpositive<packet, Flush>(
                 ei::psub(load_tail(z + k, K - k, -std::numeric_limits<T>::infinity()), vm));
             if constexpr (Store) store_tail(e + k, x, K - k);
             sum += static_cast<double>(ei::predux(x));
         }
         return sum;
+    }
+
+    // A packet stored by a non-temporal store at p (aligned to the packet's size): the line goes
+    // to memory through the write-combining buffers without being read first. Without an x86
+    // streaming store for the packet, an ordinary aligned store.
+    static void stream(T* p, const packet& x) noexcept {
+#if defined(EIGEN_VECTORIZE_AVX512)
+        if constexpr (L == 16 && std::is_same_v<T, float>) {
+            _mm512_stream_ps(p, x);
+            return;
+        } else if constexpr (L == 8 && std::is_same_v<T, double>) {
+            _mm512_stream_pd(p, x);
+            return;
+        }
+#endif
+#if defined(EIGEN_VECTORIZE_AVX)
+        if constexpr (L == 8 && std::is_same_v<T, float>) {
+            _mm256_stream_ps(p, x);
+            return;
+        } else if constexpr (L == 4 && std::is_same_v<T, double>) {
+            _mm256_stream_pd(p, x);
+            return;
+        }
+#endif
+#if defined(EIGEN_VECTORIZE_SSE2)
+        if constexpr (L == 4 && std::is_same_v<T, float>) {
+            _mm_stream_ps(p, x);
+            return;
+        } else if constexpr (L == 2 && std::is_same_v<T, double>) {
+            _mm_stream_pd(p, x);
+            return;
+        }
+#endif
+        Eigen::internal::pstore(p, x);
+    }
+    // Orders this thread's streaming stores before its later stores (and so before whatever
+    // synchronises with them: the end of a parallel region, a return to the caller).
+    static void stream_fence() noexcept {
+#if defined(EIGEN_VECTORIZE_SSE2)
+        _mm_sfence();
+#endif
+    }
+
+    // The gradient column e = exp(z - mx) s - y at the labels (sorted), written once by streaming
+    // stores (stream): no line of e is read, or kept in cache. The same operations on each entry
+    // as exp_sum storing the exps, then scale, then the labels' subtraction, so the same bits.
+    // The first entries up to e's first packet-aligned address, and the last K mod L after it,
+    // are computed in one padded packet each and stored by scalar stores.
+    static void exp_scale_stream(const T* z, Eigen::Index K, T mx, T s, const label_t* lab, const label_t* lab_end,
+                                 T y, T* e) noexcept {
+        scale_stream_impl<true>(z, K, mx, s, lab, lab_end, y, e);
+    }
+    // The same from the exps already stored in x (K entries): e = x s - y at the labels.
+    static void scale_stream(const T* x, Eigen::Index K, T s, const label_t* lab, const label_t* lab_end, T y,
+                             T* e) noexcept {
+        scale_stream_impl<false>(x, K, T(0), s, lab, lab_end, y, e);
+    }
+    template <bool Exp>
+    static void scale_stream_impl(const T* z, Eigen::Index K, T mx, T s, const label_t* lab, const label_t* lab_end,
+                                  T y, T* e) noexcept {
+        namespace ei = Eigen::internal;
+        const packet vm = ei::pset1<packet>(mx), vs = ei::pset1<packet>(s);
+        const auto value = [&](const packet& v) {
+            if constexpr (Exp)
+                return ei::pmul(pexp_nonpositive<packet, true>(ei::psub(v, vm)), vs);
+            else
+                return ei::pmul(v, vs);
+        };
+        constexpr std::uintptr_t bytes = sizeof(packet);
+        const auto misalign = reinterpret_cast<std::uintptr_t>(e) % bytes;
+        const Eigen::Index head =
+            std::min<Eigen::Index>(K, misalign == 0 ? 0 : static_cast<Eigen::Index>((bytes - misalign) / sizeof(T)));
+        // Entries [k, k + n), n <= L, through a buffer: their exps scaled, labels subtracted.
+        const auto part = [&](Eigen::Index k, Eigen::Index n) {
+            alignas(64) T buf[L];
+            ei::pstore(buf, value(load_tail(z + k, n, mx)));
+            for (; lab != lab_end && *lab < k + n; ++lab) buf[*lab - k] -= y;
+            for (Eigen::Index j = 0; j < n; ++j) e[k + j] = buf[j];
+        };
+        if (head > 0) part(0, head);
+        Eigen::Index k = head;
+        for (; k + L <= K; k += L) {
+            packet x = value(ei::ploadu<packet>(z + k));
+            if (lab != lab_end && *lab < k + L) {
+                alignas(64) T buf[L];
+                ei::pstore(buf, x);
+                for (; lab != lab_end && *lab < k + L; ++lab) buf[*lab - k] -= y;
+                x = ei::pload<packet>(buf);
+            }
+            stream(e + k, x);
+        }
+        if (k < K) part(k, K - k);
     }
 
     static void scale(T* e, Eigen::Index K, T s) noexcept {
@@ -831,10 +932,52 @@ inline void log_batch_of(const double* x, double* out) noexcept {
 // Columns up to this size prefetch their successor into L1 (exp_sum).
 inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
 
+// A gradient written out of place is streamed to memory (no read for ownership of its lines, and
+// none kept in cache) when the whole of it exceeds stream_l2_multiple times L2 as Eigen knows it
+// (Eigen::l2CacheSize()), a size that will have left the caches near the core before its reader
+// comes to it. Measured on an AVX-512 VM with 2 MB of L2 (docs/performance.md, "Out of place, G
+// streamed"): streaming stores then an ordinary read of the result took longer than ordinary
+// stores and the same read up to 4 MB, and less from 8 MB (2.45 against 2.9 ms).
+// Only columns longer than stream_min_column_bytes are streamed: a column's first and last cache
+// lines, shared with its neighbours, take ordinary stores, and at K = 33 .. 256 (float) the
+// streamed form was up to 1.35x slower (docs/performance.md). MLNC_STREAM_GRADIENT=0 turns
+// streaming off, for measurement.
+inline constexpr double stream_l2_multiple = 4;
+inline constexpr Eigen::Index stream_min_column_bytes = 2048;
+#if defined(MLNC_STREAM_GRADIENT) && MLNC_STREAM_GRADIENT == 0
+inline constexpr bool stream_gradient_enabled = false;
+#else
+inline constexpr bool stream_gradient_enabled = true;
+#endif
+
+// How the gradient's columns are written: not at all (the loss alone); through the cache (the exps
+// stored into G's column, then scaled there: in place, with a stride via a scratch column, or out
+// of place below the streaming size); streamed from a K-entry scratch column holding the exps
+// (column_sweeps::scale_stream); or streamed from the exps taken again from the logits
+// (exp_scale_stream) for long columns where the scratch column, this one and the next would not
+// fit in L2 together: taking the exps again then costs less than giving up the L2 prefetch of the
+// next column (prefetch_into_l2), or than the scratch column's trips past L2.
+enum class gradient_write { none, cached, streamed_from_scratch, streamed_recomputed };
+
+template <class T>
+gradient_write gradient_write_of(strided_view<const T> z, strided_view<T> g) {
+    if (g.data == nullptr) return gradient_write::none;
+    const double column_bytes = static_cast<double>(z.rows) * static_cast<double>(sizeof(T));
+    if (!stream_gradient_enabled || g.data == z.data || g.inner != 1 || z.inner != 1 ||
+        column_bytes <= static_cast<double>(stream_min_column_bytes) ||
+        column_bytes * static_cast<double>(g.cols) <= stream_l2_multiple * static_cast<double>(Eigen::l2CacheSize()))
+        return gradient_write::cached;
+    return column_bytes > static_cast<double>(prefetch_max_bytes) &&
+                   3 * column_bytes > static_cast<double>(Eigen::l2CacheSize())
+               ? gradient_write::streamed_recomputed
+               : gradient_write::streamed_from_scratch;
+}
+
 // Longer columns prefetch their successor into L2 while the columns live at once (this one, the
-// next, and the gradient's unless it is written in place or not at all) fit in L2 as Eigen knows
-// it (Eigen::l2CacheSize(): by cpuid, or Eigen::setCpuCacheSizes): from the first sweep of a
-// column on, the exps and the scaling of the column before then overlap the memory's latency.
+// next, and the gradient's or its scratch column unless it is written in place, streamed from
+// exps taken again, or not at all) fit in L2 as Eigen knows it (Eigen::l2CacheSize(): by cpuid,
+// or Eigen::setCpuCacheSizes): from the first sweep of a column on, the exps and the scaling of
+// the column before then overlap the memory's latency.
 // Past that, the prefetched lines would evict the column still being swept, and the columns go
 // unprefetched; so do columns read through a scratch column (z.inner != 1), and those whose
 // gradient is written with a stride (g.inner != 1: a cache line of G per entry stays live).
@@ -849,7 +992,10 @@ template <class T>
 bool prefetch_into_l2(strided_view<const T> z, strided_view<T> g) {
     if (!l2_prefetch_enabled || z.inner != 1 || (g.data != nullptr && g.inner != 1)) return false;
     const double column_bytes = static_cast<double>(z.rows) * static_cast<double>(sizeof(T));
-    const int live = g.data != nullptr && g.data != z.data ? 3 : 2;
+    const int live = g.data != nullptr && g.data != z.data &&
+                             gradient_write_of(z, g) != gradient_write::streamed_recomputed
+                         ? 3
+                         : 2;
     return column_bytes > static_cast<double>(prefetch_max_bytes) &&
            column_bytes * live <= static_cast<double>(Eigen::l2CacheSize());
 }
@@ -880,7 +1026,11 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
         pending = 0;
     };
     std::vector<T> z_buf(z.inner != 1 ? static_cast<std::size_t>(K) : 0);
-    std::vector<T> scratch(want_grad && g.inner != 1 ? static_cast<std::size_t>(K) : 0);
+    const gradient_write write = gradient_write_of(z, g);
+    const bool via_scratch = want_grad && (g.inner != 1 || write == gradient_write::streamed_from_scratch);
+    std::vector<T> scratch(via_scratch ? static_cast<std::size_t>(K) : 0);
+    const bool streamed =
+        write == gradient_write::streamed_from_scratch || write == gradient_write::streamed_recomputed;
     // Blocks start at multiples of L (and the threads' ranges too), so a column goes by the same
     // block, or alone, and gives the same bits, whatever the thread count (a block gives the same
     // bits in a group or alone, and where a range ends decides only that).
@@ -940,6 +1090,7 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
         if (std::isnan(mx)) {
             result.bad_row = first_non_finite(zi, K);
             result.bad_col = i;
+            if (streamed) sweeps::stream_fence();
             return result;
         }
         const auto set = S[i];
@@ -947,7 +1098,7 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
         double label_term = 0.0;
         for (const label_t k : set) label_term += static_cast<double>(mx) - static_cast<double>(zi[k]);
 
-        T* e = !want_grad ? nullptr : g.inner == 1 ? g.data + i * g.outer : scratch.data();
+        T* e = !want_grad ? nullptr : via_scratch ? scratch.data() : g.data + i * g.outer;
         // sum_exp lies in [1, K]: the max contributes exp(0) = 1 and every term is in [0, 1].
         // Prefetch the next column while this one is in cache: into L1 for columns that fit there,
         // into L2 for longer ones where the live columns fit in L2 (prefetch_into_l2); none past
@@ -955,7 +1106,9 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
         const T* next = z.inner == 1 && i + 1 < end && (column_bytes <= prefetch_max_bytes || next_to_l2)
                             ? z.data + (i + 1) * z.outer
                             : nullptr;
-        const double sum_exp = sweeps::exp_sum(zi, K, mx, e, next, next_to_l2);
+        const double sum_exp = write == gradient_write::streamed_recomputed
+                                   ? sweeps::exp_sum_flushed(zi, K, mx, next, next_to_l2)
+                                   : sweeps::exp_sum(zi, K, mx, e, next, next_to_l2);
         // log(sum_exp) is finite and >= 0, and label_term a sum of non-negative numbers: no
         // cancellation, and no overflow unless the loss itself exceeds the largest double (logits
         // of opposite signs near +-1.8e308 in double; never for float), when it is +Inf as it
@@ -970,15 +1123,24 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
             // PAL:   g = (m p - y) scale      PAL-N: g = (p - y / m) scale
             const double p_scale = (variant == pal_variant::pal ? m : 1.0) * scale / sum_exp;
             const double y_value = (variant == pal_variant::pal ? 1.0 : 1.0 / m) * scale;
-            sweeps::scale(e, K, static_cast<T>(p_scale));
-            for (const label_t k : set) e[k] -= static_cast<T>(y_value);
-            if (g.inner != 1) {
-                T* gi = g.data + i * g.outer;
-                for (Eigen::Index k = 0; k < K; ++k) gi[k * g.inner] = e[k];
+            T* const gi = g.data + i * g.outer;
+            const label_t* const lab = set.data();
+            if (write == gradient_write::streamed_recomputed) {
+                sweeps::exp_scale_stream(zi, K, mx, static_cast<T>(p_scale), lab, lab + set.size(),
+                                         static_cast<T>(y_value), gi);
+            } else if (write == gradient_write::streamed_from_scratch) {
+                sweeps::scale_stream(e, K, static_cast<T>(p_scale), lab, lab + set.size(), static_cast<T>(y_value),
+                                     gi);
+            } else {
+                sweeps::scale(e, K, static_cast<T>(p_scale));
+                for (const label_t k : set) e[k] -= static_cast<T>(y_value);
+                if (g.inner != 1)
+                    for (Eigen::Index k = 0; k < K; ++k) gi[k * g.inner] = e[k];
             }
         }
     }
     if (pending > 0) flush();
+    if (streamed) sweeps::stream_fence();
     return result;
 }
 
