@@ -196,7 +196,7 @@ void LargeKLossGradInPlace(benchmark::State& st) {
 }
 
 // Out of place from short columns to long (about 6.5 10^6 logits each: G 26 MB in float, past
-// 4 x L2 on most machines), serial: such a G is written by streaming stores, and these measured
+// 6 x L2 on most machines), serial: such a G is streamed where its columns pass 2 KB, and these measured
 // that rule against MLNC_STREAM_GRADIENT=0 (docs/performance.md).
 template <class T>
 void MidKLossGrad(benchmark::State& st) {

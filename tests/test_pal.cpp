@@ -401,9 +401,9 @@ TEST_CASE("out of place: which gradients are streamed to memory, and how") {
     using mlnc::cpu_kernels::gradient_write;
     using mlnc::cpu_kernels::gradient_write_of;
     using mlnc::cpu_kernels::prefetch_into_l2;
-    const Eigen::Index K = 20000, N = 40;
+    const Eigen::Index K = 20000, N = 42;
     const std::ptrdiff_t col = K * static_cast<std::ptrdiff_t>(sizeof(float));  // 80 000 bytes
-    const std::ptrdiff_t whole = col * N;                                        // 3.2 MB
+    const std::ptrdiff_t whole = col * N;                                        // 3.36 MB
     constexpr double multiple = mlnc::cpu_kernels::stream_l2_multiple;
     REQUIRE(std::fmod(static_cast<double>(whole), multiple) == 0.0);
     const auto at_g = static_cast<std::ptrdiff_t>(static_cast<double>(whole) / multiple);  // G = multiple x L2
@@ -411,7 +411,8 @@ TEST_CASE("out of place: which gradients are streamed to memory, and how") {
     const strided_view<const float> Z{z.data(), K, N, 1, K}, z_strided{z.data(), K, N, N, 1};
     const strided_view<float> none{}, out{g.data(), K, N, 1, K}, in_place{z.data(), K, N, 1, K},
         g_strided{g.data(), K, N, N, 1};
-    // 16 KB columns (the L1 prefetch), 195 of them in the same buffers (3.2 MB of G).
+    // 16 KB columns (the L1 prefetch), 195 of them in the same buffers (3.2 MB of G, streamed
+    // below with L2 = 3 columns: 6 x 240 000 bytes).
     const strided_view<const float> short_cols{z.data(), 4096, 195, 1, 4096};
     const strided_view<float> short_out{g.data(), 4096, 195, 1, 4096};
     const bool on = mlnc::cpu_kernels::stream_gradient_enabled;
@@ -425,7 +426,8 @@ TEST_CASE("out of place: which gradients are streamed to memory, and how") {
         CHECK(gradient_write_of(Z, out) == gradient_write::cached);
     }
     {
-        const l2_size_scope smaller(at_g - 1);  // 799 999 bytes: >= 3 columns (240 000)
+        const l2_size_scope smaller(at_g - 1);  // still >= 3 columns (240 000 bytes)
+        REQUIRE(at_g - 1 >= 3 * col);
         CHECK(gradient_write_of(Z, out) == from_scratch);
         CHECK(gradient_write_of(Z, in_place) == gradient_write::cached);
         CHECK(gradient_write_of(Z, g_strided) == gradient_write::cached);
@@ -503,7 +505,7 @@ TEMPLATE_TEST_CASE("out of place: a streamed gradient has the same bits as one w
                     return mlnc::pal_loss_grad(be, Z, S, G, v);
                 };
                 // L2 = 0: streamed, long columns taking their exps again; L2 = 3 columns: streamed
-                // from the scratch column (G is 37 columns > 4 x 3); 1 GB: through the cache.
+                // from the scratch column (G is 37 columns > 6 x 3); 1 GB: through the cache.
                 const auto col = static_cast<std::ptrdiff_t>(K * static_cast<index_t>(sizeof(T)));
                 std::vector<T> streamed, scratched, cached;
                 const T a = run(0, streamed);

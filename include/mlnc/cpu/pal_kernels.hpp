@@ -934,15 +934,16 @@ inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
 
 // A gradient written out of place is streamed to memory (no read for ownership of its lines, and
 // none kept in cache) when the whole of it exceeds stream_l2_multiple times L2 as Eigen knows it
-// (Eigen::l2CacheSize()), a size that will have left the caches near the core before its reader
-// comes to it. Measured on an AVX-512 VM with 2 MB of L2 (docs/performance.md, "Out of place, G
-// streamed"): streaming stores then an ordinary read of the result took longer than ordinary
-// stores and the same read up to 4 MB, and less from 8 MB (2.45 against 2.9 ms).
+// (Eigen::l2CacheSize()): a size that would have left the caches near the core before its reader
+// came to it. On the AVX-512 VM of docs/performance.md ("Out of place, G streamed"; L2 2 MB), the
+// bench StoreThenRead (a write, then a read of what was written) was slower streamed at 8 MB,
+// even at 16 MB and faster from 32 MB, while the kernel out of place with 16.4 MB of G ran
+// 1.2x faster streamed: hence 6 x L2.
 // Only columns longer than stream_min_column_bytes are streamed: a column's first and last cache
 // lines, shared with its neighbours, take ordinary stores, and at K = 33 .. 256 (float) the
 // streamed form was up to 1.35x slower (docs/performance.md). MLNC_STREAM_GRADIENT=0 turns
 // streaming off, for measurement.
-inline constexpr double stream_l2_multiple = 4;
+inline constexpr double stream_l2_multiple = 6;
 inline constexpr Eigen::Index stream_min_column_bytes = 2048;
 #if defined(MLNC_STREAM_GRADIENT) && MLNC_STREAM_GRADIENT == 0
 inline constexpr bool stream_gradient_enabled = false;
