@@ -964,7 +964,9 @@ template <class T>
 gradient_write gradient_write_of(strided_view<const T> z, strided_view<T> g) {
     if (g.data == nullptr) return gradient_write::none;
     const double column_bytes = static_cast<double>(z.rows) * static_cast<double>(sizeof(T));
+    // A G not aligned to its scalar (a Map over bytes) could never reach a packet boundary.
     if (!stream_gradient_enabled || g.data == z.data || g.inner != 1 || z.inner != 1 ||
+        reinterpret_cast<std::uintptr_t>(g.data) % sizeof(T) != 0 ||
         column_bytes <= static_cast<double>(stream_min_column_bytes) ||
         column_bytes * static_cast<double>(g.cols) <= stream_l2_multiple * static_cast<double>(Eigen::l2CacheSize()))
         return gradient_write::cached;
