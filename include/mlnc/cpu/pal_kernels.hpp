@@ -170,6 +170,25 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
     }
 }
 
+// A packet stored at p (aligned to its size) by the instruction set's non-temporal store; without
+// one for the packet, an ordinary aligned store. Overloads on the packet type.
+template <class T, class Packet>
+void stream_store(T* p, const Packet& x) noexcept {
+    Eigen::internal::pstore(p, x);
+}
+#if defined(EIGEN_VECTORIZE_AVX512)
+inline void stream_store(float* p, const __m512& x) noexcept { _mm512_stream_ps(p, x); }
+inline void stream_store(double* p, const __m512d& x) noexcept { _mm512_stream_pd(p, x); }
+#endif
+#if defined(EIGEN_VECTORIZE_AVX)
+inline void stream_store(float* p, const __m256& x) noexcept { _mm256_stream_ps(p, x); }
+inline void stream_store(double* p, const __m256d& x) noexcept { _mm256_stream_pd(p, x); }
+#endif
+#if defined(EIGEN_VECTORIZE_SSE2)
+inline void stream_store(float* p, const __m128& x) noexcept { _mm_stream_ps(p, x); }
+inline void stream_store(double* p, const __m128d& x) noexcept { _mm_stream_pd(p, x); }
+#endif
+
 // The packet sweeps over one contiguous column of K entries.
 template <class T>
 struct column_sweeps {
@@ -306,38 +325,8 @@ struct column_sweeps {
     }
 
     // A packet stored by a non-temporal store at p (aligned to the packet's size): the line goes
-    // to memory through the write-combining buffers without being read first. Without an x86
-    // streaming store for the packet, an ordinary aligned store.
-    static void stream(T* p, const packet& x) noexcept {
-#if defined(EIGEN_VECTORIZE_AVX512)
-        if constexpr (L == 16 && std::is_same_v<T, float>) {
-            _mm512_stream_ps(p, x);
-            return;
-        } else if constexpr (L == 8 && std::is_same_v<T, double>) {
-            _mm512_stream_pd(p, x);
-            return;
-        }
-#endif
-#if defined(EIGEN_VECTORIZE_AVX)
-        if constexpr (L == 8 && std::is_same_v<T, float>) {
-            _mm256_stream_ps(p, x);
-            return;
-        } else if constexpr (L == 4 && std::is_same_v<T, double>) {
-            _mm256_stream_pd(p, x);
-            return;
-        }
-#endif
-#if defined(EIGEN_VECTORIZE_SSE2)
-        if constexpr (L == 4 && std::is_same_v<T, float>) {
-            _mm_stream_ps(p, x);
-            return;
-        } else if constexpr (L == 2 && std::is_same_v<T, double>) {
-            _mm_stream_pd(p, x);
-            return;
-        }
-#endif
-        Eigen::internal::pstore(p, x);
-    }
+    // to memory through the write-combining buffers without being read first (stream_store).
+    static void stream(T* p, const packet& x) noexcept { stream_store(p, x); }
     // Orders this thread's streaming stores before its later stores (and so before whatever
     // synchronises with them: the end of a parallel region, a return to the caller).
     static void stream_fence() noexcept {
