@@ -6,10 +6,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 using mlnc::index_t;
 using mlnc::label_sets;
@@ -698,12 +703,17 @@ TEST_CASE("K = 10^6 in float: lane sums combined in double keep the loss to floa
     CHECK(G.cast<double>().colwise().sum().cwiseAbs().maxCoeff() < 1e-5);
 }
 
-TEST_CASE("threads: the same loss bit for bit at a thread count, within 1e-14 across counts") {
+TEST_CASE("threads: the same loss bit for bit at every thread count") {
     // Without OpenMP every count runs serially and the checks hold trivially; the build links
     // the tests to mlnc::openmp when the compiler has it, and this says which it was.
     INFO("OpenMP: " << (mlnc::detail::openmp_enabled ? "yes" : "no"));
-    const index_t K = GENERATE(10, 37), N = 4099;  // the small-K block path, and columns one at a time
+    // The small-K block path (4 pieces of about 6554 columns here, the last one short) and columns one at
+    // a time (12 pieces): the threads take the pieces in an order that changes run to run, and
+    // the pieces' sums are added in piece order whatever thread made them.
+    const index_t K = GENERATE(10, 37), N = 20011;
     INFO("K = " << K);
+    const auto width = mlnc::cpu_kernels::piece_columns<double>(K);
+    REQUIRE((N + width - 1) / width >= 4);
     std::vector<std::vector<index_t>> lists;
     std::mt19937_64 rng(11);
     for (index_t i = 0; i < N; ++i) {
@@ -717,12 +727,12 @@ TEST_CASE("threads: the same loss bit for bit at a thread count, within 1e-14 ac
     const double l1 = mlnc::pal_loss_grad(mlnc::cpu{1}, Z, S, G1);
     for (const int t : {0, 2, 3, 7}) {
         INFO("threads " << t);
-        const double a = mlnc::pal_loss_grad(mlnc::cpu{t}, Z, S, G);
-        const double b = mlnc::pal_loss(mlnc::cpu{t}, Z, S);
-        CHECK(a == mlnc::pal_loss_grad(mlnc::cpu{t}, Z, S, G));  // run to run: bit for bit
-        CHECK(a == b);                                         // loss alone: same ranges, same sums
-        CHECK(std::abs(a - l1) <= 1e-14 * std::abs(l1));
-        CHECK(G == G1);  // each column is computed alike whatever thread computes it
+        for (int run = 0; run < 3; ++run) {
+            const double a = mlnc::pal_loss_grad(mlnc::cpu{t}, Z, S, G);
+            CHECK(a == l1);
+            CHECK(mlnc::pal_loss(mlnc::cpu{t}, Z, S) == l1);  // loss alone: same pieces, same sums
+            CHECK((G.array() == G1.array()).all());  // each column is computed alike whatever thread computes it
+        }
     }
     Eigen::VectorXd per1(N), per3(N);
     CHECK(mlnc::pal_sample_losses(mlnc::cpu{1}, Z, S, per1) == mlnc::pal_loss(mlnc::cpu{1}, Z, S));
@@ -741,6 +751,77 @@ TEST_CASE("threads: the same loss bit for bit at a thread count, within 1e-14 ac
     CHECK(mlnc::detail::team_size(3, 1e12, 1.0, 2) == 2);     // never more threads than items
     CHECK(mlnc::detail::team_size(3, 100.0, 1000.0, 1000) == 1);  // too little work to share
 #endif
+}
+
+TEST_CASE("threads: the pieces of columns, and how they are handed out") {
+    using mlnc::cpu_kernels::piece_columns;
+    constexpr index_t L = mlnc::cpu_kernels::column_sweeps<float>::L;
+    // About 65536 logits a piece; at least 8 columns; whole groups of L-sample blocks for K <= 32.
+    CHECK(piece_columns<float>(1000) == 66);
+    CHECK(piece_columns<float>(33) == 1986);
+    CHECK(piece_columns<float>(100000) == 8);
+    CHECK(piece_columns<double>(1000000) == 8);
+    for (const index_t K : {1, 2, 10, 31, 32}) {
+        INFO("K = " << K);
+        const index_t w = piece_columns<float>(K);
+        CHECK(w % L == 0);
+        CHECK(w * K >= 65536);
+        CHECK((w - 4 * L) * K < 65536);  // a group of blocks holds at most 4 L samples
+    }
+    // Every piece once, on a thread numbered below the team's size, told the piece it takes next
+    // (the next call on that thread, or np after its last); the exception of the lowest piece is
+    // the one rethrown, after every piece has run.
+    for (const int nt : {1, 2, 3}) {
+        INFO("team " << nt);
+        const index_t np = 50;
+        std::vector<std::atomic<int>> calls(np);
+        std::vector<std::vector<std::pair<index_t, index_t>>> seen(static_cast<std::size_t>(nt));
+        std::atomic<int> bad_thread{0};
+        try {
+            mlnc::detail::parallel_pieces(nt, np, [&](int t, index_t p, index_t q) {
+                ++calls[static_cast<std::size_t>(p)];
+                if (t < 0 || t >= nt) {
+                    ++bad_thread;
+                    return;
+                }
+                seen[static_cast<std::size_t>(t)].emplace_back(p, q);  // one thread per t: no race
+                if (p == 31 || p == 17) throw std::runtime_error("piece " + std::to_string(p));
+            });
+            FAIL("no exception");
+        } catch (const std::runtime_error& e) {
+            CHECK(std::string(e.what()) == "piece 17");
+        }
+        for (const auto& c : calls) CHECK(c == 1);
+        CHECK(bad_thread == 0);
+        for (const auto& calls_of_t : seen) {
+            for (std::size_t j = 0; j < calls_of_t.size(); ++j) {
+                CHECK(calls_of_t[j].first < calls_of_t[j].second);
+                CHECK(calls_of_t[j].second == (j + 1 < calls_of_t.size() ? calls_of_t[j + 1].first : np));
+            }
+        }
+    }
+    // A non-finite logit is reported at its place when it lies in a later piece than the first one
+    // handed out, whichever pieces run at once: N = 700 columns of K = 1001 are 11 pieces of 66.
+    const index_t K = 1001, N = 700;
+    REQUIRE(piece_columns<float>(K) == 66);
+    std::mt19937_64 rng(3);
+    const auto S = random_labels(K, N, 2, rng);
+    const Eigen::MatrixXf Z0 = randn(K, N, rng, 2.0).cast<float>();
+    for (const int threads : {1, 2, 3}) {
+        for (const index_t bad : {index_t{65}, index_t{66}, index_t{400}, index_t{699}}) {
+            INFO("threads " << threads << ", bad column " << bad);
+            Eigen::MatrixXf Z = Z0;
+            Z(1000, bad) = -std::numeric_limits<float>::infinity();
+            if (bad + 70 < N) Z(3, bad + 70) = std::numeric_limits<float>::quiet_NaN();  // a later piece
+            Z(0, N - 1) = std::numeric_limits<float>::quiet_NaN();                        // the last one
+            Eigen::MatrixXf G(K, N);
+            const auto r = mlnc::cpu_kernels::pal_columns(mlnc::strided_view<const float>{Z.data(), K, N, 1, K}, S,
+                                                          pal_variant::pal, static_cast<float*>(nullptr),
+                                                          mlnc::strided_view<float>{G.data(), K, N, 1, K}, 1.0, threads);
+            CHECK(r.bad_col == bad);
+            CHECK(r.bad_row == (bad == N - 1 ? 0 : 1000));
+        }
+    }
 }
 
 TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N around a block", "", float, double) {

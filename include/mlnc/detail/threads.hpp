@@ -1,12 +1,14 @@
 #pragma once
 // Threads of the CPU engine: OpenMP when the program is compiled with it (link mlnc::openmp, or
 // add -fopenmp yourself), else everything runs on the calling thread with the same results.
-// Work is split into one contiguous range per thread and partial results are combined in range
-// order, so a result depends on the number of ranges only, never on scheduling.
+// Work is split into one contiguous range per thread (parallel_ranges), or into pieces that threads
+// claim as they come free (parallel_pieces), and partial results are combined in range or piece
+// order, so a result depends on the ranges or pieces only, never on scheduling.
 
 #include <mlnc/types.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <vector>
 
@@ -69,6 +71,42 @@ void parallel_ranges(int nt, index_t n, index_t grain, F&& f) {
     for (int t = 0; t < nt; ++t) run(t);
 #else
     for (int t = 0; t < nt; ++t) run(t);
+#endif
+    for (const std::exception_ptr& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
+// Calls f(t, p, q) for every piece p < np on up to nt threads: t is the calling thread's number (<
+// nt: per-thread workspaces), q the piece the same thread takes next (np if none), claimed when p
+// starts so that p's end can prefetch q's data. Pieces are claimed in order as threads come free,
+// so a thread that the machine slows takes fewer of them; a result combined in piece order
+// depends on the pieces only. An exception thrown by f stops nothing else; the one of the lowest p
+// is rethrown once all are done.
+template <class F>
+void parallel_pieces(int nt, index_t np, F&& f) {
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(np));
+    const auto run = [&](int t, index_t p, index_t q) {
+        try {
+            f(t, p, q);
+        } catch (...) {
+            errors[static_cast<std::size_t>(p)] = std::current_exception();
+        }
+    };
+#if defined(_OPENMP)
+    std::atomic<index_t> claimed{0};
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        index_t p = claimed.fetch_add(1, std::memory_order_relaxed);
+        while (p < np) {
+            const index_t q = std::min(claimed.fetch_add(1, std::memory_order_relaxed), np);
+            run(t, p, q);
+            p = q;
+        }
+    }
+#else
+    (void)nt;
+    for (index_t p = 0; p < np; ++p) run(0, p, p + 1);
 #endif
     for (const std::exception_ptr& e : errors)
         if (e) std::rethrow_exception(e);
