@@ -1159,10 +1159,11 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
 // pieces instead of waiting for it. Each piece sums its columns in column order and the pieces'
 // sums are added in piece order. The pieces depend on K and N only, so the loss is the same bit for
 // bit run to run and at every thread count. A thread claims its next piece when it starts one, so
-// that the last column of a piece prefetches the first of the next as within a piece (long columns
-// into L2: 1.13x at K = 10^5 in double with pieces of 8 columns). A piece costs a call (its log
-// batch) and a claim; 65536 logits make that small and still give two threads 16 pieces at K =
-// 10, N = 10^5.
+// that the last column of a piece prefetches the first of the next as within a piece (without
+// that, long columns lost their L2 prefetch at every 8th column: K = 10^5 in double on one thread
+// went from 14.0 to 15.9 ms in one run, docs/performance.md). A piece costs a call (its log batch)
+// and a claim; 65536 logits make that small and still give two threads 16 pieces at K = 10,
+// N = 10^5.
 inline constexpr double piece_logits = 65536;
 inline constexpr Eigen::Index piece_min_columns = 8;
 
