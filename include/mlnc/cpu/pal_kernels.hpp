@@ -1200,8 +1200,9 @@ pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_vari
     // Below ~32k logits per thread the threads cost more than they save.
     const int nt = detail::team_size(threads, static_cast<double>(z.rows) * static_cast<double>(N), 32768.0,
                                      static_cast<index_t>(np));
-    std::vector<column_workspace<T>> ws(static_cast<std::size_t>(nt));
-    if (np <= 1) return pal_column_range(z, S, variant, per_sample, g, scale, 0, N, ws[0]);
+    column_workspace<T> serial_ws;  // on the stack: a small call allocates nothing it did not need
+    if (np <= 1) return pal_column_range(z, S, variant, per_sample, g, scale, 0, N, serial_ws);
+    std::vector<column_workspace<T>> team_ws(nt > 1 ? static_cast<std::size_t>(nt) : 0);
     std::vector<pal_kernel_result> part(static_cast<std::size_t>(np));
     // The pieces after one holding a non-finite logit are not needed: they are skipped once it is
     // known (the outputs are then unspecified).
@@ -1210,7 +1211,7 @@ pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_vari
         if (p > first_bad.load(std::memory_order_relaxed)) return;
         pal_kernel_result& r = part[static_cast<std::size_t>(p)];
         r = pal_column_range(z, S, variant, per_sample, g, scale, p * width, std::min(N, (p + 1) * width),
-                             ws[static_cast<std::size_t>(t)], q < np ? q * width : -1);
+                             nt > 1 ? team_ws[static_cast<std::size_t>(t)] : serial_ws, q < np ? q * width : -1);
         if (r.finite()) return;
         Eigen::Index seen = first_bad.load(std::memory_order_relaxed);
         while (p < seen && !first_bad.compare_exchange_weak(seen, p, std::memory_order_relaxed)) {
