@@ -756,11 +756,13 @@ TEST_CASE("threads: the same loss bit for bit at every thread count") {
 TEST_CASE("threads: the pieces of columns, and how they are handed out") {
     using mlnc::cpu_kernels::piece_columns;
     constexpr index_t L = mlnc::cpu_kernels::column_sweeps<float>::L;
-    // About 65536 logits a piece; at least 8 columns; whole groups of L-sample blocks for K <= 32.
+    // About 65536 logits a piece; at least one column; whole groups of L-sample blocks for K <= 32.
     CHECK(piece_columns<float>(1000) == 66);
     CHECK(piece_columns<float>(33) == 1986);
-    CHECK(piece_columns<float>(100000) == 8);
-    CHECK(piece_columns<double>(1000000) == 8);
+    CHECK(piece_columns<float>(65536) == 1);
+    CHECK(piece_columns<float>(65535) == 2);
+    CHECK(piece_columns<float>(100000) == 1);
+    CHECK(piece_columns<double>(1000000) == 1);
     for (const index_t K : {1, 2, 10, 31, 32}) {
         INFO("K = " << K);
         const index_t w = piece_columns<float>(K);
@@ -768,35 +770,42 @@ TEST_CASE("threads: the pieces of columns, and how they are handed out") {
         CHECK(w * K >= 65536);
         CHECK((w - 4 * L) * K < 65536);  // a group of blocks holds at most 4 L samples
     }
-    // Every piece once, on a thread numbered below the team's size, told the piece it takes next
-    // (the next call on that thread, or np after its last); the exception of the lowest piece is
-    // the one rethrown, after every piece has run.
-    for (const int nt : {1, 2, 3}) {
-        INFO("team " << nt);
-        const index_t np = 50;
-        std::vector<std::atomic<int>> calls(np);
-        std::vector<std::vector<std::pair<index_t, index_t>>> seen(static_cast<std::size_t>(nt));
-        std::atomic<int> bad_thread{0};
-        try {
-            mlnc::detail::parallel_pieces(nt, np, [&](int t, index_t p, index_t q) {
-                ++calls[static_cast<std::size_t>(p)];
-                if (t < 0 || t >= nt) {
-                    ++bad_thread;
-                    return;
+    // Every piece once, on a thread numbered below the team's size; claimed ahead, told the piece
+    // it takes next (the next call on that thread, or np after its last), else -1; the exception of
+    // the lowest piece is the one rethrown, after every piece has run.
+    for (const bool ahead : {false, true}) {
+        for (const int nt : {1, 2, 3}) {
+            INFO("team " << nt << ", ahead " << ahead);
+            const index_t np = 50;
+            std::vector<std::atomic<int>> calls(np);
+            std::vector<std::vector<std::pair<index_t, index_t>>> seen(static_cast<std::size_t>(nt));
+            std::atomic<int> bad_thread{0};
+            try {
+                mlnc::detail::parallel_pieces(nt, np, ahead, [&](int t, index_t p, index_t q) {
+                    ++calls[static_cast<std::size_t>(p)];
+                    if (t < 0 || t >= nt) {
+                        ++bad_thread;
+                        return;
+                    }
+                    seen[static_cast<std::size_t>(t)].emplace_back(p, q);  // one thread per t: no race
+                    if (p == 31 || p == 17) throw std::runtime_error("piece " + std::to_string(p));
+                });
+                FAIL("no exception");
+            } catch (const std::runtime_error& e) {
+                CHECK(std::string(e.what()) == "piece 17");
+            }
+            for (const auto& c : calls) CHECK(c == 1);
+            CHECK(bad_thread == 0);
+            for (const auto& calls_of_t : seen) {
+                for (std::size_t j = 0; j < calls_of_t.size(); ++j) {
+                    if (j > 0) CHECK(calls_of_t[j - 1].first < calls_of_t[j].first);  // claimed in order
+                    if (!ahead) {
+                        CHECK(calls_of_t[j].second == -1);
+                        continue;
+                    }
+                    CHECK(calls_of_t[j].first < calls_of_t[j].second);
+                    CHECK(calls_of_t[j].second == (j + 1 < calls_of_t.size() ? calls_of_t[j + 1].first : np));
                 }
-                seen[static_cast<std::size_t>(t)].emplace_back(p, q);  // one thread per t: no race
-                if (p == 31 || p == 17) throw std::runtime_error("piece " + std::to_string(p));
-            });
-            FAIL("no exception");
-        } catch (const std::runtime_error& e) {
-            CHECK(std::string(e.what()) == "piece 17");
-        }
-        for (const auto& c : calls) CHECK(c == 1);
-        CHECK(bad_thread == 0);
-        for (const auto& calls_of_t : seen) {
-            for (std::size_t j = 0; j < calls_of_t.size(); ++j) {
-                CHECK(calls_of_t[j].first < calls_of_t[j].second);
-                CHECK(calls_of_t[j].second == (j + 1 < calls_of_t.size() ? calls_of_t[j + 1].first : np));
             }
         }
     }

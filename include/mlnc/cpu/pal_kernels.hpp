@@ -1153,19 +1153,19 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     return result;
 }
 
-// Threads take the columns by pieces of about piece_logits logits (at least piece_min_columns
-// columns; whole groups of small-K blocks), handed out in order as threads come free
-// (detail::parallel_pieces): on a machine that slows one core at times, the others take more
-// pieces instead of waiting for it. Each piece sums its columns in column order and the pieces'
-// sums are added in piece order. The pieces depend on K and N only, so the loss is the same bit for
-// bit run to run and at every thread count. A thread claims its next piece when it starts one, so
-// that the last column of a piece prefetches the first of the next as within a piece (without
-// that, long columns lost their L2 prefetch at every 8th column: K = 10^5 in double on one thread
-// went from 14.0 to 15.9 ms in one run, docs/performance.md). A piece costs a call (its log batch)
-// and a claim; 65536 logits make that small and still give two threads 16 pieces at K = 10,
-// N = 10^5.
+// Threads take the columns by pieces of about piece_logits logits (at least one column; whole
+// groups of small-K blocks), claimed in order as threads come free (detail::parallel_pieces): on a
+// machine that slows one core at times, the others take more pieces instead of waiting for it.
+// Each piece sums its columns in column order and the pieces' sums are added in piece order. The
+// pieces depend on K and N only, so the loss is the same bit for bit run to run and at every
+// thread count. Where columns prefetch their successor into L2 (prefetch_into_l2), a thread
+// claims its next piece when it starts one, so that the last column of a piece prefetches the
+// first of the next as within a piece (pieces of 8 columns without that lost 14.0 -> 15.9 ms at
+// K = 10^5 in double on one thread in one run, docs/performance.md); shorter columns need no such
+// claim, which would leave a descheduled thread holding a second piece. A piece costs a call (its
+// log batch) and a claim; 65536 logits make that small and still give two threads 16 pieces at
+// K = 10, N = 10^5.
 inline constexpr double piece_logits = 65536;
-inline constexpr Eigen::Index piece_min_columns = 8;
 
 template <class T>
 Eigen::Index piece_columns(Eigen::Index K) {
@@ -1176,8 +1176,8 @@ Eigen::Index piece_columns(Eigen::Index K) {
     constexpr Eigen::Index group = L;
 #endif
     const Eigen::Index grain = K <= small_k_max ? group : 1;
-    const auto c = std::max(piece_min_columns,
-                            static_cast<Eigen::Index>(std::ceil(piece_logits / static_cast<double>(std::max<Eigen::Index>(K, 1)))));
+    const auto c = std::max(Eigen::Index{1}, static_cast<Eigen::Index>(std::ceil(
+                                                 piece_logits / static_cast<double>(std::max<Eigen::Index>(K, 1)))));
     return (c + grain - 1) / grain * grain;
 }
 
@@ -1211,7 +1211,8 @@ pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_vari
         if (p > first_bad.load(std::memory_order_relaxed)) return;
         pal_kernel_result& r = part[static_cast<std::size_t>(p)];
         r = pal_column_range(z, S, variant, per_sample, g, scale, p * width, std::min(N, (p + 1) * width),
-                             nt > 1 ? team_ws[static_cast<std::size_t>(t)] : serial_ws, q < np ? q * width : -1);
+                             nt > 1 ? team_ws[static_cast<std::size_t>(t)] : serial_ws,
+                             q >= 0 && q < np ? q * width : -1);
         if (r.finite()) return;
         Eigen::Index seen = first_bad.load(std::memory_order_relaxed);
         while (p < seen && !first_bad.compare_exchange_weak(seen, p, std::memory_order_relaxed)) {
@@ -1220,7 +1221,7 @@ pal_kernel_result pal_columns(strided_view<const T> z, const Labels& S, pal_vari
     if (nt <= 1) {
         for (Eigen::Index p = 0; p < np; ++p) piece(0, p, p + 1);
     } else {
-        detail::parallel_pieces(nt, static_cast<index_t>(np), piece);
+        detail::parallel_pieces(nt, static_cast<index_t>(np), prefetch_into_l2(z, g), piece);
     }
     pal_kernel_result r;
     for (const pal_kernel_result& p : part) {

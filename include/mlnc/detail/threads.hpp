@@ -77,13 +77,14 @@ void parallel_ranges(int nt, index_t n, index_t grain, F&& f) {
 }
 
 // Calls f(t, p, q) for every piece p < np on up to nt threads: t is the calling thread's number (<
-// nt: per-thread workspaces), q the piece the same thread takes next (np if none), claimed when p
-// starts so that p's end can prefetch q's data. Pieces are claimed in order as threads come free,
-// so a thread that the machine slows takes fewer of them; a result combined in piece order
-// depends on the pieces only. An exception thrown by f stops nothing else; the one of the lowest p
-// is rethrown once all are done.
+// nt: per-thread workspaces). Pieces are claimed in order as threads come free, so a thread that
+// the machine slows takes fewer of them; a result combined in piece order depends on the pieces
+// only. With `ahead`, a thread claims its next piece when it starts one and q is that piece (np if
+// none), so that p's end can prefetch q's data; the price is that a thread descheduled in the
+// middle of p holds q too. Without, q is -1 (not known). An exception thrown by f stops nothing
+// else; the one of the lowest p is rethrown once all are done.
 template <class F>
-void parallel_pieces(int nt, index_t np, F&& f) {
+void parallel_pieces(int nt, index_t np, bool ahead, F&& f) {
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(np));
     const auto run = [&](int t, index_t p, index_t q) {
         try {
@@ -99,14 +100,19 @@ void parallel_pieces(int nt, index_t np, F&& f) {
         const int t = omp_get_thread_num();
         index_t p = claimed.fetch_add(1, std::memory_order_relaxed);
         while (p < np) {
-            const index_t q = std::min(claimed.fetch_add(1, std::memory_order_relaxed), np);
-            run(t, p, q);
-            p = q;
+            if (ahead) {
+                const index_t q = std::min(claimed.fetch_add(1, std::memory_order_relaxed), np);
+                run(t, p, q);
+                p = q;
+            } else {
+                run(t, p, -1);
+                p = claimed.fetch_add(1, std::memory_order_relaxed);
+            }
         }
     }
 #else
     (void)nt;
-    for (index_t p = 0; p < np; ++p) run(0, p, p + 1);
+    for (index_t p = 0; p < np; ++p) run(0, p, ahead ? p + 1 : -1);
 #endif
     for (const std::exception_ptr& e : errors)
         if (e) std::rethrow_exception(e);
