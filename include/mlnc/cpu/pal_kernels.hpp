@@ -714,6 +714,21 @@ struct simd_block<double> {
 };
 #endif
 
+#ifndef MLNC_GATHER_EXPS_BACK
+#if defined(__tune_znver3__) || defined(__tune_znver4__) || defined(__tune_znver5__)
+#define MLNC_GATHER_EXPS_BACK 0
+#else
+#define MLNC_GATHER_EXPS_BACK 1
+#endif
+#endif
+// With a gradient, the block's sums of exps: gathered back from G, where each exp was stored in
+// the columns' layout (each exp taken once), or taken again across samples from the logits
+// gathered by the max sweep. Gathers cost most on AMD's Zen cores (Zen 5 VM of
+// docs/performance.md), where a second exp costs less than a gather; on the Intel VM there the
+// second exps were slower (docs/performance.md). Chosen by the compiler's tuning target
+// (-march=native sets it), or by MLNC_GATHER_EXPS_BACK (0 or 1).
+inline constexpr bool gather_exps_back = MLNC_GATHER_EXPS_BACK != 0;
+
 // The index vectors of a block for one K: the gather's column offsets and, for each register r of
 // the block, the sample of each of its lanes.
 template <class T>
@@ -784,17 +799,20 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
     }
     // Block p's logit k across its samples: a gather at zb + p K L + k. NaN or an infinity in a
     // logit makes x * 0 NaN, and so the block's check.
-    alignas(64) T zt[P * block_k_max * L];  // the logits across samples (loss only), block p at p K L
+    // The logits across samples, block p at p K L: for the loss alone, and for the sums of the
+    // gradient's exps where they are taken again across samples instead of gathered back.
+    const bool keep_zt = !want_grad || !gather_exps_back;
+    alignas(64) T zt[P * block_k_max * L];
     packet vmax[P], vbad[P];
     for (int p = 0; p < P; ++p) {
         vmax[p] = A::gather(zb + p * KL, lay.offsets);
         vbad[p] = ei::pmul(vmax[p], ei::pzero(vmax[p]));
-        if (!want_grad) ei::pstore(zt + p * KL, vmax[p]);
+        if (keep_zt) ei::pstore(zt + p * KL, vmax[p]);
     }
     for (Eigen::Index k = 1; k < K; ++k) {
         for (int p = 0; p < P; ++p) {
             const packet x = A::gather(zb + p * KL + k, lay.offsets);
-            if (!want_grad) ei::pstore(zt + p * KL + k * L, x);
+            if (keep_zt) ei::pstore(zt + p * KL + k * L, x);
             vmax[p] = ei::pmax(vmax[p], x);
             vbad[p] = ei::pmadd(x, ei::pzero(x), vbad[p]);
         }
@@ -860,8 +878,16 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
                 ei::pstoreu(gb + p * KL + r * L, pexp_nonpositive(ei::psub(x, A::spread(lay.sample_of[r], vmax[p]))));
             }
         }
-        for (Eigen::Index k = 0; k < K; ++k)
-            for (int p = 0; p < P; ++p) vsum[p] = ei::padd(vsum[p], A::gather(gb + p * KL + k, lay.offsets));
+        if constexpr (gather_exps_back) {
+            for (Eigen::Index k = 0; k < K; ++k)
+                for (int p = 0; p < P; ++p) vsum[p] = ei::padd(vsum[p], A::gather(gb + p * KL + k, lay.offsets));
+        } else {
+            // The same exps (flushed as G's), summed in the same order: the same bits.
+            for (Eigen::Index k = 0; k < K; ++k)
+                for (int p = 0; p < P; ++p)
+                    vsum[p] = ei::padd(vsum[p], pexp_nonpositive<packet, true>(
+                                                    ei::psub(ei::pload<packet>(zt + p * KL + k * L), vmax[p])));
+        }
     } else {
         for (Eigen::Index k = 0; k < K; ++k)
             for (int p = 0; p < P; ++p)
