@@ -756,14 +756,16 @@ TEST_CASE("threads: the same loss bit for bit at every thread count") {
 TEST_CASE("threads: the pieces of columns, and how they are handed out") {
     using mlnc::cpu_kernels::piece_columns;
     constexpr index_t L = mlnc::cpu_kernels::column_sweeps<float>::L;
-    // About 65536 logits a piece; at least one column; whole groups of L-sample blocks for K <= 32.
+    // About 65536 logits a piece; at least one column; whole groups of L-sample blocks up to the
+    // blocks' largest K (48 in float with AVX-512 or AVX2 + FMA, 32 otherwise).
+    constexpr index_t blocked = mlnc::cpu_kernels::blocked_k_max<float>;
     CHECK(piece_columns<float>(1000) == 66);
-    CHECK(piece_columns<float>(33) == 1986);
+    CHECK(piece_columns<float>(blocked + 1) == (65536 + blocked) / (blocked + 1));
     CHECK(piece_columns<float>(65536) == 1);
     CHECK(piece_columns<float>(65535) == 2);
     CHECK(piece_columns<float>(100000) == 1);
     CHECK(piece_columns<double>(1000000) == 1);
-    for (const index_t K : {1, 2, 10, 31, 32}) {
+    for (const index_t K : {index_t{1}, index_t{2}, index_t{10}, index_t{31}, index_t{32}, blocked}) {
         INFO("K = " << K);
         const index_t w = piece_columns<float>(K);
         CHECK(w % L == 0);
@@ -834,16 +836,18 @@ TEST_CASE("threads: the pieces of columns, and how they are handed out") {
 }
 
 TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N around a block", "", float, double) {
-    // K <= 32 runs L samples per SIMD register (L = 4..16 by type and instruction set), the rest of
-    // the columns one at a time; both must match the definition, for every split of N.
+    // Up to the block path's limit (K = 32; contiguous with AVX-512 or AVX2 + FMA, 48 in float and
+    // 38 in double) L samples run per SIMD register (L = 4..16 by type and instruction set), the
+    // rest of the columns one at a time; both must match the definition, for every split of N.
     using T = TestType;
     const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-13;  // relative, per sample
     std::mt19937_64 rng(21);
-    for (const index_t K : {2, 3, 7, 10, 16, 17, 31, 32, 33}) {
+    // 33 .. 49: sets of two words of bits, and past both types' limits of the contiguous block.
+    for (const index_t K : {2, 3, 7, 10, 16, 17, 31, 32, 33, 38, 39, 47, 48, 49}) {
         for (const index_t N : {1, 15, 16, 17, 40, 100}) {
             INFO("K = " << K << ", N = " << N);
             // One or two labels mostly; every fifth sample up to 9, every seventh all K (the SIMD
-            // block takes label t of its samples by one gather, for t below its largest set).
+            // block holds a set as the bits of a lane, its first 4 labels read without a branch).
             std::vector<std::vector<index_t>> lists;
             for (index_t i = 0; i < N; ++i) {
                 std::vector<index_t> set{static_cast<index_t>(rng() % K)};
@@ -975,8 +979,9 @@ TEMPLATE_TEST_CASE("small K: a column's bits do not depend on its block's place 
 }
 
 TEMPLATE_TEST_CASE("small K: strided views and a subset of the labels give the contiguous answer", "", float, double) {
-    // With AVX-512 a contiguous Z (and G) takes the gathering block; a column stride other than K
-    // in Z or G takes the block through a buffer; a sample_subset feeds either. All must agree.
+    // With AVX-512 or AVX2 + FMA a contiguous Z (and G) takes the register-transposed block; a
+    // column stride other than K in Z or G takes the block through a buffer; a sample_subset feeds
+    // either. All must agree.
     using T = TestType;
     const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-13;  // ||a - b||_F / ||b||_F
     std::mt19937_64 rng(31);

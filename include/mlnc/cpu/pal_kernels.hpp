@@ -36,7 +36,6 @@
 #include <cstddef>
 #include <exception>
 #include <limits>
-#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -465,27 +464,45 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
 }
 
 // The SIMD form of the block of L samples (AVX-512: 16 floats or 8 doubles; AVX2 + FMA: 8 or 4),
-// for contiguous columns (leading dimension K, in Z and in G). Instead of a scalar transpose,
-// logit k of the L samples is one gather (indices 0, K, ..., (L - 1) K from z + k), which gives
-// max and sum across samples; the gradient is written in the columns' own layout, register r of
-// the block (entries r L .. r L + L - 1, of the samples (r L + t) / K) getting its samples' max
-// and scale by one in-register permute of the per-sample packet. So each logit is read by one
-// gather (for the max) and one contiguous load (for its exp, written to G and gathered back for
-// the sums), each exp is taken once, and G is written by contiguous stores.
+// for contiguous columns (leading dimension K, in Z and in G): pal_small_block_transposed.
 #if defined(EIGEN_VECTORIZE_AVX512) || (defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA))
 #define MLNC_DETAIL_SIMD_BLOCK 1
+// What the block needs of the instruction set, for T:
+// - packet, L: a register of L values of T;
+// - lanes, first_lanes(n), load_lanes, store_lanes: the first n lanes (n in [1, L]); a row of the
+//   block loaded from memory in them (the others 0, no fault past them) or stored there;
+// - transpose(r): r[t] = entries 0 .. L - 1 of row t becomes r[j] = entry j of rows 0 .. L - 1;
+// - label_bits, make_bits, label_mask, has_label(b, k): each lane's set as bits of a 32-bit
+//   word (labels k < 32), and the lanes whose set holds label k;
+// - add_masked(acc, m, x): acc + x in the lanes of m, acc elsewhere; keep_masked(x, m): x in the
+//   lanes of m, 0 elsewhere;
+// - counts(c): L 32-bit set sizes as a packet; mul_sub(a, b, c): a b - c with one rounding;
+// - losses: the block's losses m log_sum - label_sum (/ m for PAL-N) in double, stored to `out`
+//   (rounded to T) when it is not null; returns their sum (a fixed order of additions).
 template <class T>
 struct simd_block;
 
-// Up to this K the columns go through the SIMD block of L samples (past it, one at a time).
-inline constexpr Eigen::Index block_k_max = 32;
+// Up to this K contiguous columns go through the SIMD block of L samples (past it, one at a time):
+// the largest K at which the block was measured faster than the columns one at a time, on the
+// AMD Zen 5 VM of docs/performance.md (float: 48; double: 38, where at K = 40 the columns, five
+// whole packets, were faster). MLNC_BLOCK_K_MAX sets it for both, for measurement (at most 64).
+#if defined(MLNC_BLOCK_K_MAX)
+template <class T>
+inline constexpr Eigen::Index block_k_max = MLNC_BLOCK_K_MAX;
+#else
+template <class T>
+inline constexpr Eigen::Index block_k_max = sizeof(T) == 4 ? 48 : 38;
+#endif
+// A set's labels as bits: label k is bit k % 32 of word k / 32 of its lane.
+template <class T>
+inline constexpr Eigen::Index block_label_words = (block_k_max<T> + 31) / 32;
+static_assert(block_k_max<float> <= 64 && block_k_max<double> <= 64, "at most 64 labels in two words");
 
 #if defined(EIGEN_VECTORIZE_AVX512)
 // Up to K = block_group_k_max<T>, block_group blocks are taken together by one call (see
-// pal_small_block_contiguous): a block there is too short a chain for the processor to overlap
-// with the next. Past it, grouping was no faster or slower (docs/performance.md, the bench
-// SmallKLoss and SmallKLossGrad). MLNC_BLOCK_GROUP_K_MAX sets the limit, for such measurements
-// (0: no grouping).
+// pal_small_block_transposed): a block there is too short a chain for the processor to overlap
+// with the next. MLNC_BLOCK_GROUP_K_MAX sets the limit, for measurement (0: no grouping;
+// docs/performance.md, the bench SmallKLoss and SmallKLossGrad).
 inline constexpr int block_group = 2;
 #if defined(MLNC_BLOCK_GROUP_K_MAX)
 template <class T>
@@ -498,42 +515,59 @@ inline constexpr Eigen::Index block_group_k_max = 10;
 template <>
 struct simd_block<float> {
     using packet = __m512;
-    using gather_index = __m512i;
-    using spread_index = __m512i;
     static constexpr int L = 16;
-    static packet gather(const float* base, gather_index idx) noexcept { return _mm512_i32gather_ps(idx, base, 4); }
-    static packet spread(spread_index idx, packet v) noexcept { return _mm512_permutexvar_ps(idx, v); }
-    using mask = __mmask16;
-    static gather_index make_gather(const std::int32_t* v) noexcept { return _mm512_load_si512(v); }
-    static spread_index make_spread(const std::int32_t* v) noexcept { return _mm512_load_si512(v); }
-    // The lanes where count > t.
-    static mask lanes_above(gather_index count, int t) noexcept {
-        return _mm512_cmpgt_epi32_mask(count, _mm512_set1_epi32(t));
+    using lanes = __mmask16;
+    static lanes first_lanes(Eigen::Index n) noexcept { return static_cast<lanes>((1u << n) - 1u); }
+    static packet load_lanes(const float* p, lanes m) noexcept { return _mm512_maskz_loadu_ps(m, p); }
+    static void store_lanes(float* p, lanes m, packet v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
+    // Pairs of rows interleaved by 32-bit lanes, then by pairs of lanes, then 128-bit quarters
+    // taken from two registers, twice (64 shuffles).
+    static void transpose(packet (&r)[L]) noexcept {
+        packet a[L], b[L];
+        for (int i = 0; i < L; i += 2) {
+            a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);  // rows i, i + 1: entries 0 1 | 4 5 | 8 9 | 12 13
+            a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);  // 2 3 | 6 7 | 10 11 | 14 15
+        }
+        const auto lo = [](packet x, packet y) {
+            return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)));
+        };
+        const auto hi = [](packet x, packet y) {
+            return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x), _mm512_castps_pd(y)));
+        };
+        for (int g = 0; g < L; g += 4) {  // rows g .. g + 3: entries j, j + 4, j + 8, j + 12 in b[g + j]
+            b[g] = lo(a[g], a[g + 2]);
+            b[g + 1] = hi(a[g], a[g + 2]);
+            b[g + 2] = lo(a[g + 1], a[g + 3]);
+            b[g + 3] = hi(a[g + 1], a[g + 3]);
+        }
+        // Rows 8 h .. 8 h + 7: a[8 h + j] holds, by quarters, entries j, j + 8 of rows 8 h .. 8 h + 3,
+        // then of rows 8 h + 4 .. 8 h + 7; a[8 h + 4 + j] entries j + 4, j + 12.
+        for (int h = 0; h < 2; ++h)
+            for (int j = 0; j < 4; ++j) {
+                a[h * 8 + j] = _mm512_shuffle_f32x4(b[h * 8 + j], b[h * 8 + 4 + j], 0x88);
+                a[h * 8 + 4 + j] = _mm512_shuffle_f32x4(b[h * 8 + j], b[h * 8 + 4 + j], 0xDD);
+            }
+        for (int j = 0; j < 4; ++j) {
+            r[j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0x88);
+            r[j + 8] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0xDD);
+            r[j + 4] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0x88);
+            r[j + 12] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0xDD);
+        }
     }
-    // base[idx] (32-bit) in the lanes of m, 0 elsewhere.
-    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
-        return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base, 4);
+    using label_bits = __m512i;
+    static label_bits make_bits(const std::uint32_t* v) noexcept { return _mm512_load_si512(v); }
+    using label_mask = __mmask16;
+    static label_mask has_label(label_bits b, Eigen::Index k) noexcept {
+        return _mm512_test_epi32_mask(b, _mm512_set1_epi32(static_cast<int>(1u << k)));
     }
-    static packet gather_masked(const float* base, gather_index idx, mask m) noexcept {
-        return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
-    }
-    // acc + x in the lanes of m; acc elsewhere.
-    static packet add_masked(packet acc, mask m, packet x) noexcept { return _mm512_mask_add_ps(acc, m, acc, x); }
-    static packet keep_masked(packet x, mask m) noexcept { return _mm512_maskz_mov_ps(m, x); }
-    static constexpr bool has_scatter = true;
-    // base[idx] = v in the lanes of m (distinct indices).
-    static void scatter_masked(float* base, gather_index idx, mask m, packet v) noexcept {
-        _mm512_mask_i32scatter_ps(base, m, idx, v, 4);
-    }
-    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm512_add_epi32(a, b); }
-    static packet to_packet(gather_index v) noexcept { return _mm512_cvtepi32_ps(v); }
-    static void store_index(std::int32_t* p, gather_index v) noexcept { _mm512_store_si512(p, v); }
+    static packet add_masked(packet acc, label_mask m, packet x) noexcept { return _mm512_mask_add_ps(acc, m, acc, x); }
+    static packet keep_masked(packet x, label_mask m) noexcept { return _mm512_maskz_mov_ps(m, x); }
+    static packet counts(const std::int32_t* c) noexcept { return _mm512_cvtepi32_ps(_mm512_load_si512(c)); }
+    static packet mul_sub(packet a, packet b, packet c) noexcept { return _mm512_fmsub_ps(a, b, c); }
     static __m512d low(packet x) noexcept { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
     static __m512d high(packet x) noexcept {
         return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
     }
-    // The block's losses m log_sum - label_sum (/ m for PAL-N) in double, stored to `out` (rounded
-    // to float) when it is not null; returns their sum (a fixed order of additions).
     static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, float* out) noexcept {
         __m512d lo = _mm512_fmsub_pd(low(m), low(log_sum), low(label_sum));
         __m512d hi = _mm512_fmsub_pd(high(m), high(log_sum), high(label_sum));
@@ -552,41 +586,48 @@ struct simd_block<float> {
 template <>
 struct simd_block<double> {
     using packet = __m512d;
-    using gather_index = __m256i;
-    using spread_index = __m512i;
     static constexpr int L = 8;
-    static packet gather(const double* base, gather_index idx) noexcept { return _mm512_i32gather_pd(idx, base, 8); }
-    static packet spread(spread_index idx, packet v) noexcept { return _mm512_permutexvar_pd(idx, v); }
-    using mask = __mmask8;
-    static gather_index make_gather(const std::int32_t* v) noexcept {
-        return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
+    using lanes = __mmask8;
+    static lanes first_lanes(Eigen::Index n) noexcept { return static_cast<lanes>((1u << n) - 1u); }
+    static packet load_lanes(const double* p, lanes m) noexcept { return _mm512_maskz_loadu_pd(m, p); }
+    static void store_lanes(double* p, lanes m, packet v) noexcept { _mm512_mask_storeu_pd(p, m, v); }
+    // As for float, one step fewer (24 shuffles).
+    static void transpose(packet (&r)[L]) noexcept {
+        packet a[L];
+        for (int i = 0; i < L; i += 2) {
+            a[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);  // rows i, i + 1: entries 0 | 2 | 4 | 6
+            a[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);  // 1 | 3 | 5 | 7
+        }
+        for (int g = 0; g < L; g += 4) {  // rows g .. g + 3: entries 0, 4 in r[g]; 2, 6; 1, 5; 3, 7
+            r[g] = _mm512_shuffle_f64x2(a[g], a[g + 2], 0x88);
+            r[g + 1] = _mm512_shuffle_f64x2(a[g], a[g + 2], 0xDD);
+            r[g + 2] = _mm512_shuffle_f64x2(a[g + 1], a[g + 3], 0x88);
+            r[g + 3] = _mm512_shuffle_f64x2(a[g + 1], a[g + 3], 0xDD);
+        }
+        a[0] = _mm512_shuffle_f64x2(r[0], r[4], 0x88);
+        a[4] = _mm512_shuffle_f64x2(r[0], r[4], 0xDD);
+        a[2] = _mm512_shuffle_f64x2(r[1], r[5], 0x88);
+        a[6] = _mm512_shuffle_f64x2(r[1], r[5], 0xDD);
+        a[1] = _mm512_shuffle_f64x2(r[2], r[6], 0x88);
+        a[5] = _mm512_shuffle_f64x2(r[2], r[6], 0xDD);
+        a[3] = _mm512_shuffle_f64x2(r[3], r[7], 0x88);
+        a[7] = _mm512_shuffle_f64x2(r[3], r[7], 0xDD);
+        for (int j = 0; j < L; ++j) r[j] = a[j];
     }
-    static spread_index make_spread(const std::int32_t* v) noexcept {
-        return _mm512_cvtepi32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
+    using label_bits = __m512i;  // 64-bit lanes
+    static label_bits make_bits(const std::uint32_t* v) noexcept {
+        return _mm512_cvtepu32_epi64(_mm256_load_si256(reinterpret_cast<const __m256i*>(v)));
     }
-    // The 256-bit lanes through 512-bit forms (low 8 lanes): AVX-512F alone, no VL needed.
-    static mask lanes_above(gather_index count, int t) noexcept {
-        return static_cast<mask>(
-            _mm512_mask_cmpgt_epi32_mask(0xFF, _mm512_zextsi256_si512(count), _mm512_set1_epi32(t)));
+    using label_mask = __mmask8;
+    static label_mask has_label(label_bits b, Eigen::Index k) noexcept {
+        return _mm512_test_epi64_mask(b, _mm512_set1_epi64(static_cast<long long>(1ull << k)));
     }
-    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
-        return _mm512_castsi512_si256(
-            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, _mm512_zextsi256_si512(idx), base, 4));
+    static packet add_masked(packet acc, label_mask m, packet x) noexcept { return _mm512_mask_add_pd(acc, m, acc, x); }
+    static packet keep_masked(packet x, label_mask m) noexcept { return _mm512_maskz_mov_pd(m, x); }
+    static packet counts(const std::int32_t* c) noexcept {
+        return _mm512_cvtepi32_pd(_mm256_load_si256(reinterpret_cast<const __m256i*>(c)));
     }
-    static packet gather_masked(const double* base, gather_index idx, mask m) noexcept {
-        return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, idx, base, 8);
-    }
-    static packet add_masked(packet acc, mask m, packet x) noexcept { return _mm512_mask_add_pd(acc, m, acc, x); }
-    static packet keep_masked(packet x, mask m) noexcept { return _mm512_maskz_mov_pd(m, x); }
-    static constexpr bool has_scatter = true;
-    static void scatter_masked(double* base, gather_index idx, mask m, packet v) noexcept {
-        _mm512_mask_i32scatter_pd(base, m, idx, v, 8);
-    }
-    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm256_add_epi32(a, b); }
-    static packet to_packet(gather_index v) noexcept { return _mm512_cvtepi32_pd(v); }
-    static void store_index(std::int32_t* p, gather_index v) noexcept {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(p), v);
-    }
+    static packet mul_sub(packet a, packet b, packet c) noexcept { return _mm512_fmsub_pd(a, b, c); }
     static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, double* out) noexcept {
         packet l = _mm512_fmsub_pd(m, log_sum, label_sum);
         if (pal_n) l = _mm512_div_pd(l, m);
@@ -613,36 +654,49 @@ inline double reduce_add(__m256d x) noexcept {
 template <>
 struct simd_block<float> {
     using packet = __m256;
-    using gather_index = __m256i;
-    using spread_index = __m256i;
     static constexpr int L = 8;
-    static packet gather(const float* base, gather_index idx) noexcept { return _mm256_i32gather_ps(base, idx, 4); }
-    static packet spread(spread_index idx, packet v) noexcept { return _mm256_permutevar8x32_ps(v, idx); }
-    using mask = __m256i;  // all ones in the lanes of the mask
-    static gather_index make_gather(const std::int32_t* v) noexcept {
+    using lanes = __m256i;  // all ones in the lanes
+    static lanes first_lanes(Eigen::Index n) noexcept {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    static packet load_lanes(const float* p, lanes m) noexcept { return _mm256_maskload_ps(p, m); }
+    static void store_lanes(float* p, lanes m, packet v) noexcept { _mm256_maskstore_ps(p, m, v); }
+    // Pairs of rows interleaved by 32-bit lanes, then pairs of lanes taken from two registers,
+    // then 128-bit halves (24 shuffles).
+    static void transpose(packet (&r)[L]) noexcept {
+        packet a[L], b[L];
+        for (int i = 0; i < L; i += 2) {
+            a[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);  // rows i, i + 1: entries 0 1 | 4 5
+            a[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);  // 2 3 | 6 7
+        }
+        for (int g = 0; g < L; g += 4) {  // rows g .. g + 3: entries j, j + 4 in b[g + j]
+            b[g] = _mm256_shuffle_ps(a[g], a[g + 2], 0x44);
+            b[g + 1] = _mm256_shuffle_ps(a[g], a[g + 2], 0xEE);
+            b[g + 2] = _mm256_shuffle_ps(a[g + 1], a[g + 3], 0x44);
+            b[g + 3] = _mm256_shuffle_ps(a[g + 1], a[g + 3], 0xEE);
+        }
+        for (int j = 0; j < 4; ++j) {
+            r[j] = _mm256_permute2f128_ps(b[j], b[4 + j], 0x20);
+            r[j + 4] = _mm256_permute2f128_ps(b[j], b[4 + j], 0x31);
+        }
+    }
+    using label_bits = __m256i;
+    static label_bits make_bits(const std::uint32_t* v) noexcept {
         return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
     }
-    static spread_index make_spread(const std::int32_t* v) noexcept { return make_gather(v); }
-    static gather_index splat_index(std::int32_t v) noexcept { return _mm256_set1_epi32(v); }
-    static mask lanes_above(gather_index count, int t) noexcept {
-        return _mm256_cmpgt_epi32(count, _mm256_set1_epi32(t));
+    using label_mask = __m256i;  // all ones in the lanes
+    static label_mask has_label(label_bits b, Eigen::Index k) noexcept {
+        const __m256i bit = _mm256_set1_epi32(static_cast<int>(1u << k));
+        return _mm256_cmpeq_epi32(_mm256_and_si256(b, bit), bit);
     }
-    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
-        return _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, idx, m, 4);
-    }
-    static packet gather_masked(const float* base, gather_index idx, mask m) noexcept {
-        return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, _mm256_castsi256_ps(m), 4);
-    }
-    static packet add_masked(packet acc, mask m, packet x) noexcept {
+    static packet add_masked(packet acc, label_mask m, packet x) noexcept {
         return _mm256_add_ps(acc, _mm256_and_ps(_mm256_castsi256_ps(m), x));
     }
-    static packet keep_masked(packet x, mask m) noexcept { return _mm256_and_ps(_mm256_castsi256_ps(m), x); }
-    static constexpr bool has_scatter = false;
-    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm256_add_epi32(a, b); }
-    static packet to_packet(gather_index v) noexcept { return _mm256_cvtepi32_ps(v); }
-    static void store_index(std::int32_t* p, gather_index v) noexcept {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(p), v);
+    static packet keep_masked(packet x, label_mask m) noexcept { return _mm256_and_ps(_mm256_castsi256_ps(m), x); }
+    static packet counts(const std::int32_t* c) noexcept {
+        return _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(c)));
     }
+    static packet mul_sub(packet a, packet b, packet c) noexcept { return _mm256_fmsub_ps(a, b, c); }
     static __m256d low(packet x) noexcept { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
     static __m256d high(packet x) noexcept { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
     static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, float* out) noexcept {
@@ -663,48 +717,41 @@ struct simd_block<float> {
 template <>
 struct simd_block<double> {
     using packet = __m256d;
-    using gather_index = __m128i;
-    using spread_index = __m256i;  // 32-bit lane indices: double lane t is float lanes 2t, 2t + 1
     static constexpr int L = 4;
-    // The masked form with a zero source: GCC 12's _mm256_i32gather_pd passes an undefined one
-    // (-Wuninitialized).
-    static packet gather(const double* base, gather_index idx) noexcept {
-        return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), base, idx, _mm256_castsi256_pd(_mm256_set1_epi64x(-1)), 8);
+    using lanes = __m256i;  // 64-bit lanes, all ones in the lanes
+    static lanes first_lanes(Eigen::Index n) noexcept {
+        return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
     }
-    static packet spread(spread_index idx, packet v) noexcept {
-        return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), idx));
+    static packet load_lanes(const double* p, lanes m) noexcept { return _mm256_maskload_pd(p, m); }
+    static void store_lanes(double* p, lanes m, packet v) noexcept { _mm256_maskstore_pd(p, m, v); }
+    // Pairs of rows interleaved by lanes, then 128-bit halves (8 shuffles).
+    static void transpose(packet (&r)[L]) noexcept {
+        const packet a0 = _mm256_unpacklo_pd(r[0], r[1]);  // entries 0 | 2 of rows 0, 1
+        const packet a1 = _mm256_unpackhi_pd(r[0], r[1]);  // 1 | 3
+        const packet a2 = _mm256_unpacklo_pd(r[2], r[3]);
+        const packet a3 = _mm256_unpackhi_pd(r[2], r[3]);
+        r[0] = _mm256_permute2f128_pd(a0, a2, 0x20);
+        r[2] = _mm256_permute2f128_pd(a0, a2, 0x31);
+        r[1] = _mm256_permute2f128_pd(a1, a3, 0x20);
+        r[3] = _mm256_permute2f128_pd(a1, a3, 0x31);
     }
-    using mask = __m128i;  // 32-bit lanes, all ones in the lanes of the mask
-    static gather_index make_gather(const std::int32_t* v) noexcept {
-        return _mm_load_si128(reinterpret_cast<const __m128i*>(v));
+    using label_bits = __m256i;  // 64-bit lanes
+    static label_bits make_bits(const std::uint32_t* v) noexcept {
+        return _mm256_cvtepu32_epi64(_mm_load_si128(reinterpret_cast<const __m128i*>(v)));
     }
-    static gather_index splat_index(std::int32_t v) noexcept { return _mm_set1_epi32(v); }
-    static mask lanes_above(gather_index count, int t) noexcept { return _mm_cmpgt_epi32(count, _mm_set1_epi32(t)); }
-    static gather_index gather_labels(const label_t* base, gather_index idx, mask m) noexcept {
-        return _mm_mask_i32gather_epi32(_mm_setzero_si128(), base, idx, m, 4);
+    using label_mask = __m256i;  // 64-bit lanes, all ones in the lanes
+    static label_mask has_label(label_bits b, Eigen::Index k) noexcept {
+        const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(1ull << k));
+        return _mm256_cmpeq_epi64(_mm256_and_si256(b, bit), bit);
     }
-    static __m256d wide(mask m) noexcept { return _mm256_castsi256_pd(_mm256_cvtepi32_epi64(m)); }
-    static packet gather_masked(const double* base, gather_index idx, mask m) noexcept {
-        return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), base, idx, wide(m), 8);
+    static packet add_masked(packet acc, label_mask m, packet x) noexcept {
+        return _mm256_add_pd(acc, _mm256_and_pd(_mm256_castsi256_pd(m), x));
     }
-    static packet add_masked(packet acc, mask m, packet x) noexcept {
-        return _mm256_add_pd(acc, _mm256_and_pd(wide(m), x));
+    static packet keep_masked(packet x, label_mask m) noexcept { return _mm256_and_pd(_mm256_castsi256_pd(m), x); }
+    static packet counts(const std::int32_t* c) noexcept {
+        return _mm256_cvtepi32_pd(_mm_load_si128(reinterpret_cast<const __m128i*>(c)));
     }
-    static packet keep_masked(packet x, mask m) noexcept { return _mm256_and_pd(wide(m), x); }
-    static constexpr bool has_scatter = false;
-    static gather_index add_index(gather_index a, gather_index b) noexcept { return _mm_add_epi32(a, b); }
-    static packet to_packet(gather_index v) noexcept { return _mm256_cvtepi32_pd(v); }
-    static void store_index(std::int32_t* p, gather_index v) noexcept {
-        _mm_store_si128(reinterpret_cast<__m128i*>(p), v);
-    }
-    static spread_index make_spread(const std::int32_t* v) noexcept {
-        alignas(32) std::int32_t w[8];
-        for (int t = 0; t < L; ++t) {
-            w[2 * t] = 2 * v[t];
-            w[2 * t + 1] = 2 * v[t] + 1;
-        }
-        return _mm256_load_si256(reinterpret_cast<const __m256i*>(w));
-    }
+    static packet mul_sub(packet a, packet b, packet c) noexcept { return _mm256_fmsub_pd(a, b, c); }
     static double losses(packet m, packet log_sum, packet label_sum, bool pal_n, double* out) noexcept {
         packet l = _mm256_fmsub_pd(m, log_sum, label_sum);
         if (pal_n) l = _mm256_div_pd(l, m);
@@ -714,185 +761,140 @@ struct simd_block<double> {
 };
 #endif
 
-#ifndef MLNC_GATHER_EXPS_BACK
-#if defined(__tune_znver3__) || defined(__tune_znver4__) || defined(__tune_znver5__)
-#define MLNC_GATHER_EXPS_BACK 0
-#else
-#define MLNC_GATHER_EXPS_BACK 1
-#endif
-#endif
-// With a gradient, the block's sums of exps: gathered back from G, where each exp was stored in
-// the columns' layout (each exp taken once), or taken again across samples from the logits
-// gathered by the max sweep. Gathers cost most on AMD's Zen cores (Zen 5 VM of
-// docs/performance.md), where a second exp costs less than a gather; on the Intel VM there the
-// second exps were slower (docs/performance.md). Chosen by the compiler's tuning target
-// (-march=native sets it), or by MLNC_GATHER_EXPS_BACK (0 or 1).
-inline constexpr bool gather_exps_back = MLNC_GATHER_EXPS_BACK != 0;
-
-// The index vectors of a block for one K: the gather's column offsets and, for each register r of
-// the block, the sample of each of its lanes.
-template <class T>
-struct small_block_layout {
-    using A = simd_block<T>;
-    typename A::gather_index offsets;
-    typename A::spread_index sample_of[block_k_max];
-    explicit small_block_layout(Eigen::Index K) noexcept {
-        alignas(64) std::int32_t v[16];
-        for (int t = 0; t < A::L; ++t) v[t] = static_cast<std::int32_t>(t * K);
-        offsets = A::make_gather(v);
-        for (Eigen::Index r = 0; r < K; ++r) {
-            for (int t = 0; t < A::L; ++t) v[t] = static_cast<std::int32_t>((r * A::L + t) / K);
-            sample_of[r] = A::make_spread(v);
-        }
-    }
-};
-
 // As pal_small_block, for P consecutive blocks of L samples together (P L samples from i0), zb =
 // their first logit and gb = their first gradient entry (null for no gradient; may equal zb), both
 // with leading dimension K. Also returns false, having written nothing, when a label's logit lies
-// further below its column's max than T can represent (or, for a sample_subset whose sets lie
-// more than 2^31 labels apart in memory, always).
+// further below its column's max than T can represent.
 //
-// The labels enter as lanes too: each sample's set is located once (where its labels start,
-// relative to the first sample's, and how many there are), and label t of the L samples is one
-// masked gather of 32-bit labels, its logit one masked gather from the block, for t below the
-// largest set. So the labels cost no pass over K and no scalar stores of indicators (an earlier
-// form set two 0/1 indicator blocks, K x L each, by scalar stores: a quarter of the block's time
-// at K = 10). The gradient's - y_value at the labels: with a scatter, into a zeroed K x L block
-// subtracted in the pass that scales G; without, one scalar subtraction per (label slot, sample)
-// after that pass, the slots past a sample's set subtracting 0 from its first entry.
+// A block, K x L in the columns' layout, is read as L rows of K logits, L x L at a time (the last
+// tile's rows masked to its columns), and transposed in registers into K packets of one logit
+// across the L samples; max, exps, sum and log then run across samples. Each set becomes the bits
+// of a lane (K <= 32), so label k of the L samples is a mask: the labels cost no gather and no
+// pass over K x L indicators, and each sample's labels are added in ascending order, its set's
+// order. With a gradient, each exp is taken once and kept; G is formed across samples, m p - y
+// (or p - y / m) by one fused multiply-subtract, and transposed back into rows by the same
+// shuffles, stored masked to K. (An earlier form gathered logit k of the L samples from the
+// columns and wrote G in their layout; gathers cost most on the AMD Zen 5 VM of
+// docs/performance.md, and the transposed block was faster at every K there.)
 //
 // Each of the P blocks is computed exactly as it would be alone (the same operations on the same
 // lanes, its losses added to `sum` in block order), so P changes no bit of the results. It only
-// interleaves P independent chains: one block is a chain of dependent steps (gathers, a max, the
+// interleaves P independent chains: one block is a chain of dependent steps (loads, a max, the
 // exps, a sum, a log, a division), too long for the processor to overlap with the next block.
 template <int P, class T, class Labels>
-bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pal_variant variant, T* per_sample,
-                                T* gb, double scale, Eigen::Index i0, double& sum, const small_block_layout<T>& lay) {
+bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pal_variant variant, T* per_sample,
+                                T* gb, double scale, Eigen::Index i0, double& sum) {
     namespace ei = Eigen::internal;
     using A = simd_block<T>;
     using packet = typename A::packet;
-    using index = typename A::gather_index;
+    using lanes = typename A::lanes;
     constexpr int L = A::L;
     static_assert(L == column_sweeps<T>::L, "the block's packet is Eigen's packet of T");
     static_assert(P >= 1);
     const bool want_grad = gb != nullptr;
-    const Eigen::Index KL = K * L;  // entries of one block
-    // The sets, as lanes: start (in labels, from the first set's first label) and size. A set too
-    // far from the first one, or from its own block's first (as the block alone would find it),
-    // for 32-bit lanes: false.
-    alignas(64) std::int32_t start[P * L], count[P * L];
-    const label_t* const base = S[i0].data();
-    const auto too_far = [K](std::ptrdiff_t d) {
-        return d < std::numeric_limits<std::int32_t>::min() || d > std::numeric_limits<std::int32_t>::max() - K;
-    };
-    int most = 0;  // the largest set
-    std::ptrdiff_t block_first = 0;
-    for (int j = 0; j < P * L; ++j) {
-        const auto set = S[i0 + j];
-        const std::ptrdiff_t d = set.data() - base;
-        if (j % L == 0) block_first = d;
-        if (too_far(d) || too_far(d - block_first)) return false;
-        start[j] = static_cast<std::int32_t>(d);
-        count[j] = static_cast<std::int32_t>(set.size());
-        most = std::max(most, count[j]);
+    const Eigen::Index KL = K * L;
+    const Eigen::Index tiles = (K + L - 1) / L;
+    const Eigen::Index KP = tiles * L;  // K padded to whole tiles: block p's logit k at zt + (p KP + k) L
+    // The last tile's rows: its columns' lanes (masked loads and stores); the others whole (a
+    // masked store cost more than a plain one on the AMD Zen 5 VM of docs/performance.md, in AVX2).
+    const lanes last = A::first_lanes(K - (tiles - 1) * L);
+    // bits[w][j]: word w of sample j's set.
+    const Eigen::Index words = (K + 31) / 32;
+    alignas(64) std::uint32_t bits[block_label_words<T>][P * L];
+    alignas(64) std::int32_t count[P * L];
+    // A set's first `unrolled` labels without a branch on its size (a loop over the labels of
+    // sets of random sizes mispredicted about once a sample); a label repeated past a set's size
+    // sets its bit again. Longer sets loop over the rest.
+    constexpr std::int32_t unrolled = 4;
+    if (words == 1) {
+        for (int j = 0; j < P * L; ++j) {
+            const auto set = S[i0 + j];
+            const label_t* const l = set.data();
+            const auto m = static_cast<std::int32_t>(set.size());  // >= 1
+            std::uint32_t b = 0;
+            for (std::int32_t q = 0; q < unrolled; ++q) b |= 1u << l[std::min(q, m - 1)];
+            for (std::int32_t q = unrolled; q < m; ++q) b |= 1u << l[q];
+            bits[0][j] = b;
+            count[j] = m;
+        }
+    } else {
+        for (Eigen::Index w = 0; w < words; ++w) std::fill(bits[w], bits[w] + P * L, 0u);
+        for (int j = 0; j < P * L; ++j) {
+            const auto set = S[i0 + j];
+            const label_t* const l = set.data();
+            const auto m = static_cast<std::int32_t>(set.size());
+            for (std::int32_t q = 0; q < unrolled; ++q) {
+                const label_t k = l[std::min(q, m - 1)];
+                bits[k >> 5][j] |= 1u << (k & 31);
+            }
+            for (std::int32_t q = unrolled; q < m; ++q) bits[l[q] >> 5][j] |= 1u << (l[q] & 31);
+            count[j] = m;
+        }
     }
-    // Block p's logit k across its samples: a gather at zb + p K L + k. NaN or an infinity in a
-    // logit makes x * 0 NaN, and so the block's check.
-    // The logits across samples, block p at p K L: for the loss alone, and for the sums of the
-    // gradient's exps where they are taken again across samples instead of gathered back.
-    const bool keep_zt = !want_grad || !gather_exps_back;
-    alignas(64) T zt[P * block_k_max * L];
+    constexpr Eigen::Index kp_max = (block_k_max<T> + L - 1) / L * L;  // KP's largest
+    alignas(64) T zt[P * kp_max * L];
+    // max(-Inf, x) = x for every x but NaN, which the check finds: NaN or an infinity in a logit
+    // makes x * 0 NaN, and so the block's check.
     packet vmax[P], vbad[P];
     for (int p = 0; p < P; ++p) {
-        vmax[p] = A::gather(zb + p * KL, lay.offsets);
-        vbad[p] = ei::pmul(vmax[p], ei::pzero(vmax[p]));
-        if (keep_zt) ei::pstore(zt + p * KL, vmax[p]);
-    }
-    for (Eigen::Index k = 1; k < K; ++k) {
-        for (int p = 0; p < P; ++p) {
-            const packet x = A::gather(zb + p * KL + k, lay.offsets);
-            if (keep_zt) ei::pstore(zt + p * KL + k * L, x);
-            vmax[p] = ei::pmax(vmax[p], x);
-            vbad[p] = ei::pmadd(x, ei::pzero(x), vbad[p]);
+        vmax[p] = ei::pset1<packet>(-std::numeric_limits<T>::infinity());
+        vbad[p] = ei::pset1<packet>(T(0));
+        for (Eigen::Index c = 0; c < tiles; ++c) {
+            packet r[L];
+            const T* const src = zb + p * KL + c * L;
+            if (c + 1 < tiles)
+                for (int t = 0; t < L; ++t) r[t] = ei::ploadu<packet>(src + t * K);
+            else
+                for (int t = 0; t < L; ++t) r[t] = A::load_lanes(src + t * K, last);
+            A::transpose(r);
+            for (int j = 0; j < L; ++j) ei::pstore(zt + (p * KP + c * L + j) * L, r[j]);
+            const int used = static_cast<int>(std::min<Eigen::Index>(L, K - c * L));
+            for (int j = 0; j < used; ++j) {
+                vmax[p] = ei::pmax(vmax[p], r[j]);
+                vbad[p] = ei::pmadd(r[j], ei::pzero(r[j]), vbad[p]);
+            }
         }
     }
     packet bad = vbad[0];
     for (int p = 1; p < P; ++p) bad = ei::padd(bad, vbad[p]);
     if (!(ei::predux(bad) == T(0))) return false;
     const packet zero = ei::pzero(vmax[0]);
-    index vstart[P], vcount[P];
-    packet vm[P], vy[P];
-    // PAL: g = (m p - y) scale; PAL-N: g = (p - y / m) scale; p = e / sum.
-    const packet vscale = ei::pset1<packet>(static_cast<T>(scale));
+    typename A::label_bits vbits[P][block_label_words<T>];
+    packet vm[P];
     for (int p = 0; p < P; ++p) {
-        vstart[p] = A::make_gather(start + p * L);
-        vcount[p] = A::make_gather(count + p * L);
-        vm[p] = A::to_packet(vcount[p]);
-        vy[p] = variant == pal_variant::pal ? vscale : ei::pdiv(vscale, vm[p]);
+        for (Eigen::Index w = 0; w < words; ++w) vbits[p][w] = A::make_bits(bits[w] + p * L);
+        vm[p] = A::counts(count + p * L);
     }
-    // For the gradient, with a scatter (AVX-512): y_value at the labels in the columns' layout (yc),
-    // subtracted in the pass that scales G. Without: label slot t of each sample, its position in
-    // G from gb (the sample's first entry past its set) and what to subtract there (0 past the
-    // set), for scalar subtractions after that pass.
-    alignas(64) T yc[A::has_scatter ? P * block_k_max * L : 1];
-    alignas(64) std::int32_t at[A::has_scatter ? 1 : P * block_k_max * L];
-    alignas(64) T y_at[A::has_scatter ? 1 : P * block_k_max * L];
-    if constexpr (A::has_scatter)
-        if (want_grad)
-            for (Eigen::Index r = 0; r < P * K; ++r) ei::pstore(yc + r * L, zero);
     // sum over the labels of z_k - max (<= 0), only in the label lanes: 0 (-Inf) would be NaN where
     // a logit of another class lies more than the largest T below the max.
     packet vlab[P];
     for (int p = 0; p < P; ++p) vlab[p] = zero;
-    for (int t = 0; t < most; ++t) {
-        for (int p = 0; p < P; ++p) {
-            const auto in_set = A::lanes_above(vcount[p], t);
-            const auto pos = A::add_index(lay.offsets, A::gather_labels(base + t, vstart[p], in_set));
-            vlab[p] = A::add_masked(vlab[p], in_set, ei::psub(A::gather_masked(zb + p * KL, pos, in_set), vmax[p]));
-            if (want_grad) {
-                if constexpr (A::has_scatter) {
-                    A::scatter_masked(yc + p * KL, pos, in_set, vy[p]);
-                } else {
-                    const index from_gb = A::add_index(pos, A::splat_index(static_cast<std::int32_t>(p * KL)));
-                    A::store_index(at + (t * P + p) * L, from_gb);
-                    ei::pstore(y_at + (t * P + p) * L, A::keep_masked(vy[p], in_set));
-                }
-            }
-        }
-    }
+    for (Eigen::Index k = 0; k < K; ++k)
+        for (int p = 0; p < P; ++p)
+            vlab[p] = A::add_masked(vlab[p], A::has_label(vbits[p][k >> 5], k & 31),
+                                    ei::psub(ei::pload<packet>(zt + (p * KP + k) * L), vmax[p]));
     // A label's z_k - max beyond the largest T (logits of opposite signs near the overflow): the
     // columns one at a time take their differences in double (nothing is written yet). vlab <= 0,
     // so a sum over the blocks is finite only when each is.
     packet lab = vlab[0];
     for (int p = 1; p < P; ++p) lab = ei::padd(lab, vlab[p]);
     if (!std::isfinite(ei::predux(lab))) return false;
-    // sum_k exp(z_k - max) across samples: from G's exps in the columns' layout when a gradient is
-    // wanted (each exp is taken once), else from the logits across samples.
+    // sum_k exp(z_k - max) across samples; with a gradient, the exps flushed as G's and kept in zt.
     packet vsum[P];
     for (int p = 0; p < P; ++p) vsum[p] = zero;
     if (want_grad) {
-        for (Eigen::Index r = 0; r < K; ++r) {
+        for (Eigen::Index k = 0; k < K; ++k)
             for (int p = 0; p < P; ++p) {
-                const packet x = ei::ploadu<packet>(zb + p * KL + r * L);
-                ei::pstoreu(gb + p * KL + r * L, pexp_nonpositive(ei::psub(x, A::spread(lay.sample_of[r], vmax[p]))));
+                T* const x = zt + (p * KP + k) * L;
+                const packet e = pexp_nonpositive<packet, true>(ei::psub(ei::pload<packet>(x), vmax[p]));
+                ei::pstore(x, e);
+                vsum[p] = ei::padd(vsum[p], e);
             }
-        }
-        if constexpr (gather_exps_back) {
-            for (Eigen::Index k = 0; k < K; ++k)
-                for (int p = 0; p < P; ++p) vsum[p] = ei::padd(vsum[p], A::gather(gb + p * KL + k, lay.offsets));
-        } else {
-            // The same exps (flushed as G's), summed in the same order: the same bits.
-            for (Eigen::Index k = 0; k < K; ++k)
-                for (int p = 0; p < P; ++p)
-                    vsum[p] = ei::padd(vsum[p], pexp_nonpositive<packet, true>(
-                                                    ei::psub(ei::pload<packet>(zt + p * KL + k * L), vmax[p])));
-        }
     } else {
         for (Eigen::Index k = 0; k < K; ++k)
             for (int p = 0; p < P; ++p)
                 vsum[p] = ei::padd(vsum[p], pexp_nonpositive<packet, false>(
-                                                ei::psub(ei::pload<packet>(zt + p * KL + k * L), vmax[p])));
+                                                ei::psub(ei::pload<packet>(zt + (p * KP + k) * L), vmax[p])));
     }
     // sum in [1, K]: its log to the precision of T. Loss = m log(sum) - sum_{k in S} (z_k - max),
     // two non-negative terms, in double; PAL-N divides by m.
@@ -902,25 +904,45 @@ bool pal_small_block_contiguous(const T* zb, Eigen::Index K, const Labels& S, pa
         sum += A::losses(vm[p], vlog[p], vlab[p], variant == pal_variant::pal_n,
                          per_sample == nullptr ? nullptr : per_sample + i0 + p * L);
     if (want_grad) {
+        // PAL: g = (m p - y) scale; PAL-N: g = (p - y / m) scale; p = e / sum.
+        const packet vscale = ei::pset1<packet>(static_cast<T>(scale));
         const packet one = ei::pset1<packet>(T(1));
-        packet vp[P];
-        for (int p = 0; p < P; ++p)
-            vp[p] = ei::pdiv(ei::pmul(variant == pal_variant::pal ? vm[p] : one, vscale), vsum[p]);
-        for (Eigen::Index r = 0; r < K; ++r) {
-            for (int p = 0; p < P; ++p) {
-                T* const gr = gb + p * KL + r * L;
-                const packet e = ei::pmul(ei::ploadu<packet>(gr), A::spread(lay.sample_of[r], vp[p]));
-                if constexpr (A::has_scatter)
-                    ei::pstoreu(gr, ei::psub(e, ei::pload<packet>(yc + p * KL + r * L)));
+        for (int p = 0; p < P; ++p) {
+            const packet vp = ei::pdiv(ei::pmul(variant == pal_variant::pal ? vm[p] : one, vscale), vsum[p]);
+            const packet vy = variant == pal_variant::pal ? vscale : ei::pdiv(vscale, vm[p]);
+            for (Eigen::Index c = 0; c < tiles; ++c) {
+                packet r[L];
+                const int used = static_cast<int>(std::min<Eigen::Index>(L, K - c * L));
+                for (int j = 0; j < L; ++j) {
+                    if (j < used) {
+                        const Eigen::Index k = c * L + j;
+                        r[j] = A::mul_sub(ei::pload<packet>(zt + (p * KP + k) * L), vp,
+                                          A::keep_masked(vy, A::has_label(vbits[p][k >> 5], k & 31)));
+                    } else {
+                        r[j] = zero;
+                    }
+                }
+                A::transpose(r);
+                T* const dst = gb + p * KL + c * L;
+                if (c + 1 < tiles)
+                    for (int t = 0; t < L; ++t) ei::pstoreu(dst + t * K, r[t]);
                 else
-                    ei::pstoreu(gr, e);
+                    for (int t = 0; t < L; ++t) A::store_lanes(dst + t * K, last, r[t]);
             }
         }
-        if constexpr (!A::has_scatter)
-            for (int q = 0; q < most * P * L; ++q) gb[at[q]] -= y_at[q];
     }
     return true;
 }
+#endif
+
+// The largest K whose columns may go by blocks of L samples (small_k_max strided, block_k_max
+// contiguous): pieces of columns hold whole groups of blocks up to it (piece_columns).
+#if defined(MLNC_DETAIL_SIMD_BLOCK)
+template <class T>
+inline constexpr Eigen::Index blocked_k_max = std::max(small_k_max, block_k_max<T>);
+#else
+template <class T>
+inline constexpr Eigen::Index blocked_k_max = small_k_max;
 #endif
 
 // The losses of the columns one at a time wait for their logs in batches of this many, which one
@@ -1021,13 +1043,10 @@ bool prefetch_into_l2(strided_view<const T> z, strided_view<T> g) {
 }
 
 // What a thread of the kernel keeps from one piece of columns to the next (pal_columns): its
-// K-entry scratch columns and the small-K block's index layout, made at first use.
+// K-entry scratch columns, sized at first use.
 template <class T>
 struct column_workspace {
     std::vector<T> z_buf, scratch;
-#if defined(MLNC_DETAIL_SIMD_BLOCK)
-    std::optional<small_block_layout<T>> layout;
-#endif
 };
 
 // The columns [begin, end) of Z, serially: see pal_columns. `after` is the column this thread
@@ -1071,14 +1090,10 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     constexpr Eigen::Index L = sweeps::L;
     const bool unit = L > 1 && z.inner == 1 && (!want_grad || g.inner == 1);
 #if defined(MLNC_DETAIL_SIMD_BLOCK)
-    const bool contiguous = unit && K <= block_k_max && z.outer == K && (!want_grad || g.outer == K);
+    const bool contiguous = unit && K <= block_k_max<T> && z.outer == K && (!want_grad || g.outer == K);
     const bool small = contiguous || (unit && K <= small_k_max);
 #else
     const bool small = unit && K <= small_k_max;
-#endif
-#if defined(MLNC_DETAIL_SIMD_BLOCK)
-    std::optional<small_block_layout<T>>& layout = ws.layout;
-    if (contiguous && !layout) layout.emplace(K);
 #endif
     const Eigen::Index column_bytes = K * static_cast<Eigen::Index>(sizeof(T));
     const bool next_to_l2 = prefetch_into_l2(z, g);
@@ -1104,12 +1119,12 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
                 const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(zi) + 2 * bytes;
                 for (std::uintptr_t b = 0; b < bytes; b += 64)
                     __builtin_prefetch(reinterpret_cast<const void*>(ahead + b), 0, 3);
-                if (grouped && pal_small_block_contiguous<block_group>(zi, K, S, variant, per_sample, gi, scale, i,
-                                                                       result.sum, *layout)) {
+                if (grouped && pal_small_block_transposed<block_group>(zi, K, S, variant, per_sample, gi, scale, i,
+                                                                       result.sum)) {
                     i += block_group * L - 1;
                     continue;
                 }
-                done = pal_small_block_contiguous<1>(zi, K, S, variant, per_sample, gi, scale, i, result.sum, *layout);
+                done = pal_small_block_transposed<1>(zi, K, S, variant, per_sample, gi, scale, i, result.sum);
             } else {
                 done = pal_small_block(z, S, variant, per_sample, g, scale, i, result.sum);
             }
@@ -1210,7 +1225,7 @@ Eigen::Index piece_columns(Eigen::Index K) {
 #else
     constexpr Eigen::Index group = L;
 #endif
-    const Eigen::Index grain = K <= small_k_max ? group : 1;
+    const Eigen::Index grain = K <= blocked_k_max<T> ? group : 1;
     const auto c = std::max(Eigen::Index{1}, static_cast<Eigen::Index>(std::ceil(
                                                  piece_logits / static_cast<double>(std::max<Eigen::Index>(K, 1)))));
     return (c + grain - 1) / grain * grain;
