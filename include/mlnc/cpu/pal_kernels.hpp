@@ -791,6 +791,7 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
     constexpr int L = A::L;
     static_assert(L == column_sweeps<T>::L, "the block's packet is Eigen's packet of T");
     static_assert(P >= 1);
+    static_assert(32 % L == 0, "a tile's labels lie in one word of bits");
     const bool want_grad = gb != nullptr;
     const Eigen::Index KL = K * L;
     const Eigen::Index tiles = (K + L - 1) / L;
@@ -869,10 +870,12 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
     // a logit of another class lies more than the largest T below the max.
     packet vlab[P];
     for (int p = 0; p < P; ++p) vlab[p] = zero;
-    for (Eigen::Index k = 0; k < K; ++k)
-        for (int p = 0; p < P; ++p)
-            vlab[p] = A::add_masked(vlab[p], A::has_label(vbits[p][k >> 5], k & 31),
-                                    ei::psub(ei::pload<packet>(zt + (p * KP + k) * L), vmax[p]));
+    // By words (an index into vbits per label would keep it in memory).
+    for (Eigen::Index w = 0; w < words; ++w)
+        for (Eigen::Index k = 32 * w; k < std::min(K, 32 * (w + 1)); ++k)
+            for (int p = 0; p < P; ++p)
+                vlab[p] = A::add_masked(vlab[p], A::has_label(vbits[p][w], k & 31),
+                                        ei::psub(ei::pload<packet>(zt + (p * KP + k) * L), vmax[p]));
     // A label's z_k - max beyond the largest T (logits of opposite signs near the overflow): the
     // columns one at a time take their differences in double (nothing is written yet). vlab <= 0,
     // so a sum over the blocks is finite only when each is.
@@ -913,11 +916,12 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
             for (Eigen::Index c = 0; c < tiles; ++c) {
                 packet r[L];
                 const int used = static_cast<int>(std::min<Eigen::Index>(L, K - c * L));
+                const auto vb = vbits[p][c * L / 32];  // a tile lies in one word (L divides 32)
                 for (int j = 0; j < L; ++j) {
                     if (j < used) {
                         const Eigen::Index k = c * L + j;
                         r[j] = A::mul_sub(ei::pload<packet>(zt + (p * KP + k) * L), vp,
-                                          A::keep_masked(vy, A::has_label(vbits[p][k >> 5], k & 31)));
+                                          A::keep_masked(vy, A::has_label(vb, k & 31)));
                     } else {
                         r[j] = zero;
                     }
