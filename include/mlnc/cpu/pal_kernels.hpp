@@ -10,8 +10,9 @@
 // for the longest columns, taken again), so that its lines are never read for ownership. The
 // sweeps use Eigen's packet math (the instruction set the program is compiled for: SSE2, AVX2,
 // AVX-512) with the sums accumulated in SIMD lanes of T over blocks of 16 packets and the block
-// sums combined in double. For K <= 32 the columns go L at a time instead, max, exp, sum and log
-// running across samples (below).
+// sums combined in double. For K <= 32 (contiguous columns with AVX-512 or AVX2 + FMA: up to 48
+// in float, 38 in double) the columns go L at a time instead, max, exp, sum and log running across
+// samples (below).
 //
 // Threads (mlnc::openmp): the columns are split into pieces of about 65536 logits that threads
 // take as they come free; each piece sums its columns in column order and the pieces' sums are
@@ -769,7 +770,7 @@ struct simd_block<double> {
 // A block, K x L in the columns' layout, is read as L rows of K logits, L x L at a time (the last
 // tile's rows masked to its columns), and transposed in registers into K packets of one logit
 // across the L samples; max, exps, sum and log then run across samples. Each set becomes the bits
-// of a lane (K <= 32), so label k of the L samples is a mask: the labels cost no gather and no
+// of a lane (one 32-bit word per 32 labels), so label k of the L samples is a mask: the labels cost no gather and no
 // pass over K x L indicators, and each sample's labels are added in ascending order, its set's
 // order. With a gradient, each exp is taken once and kept; G is formed across samples, m p - y
 // (or p - y / m) by one fused multiply-subtract, and transposed back into rows by the same
