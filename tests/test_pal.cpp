@@ -757,7 +757,7 @@ TEST_CASE("threads: the pieces of columns, and how they are handed out") {
     using mlnc::cpu_kernels::piece_columns;
     constexpr index_t L = mlnc::cpu_kernels::column_sweeps<float>::L;
     // About 65536 logits a piece; at least one column; whole groups of L-sample blocks up to the
-    // blocks' largest K (48 in float with AVX-512 or AVX2 + FMA, 32 otherwise).
+    // blocks' largest K (in float 48 with AVX-512, 38 with AVX2 + FMA, 32 otherwise).
     constexpr index_t blocked = mlnc::cpu_kernels::blocked_k_max<float>;
     CHECK(piece_columns<float>(1000) == 66);
     CHECK(piece_columns<float>(blocked + 1) == (65536 + blocked) / (blocked + 1));
@@ -836,8 +836,8 @@ TEST_CASE("threads: the pieces of columns, and how they are handed out") {
 }
 
 TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N around a block", "", float, double) {
-    // Up to the block path's limit (K = 32; contiguous with AVX-512 or AVX2 + FMA, 48 in float and
-    // 38 in double) L samples run per SIMD register (L = 4..16 by type and instruction set), the
+    // Up to the block path's limit (K = 32; contiguous, 48 in float and 38 in double with AVX-512,
+    // 38 in float with AVX2 + FMA) L samples run per SIMD register (L = 4..16 by type and instruction set), the
     // rest of the columns one at a time; both must match the definition, for every split of N.
     using T = TestType;
     const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-13;  // relative, per sample

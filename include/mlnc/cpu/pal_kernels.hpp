@@ -10,8 +10,8 @@
 // for the longest columns, taken again), so that its lines are never read for ownership. The
 // sweeps use Eigen's packet math (the instruction set the program is compiled for: SSE2, AVX2,
 // AVX-512) with the sums accumulated in SIMD lanes of T over blocks of 16 packets and the block
-// sums combined in double. For K <= 32 (contiguous columns with AVX-512 or AVX2 + FMA: up to 48
-// in float, 38 in double) the columns go L at a time instead, max, exp, sum and log running across
+// sums combined in double. For K <= 32 (contiguous columns: with AVX-512 up to 48 in float and 38
+// in double, with AVX2 + FMA up to 38 in float) the columns go L at a time instead, max, exp, sum and log running across
 // samples (below).
 //
 // Threads (mlnc::openmp): the columns are split into pieces of about 65536 logits that threads
@@ -485,14 +485,18 @@ struct simd_block;
 
 // Up to this K contiguous columns go through the SIMD block of L samples (past it, one at a time):
 // the largest K at which the block was measured faster than the columns one at a time, on the
-// AMD Zen 5 VM of docs/performance.md (float: 48; double: 38, where at K = 40 the columns, five
-// whole packets, were faster). MLNC_BLOCK_K_MAX sets it for both, for measurement (at most 64).
+// AMD Zen 5 VM of docs/performance.md. AVX-512: float 48, double 38 (at K = 40 the columns, five
+// whole packets, were faster). AVX2: float 38 (slower at 48), double 32 (slower at 33 and 38).
+// MLNC_BLOCK_K_MAX sets it for both, for measurement (at most 64).
 #if defined(MLNC_BLOCK_K_MAX)
 template <class T>
 inline constexpr Eigen::Index block_k_max = MLNC_BLOCK_K_MAX;
-#else
+#elif defined(EIGEN_VECTORIZE_AVX512)
 template <class T>
 inline constexpr Eigen::Index block_k_max = sizeof(T) == 4 ? 48 : 38;
+#else
+template <class T>
+inline constexpr Eigen::Index block_k_max = sizeof(T) == 4 ? 38 : 32;
 #endif
 // A set's labels as bits: label k is bit k % 32 of word k / 32 of its lane.
 template <class T>
@@ -861,7 +865,7 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
     for (int p = 1; p < P; ++p) bad = ei::padd(bad, vbad[p]);
     if (!(ei::predux(bad) == T(0))) return false;
     const packet zero = ei::pzero(vmax[0]);
-    typename A::label_bits vbits[P][block_label_words<T>];
+    typename A::label_bits vbits[P][block_label_words<T>] = {};  // words past `words` unused
     packet vm[P];
     for (int p = 0; p < P; ++p) {
         for (Eigen::Index w = 0; w < words; ++w) vbits[p][w] = A::make_bits(bits[w] + p * L);
