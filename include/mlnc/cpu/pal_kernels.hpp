@@ -774,8 +774,8 @@ struct simd_block<double> {
 // A block, K x L in the columns' layout, is read as L rows of K logits, L x L at a time (the last
 // tile's rows masked to its columns), and transposed in registers into K packets of one logit
 // across the L samples; max, exps, sum and log then run across samples. Each set becomes the bits
-// of a lane (one 32-bit word per 32 labels), so label k of the L samples is a mask: the labels cost no gather and no
-// pass over K x L indicators, and each sample's labels are added in ascending order, its set's
+// of a lane (one 32-bit word per 32 labels), so label k of the L samples is a mask: the labels
+// cost no gather and no pass over K x L indicators, and each sample's labels are added in ascending order, its set's
 // order. With a gradient, each exp is taken once and kept; G is formed across samples, m p - y
 // (or p - y / m) by one fused multiply-subtract, and transposed back into rows by the same
 // shuffles, stored masked to K. (An earlier form gathered logit k of the L samples from the
@@ -1119,11 +1119,11 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
                 const T* const zi = z.data + i * K;
                 T* const gi = want_grad ? g.data + i * K : nullptr;
                 const bool grouped = K <= block_group_k_max<T> && i + block_group * L <= end;
-                // The blocks' gathers touch a line of each of their samples at once, which the
-                // hardware's prefetchers may not follow (on an AMD Zen 5 VM they did not): the lines
-                // of this call's blocks two calls ahead are prefetched into L1 here (up to 3x at
-                // double K = 32 there, docs/performance.md). A prefetch past the end of Z is ignored
-                // (its address is formed as an integer: no pointer leaves the array).
+                // The lines of this call's blocks two calls ahead are prefetched into L1 here: the
+                // hardware's prefetchers did not run far enough ahead of the blocks on an AMD Zen 5
+                // VM (up to 3x at double K = 32 for the gathering block there; still 1.4x at float
+                // K = 32 for the transposed one, docs/performance.md). A prefetch past the end of Z
+                // is ignored (its address is formed as an integer: no pointer leaves the array).
                 const auto bytes = static_cast<std::uintptr_t>((grouped ? block_group : 1) * L * column_bytes);
                 const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(zi) + 2 * bytes;
                 for (std::uintptr_t b = 0; b < bytes; b += 64)
