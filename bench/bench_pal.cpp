@@ -195,6 +195,19 @@ void LargeKLossGradInPlace(benchmark::State& st) {
     PalLossGradInPlace<T>(st);
 }
 
+// Columns past the small-K blocks and up to a few hundred logits (about 10^6 logits each: 4 MB in
+// float, as the shape K = 100, N = 10^4), serial: these go by panels of L columns, and these chose
+// up to which K (docs/performance.md, MLNC_PANEL_K_MAX).
+template <class T>
+void PanelKLoss(benchmark::State& st) {
+    PalLoss<T>(st);
+}
+
+template <class T>
+void PanelKLossGrad(benchmark::State& st) {
+    PalLossGrad<T>(st);
+}
+
 // Out of place from short columns to long (about 6.5 10^6 logits each: G 26 MB in float, past
 // 6 x L2 on most machines), serial: such a G is streamed where its columns pass 2 KB, and these measured
 // that rule against MLNC_STREAM_GRADIENT=0 (docs/performance.md).
@@ -257,6 +270,10 @@ void large_k(benchmark::internal::Benchmark* b) {
     for (const int K : {4096, 10000, 30000, 100000, 200000, 500000}) b->Args({K, 6553600 / K, 1});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
+void panel_k(benchmark::internal::Benchmark* b) {
+    for (const int K : {33, 40, 49, 64, 100, 128, 129, 200, 256, 257}) b->Args({K, 1000000 / K, 1});
+    b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
 void mid_k(benchmark::internal::Benchmark* b) {
     for (const int K : {33, 64, 100, 256, 1000, 4096}) b->Args({K, 6553600 / K, 1});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -291,6 +308,10 @@ BENCHMARK_TEMPLATE(LargeKLossGradInPlace, float)->Apply(large_k);
 BENCHMARK_TEMPLATE(LargeKLoss, double)->Apply(large_k);
 BENCHMARK_TEMPLATE(LargeKLossGrad, double)->Apply(large_k);
 BENCHMARK_TEMPLATE(LargeKLossGradInPlace, double)->Apply(large_k);
+BENCHMARK_TEMPLATE(PanelKLoss, float)->Apply(panel_k);
+BENCHMARK_TEMPLATE(PanelKLossGrad, float)->Apply(panel_k);
+BENCHMARK_TEMPLATE(PanelKLoss, double)->Apply(panel_k);
+BENCHMARK_TEMPLATE(PanelKLossGrad, double)->Apply(panel_k);
 BENCHMARK_TEMPLATE(MidKLossGrad, float)->Apply(mid_k);
 BENCHMARK_TEMPLATE(MidKLossGrad, double)->Apply(mid_k);
 BENCHMARK_TEMPLATE(Objective, float)->Args({1000, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();

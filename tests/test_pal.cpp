@@ -710,7 +710,8 @@ TEST_CASE("threads: the same loss bit for bit at every thread count") {
     // The small-K block path (4 pieces of about 6554 columns here, the last one short) and columns one at
     // a time (12 pieces): the threads take the pieces in an order that changes run to run, and
     // the pieces' sums are added in piece order whatever thread made them.
-    const index_t K = GENERATE(10, 37), N = 20011;
+    // K = 100 in float: panels of 16 columns with AVX-512 (31 pieces).
+    const index_t K = GENERATE(10, 37, 100), N = 20011;
     INFO("K = " << K);
     const auto width = mlnc::cpu_kernels::piece_columns<double>(K);
     REQUIRE((N + width - 1) / width >= 4);
@@ -725,6 +726,9 @@ TEST_CASE("threads: the same loss bit for bit at every thread count") {
     const Eigen::MatrixXd Z = randn(K, N, rng, 4.0);
     Eigen::MatrixXd G1(K, N), G(K, N);
     const double l1 = mlnc::pal_loss_grad(mlnc::cpu{1}, Z, S, G1);
+    const Eigen::MatrixXf Zf = Z.cast<float>();
+    Eigen::MatrixXf Gf1(K, N), Gf(K, N);
+    const float lf1 = mlnc::pal_loss_grad(mlnc::cpu{1}, Zf, S, Gf1);
     for (const int t : {0, 2, 3, 7}) {
         INFO("threads " << t);
         for (int run = 0; run < 3; ++run) {
@@ -732,6 +736,8 @@ TEST_CASE("threads: the same loss bit for bit at every thread count") {
             CHECK(a == l1);
             CHECK(mlnc::pal_loss(mlnc::cpu{t}, Z, S) == l1);  // loss alone: same pieces, same sums
             CHECK((G.array() == G1.array()).all());  // each column is computed alike whatever thread computes it
+            CHECK(mlnc::pal_loss_grad(mlnc::cpu{t}, Zf, S, Gf) == lf1);
+            CHECK((Gf.array() == Gf1.array()).all());
         }
     }
     Eigen::VectorXd per1(N), per3(N);
@@ -1054,6 +1060,164 @@ TEST_CASE("small K: a non-finite logit inside a block of samples is reported at 
             CHECK_THROWS_WITH(mlnc::pal_loss_grad_inplace(Z, S), Contains(where));
             Eigen::MatrixXf Zf = Z.cast<float>();
             CHECK_THROWS_WITH(mlnc::pal_loss(Zf, S), Contains(where));
+        }
+    }
+}
+
+TEMPLATE_TEST_CASE("panels: every K around their limits, every N around a panel, strided or not", "", float, double) {
+    // Past the small-K blocks and up to 16 packets a column (with AVX-512: 256 floats, 128
+    // doubles; with AVX2 half that) the columns go by panels of L (pal_panel in pal_kernels.hpp),
+    // whose last panel in a range is short; past that, one at a time. All must match the definition.
+    using T = TestType;
+    const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-13;  // relative, per sample
+    std::mt19937_64 rng(61);
+    for (const index_t K : {33, 39, 49, 63, 64, 65, 100, 128, 129, 200, 256, 257}) {
+        for (const index_t N : {1, 7, 16, 17, 40}) {
+            INFO("K = " << K << ", N = " << N);
+            std::vector<std::vector<index_t>> lists;
+            for (index_t i = 0; i < N; ++i) {
+                std::vector<index_t> set{static_cast<index_t>(rng() % K)};
+                if (i % 2 == 0) set.push_back((set[0] + 1 + static_cast<index_t>(rng() % (K - 1))) % K);
+                if (i % 7 == 6) {  // the labels in the padded tail of the column too
+                    set.resize(static_cast<std::size_t>(K));
+                    std::iota(set.begin(), set.end(), index_t{0});
+                }
+                lists.push_back(set);
+            }
+            const auto S = label_sets::from_lists(lists, K);
+            const mlnc::matrix<T> Z = randn(K, N, rng, 5.0).cast<T>();
+            for (const pal_variant v : {pal_variant::pal, pal_variant::pal_n}) {
+                mlnc::vector<T> per(N);
+                const T loss = mlnc::pal_sample_losses(Z, S, per, v);
+                mlnc::matrix<T> G(K, N);
+                CHECK(mlnc::pal_loss_grad(Z, S, G, v) == loss);
+                mlnc::matrix<T> Zi = Z;
+                mlnc::pal_loss_grad_inplace(Zi, S, v);
+                CHECK(Zi == G);  // in place and out of place: the same computation
+                // Z and G with leading dimensions past K: past the contiguous blocks' K the same
+                // bits (panels and columns take any column stride); below, where only contiguous
+                // columns go by the register-transposed blocks, the same values.
+                mlnc::matrix<T> big_Z = mlnc::matrix<T>::Constant(K + 3, N, T(-2));
+                big_Z.topRows(K) = Z;
+                mlnc::matrix<T> big_G = mlnc::matrix<T>::Constant(K + 5, N, T(9));
+                auto G2 = big_G.topRows(K);
+                const T loss2 = mlnc::pal_loss_grad(big_Z.topRows(K), S, G2, v);
+                auto Z3 = big_Z.topRows(K);
+                const T loss3 = mlnc::pal_loss_grad_inplace(Z3, S, v);
+                CHECK((big_G.bottomRows(5).array() == T(9)).all());
+                CHECK((big_Z.bottomRows(3).array() == T(-2)).all());
+                if (K > mlnc::cpu_kernels::blocked_k_max<T>) {
+                    CHECK(loss2 == loss);
+                    CHECK(mlnc::matrix<T>(G2) == G);
+                    CHECK(loss3 == loss);
+                    CHECK(mlnc::matrix<T>(Z3) == G);
+                } else {
+                    const auto rel = [](const auto& a, const auto& b) {
+                        return (a.template cast<double>() - b.template cast<double>()).norm() /
+                               b.template cast<double>().norm();
+                    };
+                    CHECK(static_cast<double>(loss2) == Approx(static_cast<double>(loss)).epsilon(tol));
+                    CHECK(static_cast<double>(loss3) == Approx(static_cast<double>(loss)).epsilon(tol));
+                    CHECK(rel(mlnc::matrix<T>(G2), G) <= tol);
+                    CHECK(rel(mlnc::matrix<T>(Z3), G) <= tol);
+                }
+                for (index_t i = 0; i < N; ++i) {
+                    const Eigen::VectorXd z = Z.col(i).template cast<double>();
+                    const long double ref = ref_sample_loss(z, S[i], v);
+                    CHECK(std::abs(static_cast<long double>(per[i]) - ref) <= tol * (1 + std::abs(ref)));
+                    const double m = static_cast<double>(S[i].size());
+                    const Eigen::ArrayXd p = (z.array() - z.maxCoeff()).exp() / (z.array() - z.maxCoeff()).exp().sum();
+                    Eigen::ArrayXd g = (v == pal_variant::pal ? m : 1.0) * p;
+                    for (const auto k : S[i]) g[k] -= v == pal_variant::pal ? 1.0 : 1.0 / m;
+                    g /= static_cast<double>(N);
+                    const double err = (G.col(i).template cast<double>().array() - g).abs().maxCoeff();
+                    CHECK(err <= tol * (1 + m) / static_cast<double>(N));
+                }
+            }
+        }
+    }
+}
+
+TEMPLATE_TEST_CASE("panels: a column's bits do not depend on its place in a panel, nor on its neighbours", "",
+                   float, double) {
+    // Columns rotated by 1, 5 and L + 3 land at other places of other panels (and the last, short
+    // panel of the range moves): every column keeps its loss's and its gradient's bits. One column
+    // holds logits of opposite signs near the overflow, whose loss the panel takes in double: its
+    // answer is the columns' one (finite in float, +Inf in double), and its neighbours keep theirs.
+    using T = TestType;
+    std::mt19937_64 rng(71);
+    const T big = std::numeric_limits<T>::max() / T(4) * T(3);
+    for (const index_t K : {49, 100, 129}) {
+        const index_t N = 75;
+        std::vector<std::vector<index_t>> lists;
+        for (index_t i = 0; i < N; ++i) {
+            std::vector<index_t> set{static_cast<index_t>(rng() % K)};
+            if (i % 3 == 0) set.push_back((set[0] + 1) % K);
+            lists.push_back(set);
+        }
+        lists[20] = {0, 1};  // label 1 lies 2 big below the max
+        const auto S = label_sets::from_lists(lists, K);
+        mlnc::matrix<T> Z = randn(K, N, rng, 4.0).template cast<T>();
+        Z(0, 20) = big;
+        Z(1, 20) = -big;
+        mlnc::vector<T> per(N);
+        mlnc::matrix<T> G(K, N);
+        mlnc::pal_sample_losses(Z, S, per);
+        mlnc::pal_loss_grad(Z, S, G);
+        // Its loss is 2 big (max - z_1 in double), +Inf once rounded to T; the mean over N is
+        // finite in float (a sum in double), +Inf in double.
+        CHECK(per[20] == std::numeric_limits<T>::infinity());
+        CHECK(static_cast<bool>(std::isfinite(mlnc::pal_loss(Z, S))) == std::is_same_v<T, float>);
+        CHECK(G.allFinite());
+        constexpr index_t L = mlnc::cpu_kernels::column_sweeps<T>::L;
+        for (const index_t shift : {index_t{1}, index_t{5}, L + 3}) {
+            INFO("K = " << K << ", columns rotated by " << shift);
+            std::vector<index_t> from(static_cast<std::size_t>(N));
+            for (index_t j = 0; j < N; ++j) from[static_cast<std::size_t>(j)] = (j + shift) % N;
+            const auto S_rot = mlnc::sample_subset(S, from).to_label_sets();
+            mlnc::matrix<T> Z_rot(K, N);
+            for (index_t j = 0; j < N; ++j) Z_rot.col(j) = Z.col(from[static_cast<std::size_t>(j)]);
+            mlnc::vector<T> per_rot(N);
+            mlnc::matrix<T> G_rot(K, N);
+            mlnc::pal_sample_losses(Z_rot, S_rot, per_rot);
+            mlnc::pal_loss_grad(Z_rot, S_rot, G_rot);
+            bool same = true;
+            for (index_t j = 0; j < N; ++j) {
+                const index_t i = from[static_cast<std::size_t>(j)];
+                same = same && per_rot[j] == per[i] && (G_rot.col(j).array() == G.col(i).array()).all();
+            }
+            CHECK(same);
+        }
+    }
+}
+
+TEST_CASE("panels: a non-finite logit inside a panel is reported at its place") {
+    using Catch::Matchers::Contains;
+    const index_t K = 100, N = 40;
+    std::vector<std::vector<index_t>> lists;
+    for (index_t i = 0; i < N; ++i) lists.push_back({(7 * i) % K});
+    const auto S = label_sets::from_lists(lists, K);
+    const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+    for (const double bad : {-inf, inf, nan}) {
+        for (const index_t col : {0, 5, 15, 16, 17, 31, 36, 39}) {
+            for (const index_t row : {0, 63, 99}) {  // a whole packet, and the padded tail
+                Eigen::MatrixXd Z = Eigen::MatrixXd::Constant(K, N, 0.25);
+                Z(row, col) = bad;
+                if (col + 1 < N) Z(7, col + 1) = nan;  // a later bad entry must not be the one reported
+                std::string where = "(";
+                where += std::to_string(row);
+                where += ", ";
+                where += std::to_string(col);
+                where += ")";
+                INFO("bad value " << bad << " at " << where);
+                CHECK_THROWS_WITH(mlnc::pal_loss(Z, S), Contains(where));
+                Eigen::MatrixXd G(K, N);
+                CHECK_THROWS_WITH(mlnc::pal_loss_grad(Z, S, G), Contains(where));
+                Eigen::MatrixXf Zf = Z.cast<float>();
+                CHECK_THROWS_WITH(mlnc::pal_loss(Zf, S), Contains(where));
+                CHECK_THROWS_WITH(mlnc::pal_loss_grad_inplace(Zf, S), Contains(where));
+                CHECK_THROWS_WITH(mlnc::pal_loss_grad_inplace(Z, S), Contains(where));
+            }
         }
     }
 }

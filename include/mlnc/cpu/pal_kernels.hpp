@@ -11,8 +11,10 @@
 // sweeps use Eigen's packet math (the instruction set the program is compiled for: SSE2, AVX2,
 // AVX-512) with the sums accumulated in SIMD lanes of T over blocks of 16 packets and the block
 // sums combined in double. For K <= 32 (contiguous columns: with AVX-512 up to 48 in float and 38
-// in double, with AVX2 + FMA up to 38 in float) the columns go L at a time instead, max, exp, sum and log running across
-// samples (below).
+// in double, with AVX2 + FMA up to 38 in float) the columns go L at a time instead, max, exp, sum
+// and log running across samples (below). With AVX-512 in float, columns past that up to K = 256
+// go by panels of 16: each column swept as above, the reductions and logs of the 16 together
+// (pal_panel).
 //
 // Threads (mlnc::openmp): the columns are split into pieces of about 65536 logits that threads
 // take as they come free; each piece sums its columns in column order and the pieces' sums are
@@ -233,18 +235,25 @@ struct column_sweeps {
     }
 
     // The max of z[0, K), or NaN when an entry is not finite (x - x is NaN exactly for +-Inf and
-    // NaN, and accumulates in the same sweep as the max). The last K mod L entries go through one
-    // packet padded with z[0], which changes neither the max nor the check.
+    // NaN, and accumulates in the same sweep as the max).
     static T max_or_nan(const T* z, Eigen::Index K) noexcept {
+        namespace ei = Eigen::internal;
+        packet vbad = ei::pzero(ei::pset1<packet>(z[0]));
+        const packet vmax = max_packet(z, K, vbad);
+        return ei::predux(vbad) == T(0) ? ei::predux_max(vmax) : std::numeric_limits<T>::quiet_NaN();
+    }
+    // The lanes' maxima of z[0, K) (their max is the column's), adding x - x of every entry x to
+    // vbad. The last K mod L entries go through one packet padded with z[0], which changes
+    // neither the max nor the check.
+    static packet max_packet(const T* z, Eigen::Index K, packet& vbad) noexcept {
         namespace ei = Eigen::internal;
         const Eigen::Index full = K - K % L;
         // Two pairs of accumulators, two packets a step: each chain of max (or add) waits on its
         // own latency only every other packet.
         packet vmax = ei::pset1<packet>(z[0]);
-        packet vbad = ei::psub(vmax, vmax);
         Eigen::Index k = 0;
         if (full >= 2 * L) {
-            packet vmax2 = vmax, vbad2 = vbad;
+            packet vmax2 = vmax, vbad2 = ei::pzero(vmax);
             for (; k + 2 * L <= full; k += 2 * L) {
                 const packet x = ei::ploadu<packet>(z + k);
                 const packet x2 = ei::ploadu<packet>(z + k + L);
@@ -266,7 +275,32 @@ struct column_sweeps {
             vmax = ei::pmax(vmax, x);
             vbad = ei::padd(vbad, ei::psub(x, x));
         }
-        return ei::predux(vbad) == T(0) ? ei::predux_max(vmax) : std::numeric_limits<T>::quiet_NaN();
+        return vmax;
+    }
+
+    // The lanes' sums of exp(z_k - mx) over z[0, K), K <= block (one packet of T holds them; the
+    // last K mod L entries padded with -Inf), stored to e (the last ones by scalar stores, see
+    // store_tail) when Store, flushed below the exp's bound when Flush. The lines of `next` at
+    // the same offsets (a column of K entries, or null) are prefetched into L1.
+    template <bool Store, bool Flush>
+    static packet exp_packet_sum(const T* z, Eigen::Index K, const packet& vm, T* e, const T* next) noexcept {
+        namespace ei = Eigen::internal;
+        packet acc = ei::pzero(vm);
+        Eigen::Index k = 0;
+        for (; k + L <= K; k += L) {
+            if (next != nullptr) __builtin_prefetch(next + k, 0, 3);
+            const packet x = pexp_nonpositive<packet, Flush>(ei::psub(ei::ploadu<packet>(z + k), vm));
+            if constexpr (Store) ei::pstoreu(e + k, x);
+            acc = ei::padd(acc, x);
+        }
+        if (k < K) {
+            if (next != nullptr) __builtin_prefetch(next + k, 0, 3);
+            const packet x = pexp_nonpositive<packet, Flush>(
+                ei::psub(load_tail(z + k, K - k, -std::numeric_limits<T>::infinity()), vm));
+            if constexpr (Store) store_tail(e + k, x, K - k);
+            acc = ei::padd(acc, x);
+        }
+        return acc;
     }
 
     // sum_k exp(z_k - mx) in double; e[k] = exp(z_k - mx) when e is not null (e may be z).
@@ -558,6 +592,24 @@ struct simd_block<float> {
             r[j + 4] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0x88);
             r[j + 12] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0xDD);
         }
+    }
+    // op over the lanes of L packets at once: the result's lane c is op over the lanes of
+    // v[slot(c)] (op commutative and associative; a fixed tree of it, so lane c's value depends on
+    // that packet only). Halves, quarters, pairs, then single lanes (30 shuffles, 15 ops).
+    static constexpr int slot(int c) noexcept { return (c % 4) * 4 + c / 4; }
+    template <class Op>
+    static packet reduce_lanes(const packet (&v)[L], Op op) noexcept {
+        packet s1[8], s2[4], s3[2];
+        for (int i = 0; i < 8; ++i)  // quarters 0, 1: v[2 i] halved; 2, 3: v[2 i + 1]
+            s1[i] = op(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                       _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+        for (int i = 0; i < 4; ++i)  // quarter r: v[4 i + r] in 4 lanes
+            s2[i] = op(_mm512_shuffle_f32x4(s1[2 * i], s1[2 * i + 1], 0x88),
+                       _mm512_shuffle_f32x4(s1[2 * i], s1[2 * i + 1], 0xDD));
+        for (int i = 0; i < 2; ++i)  // quarter r: v[8 i + r] in lanes 0, 1, v[8 i + 4 + r] in 2, 3
+            s3[i] = op(_mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0x44), _mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0xEE));
+        // quarter r, lane t: v[4 t + r], which is column 4 r + t by slot
+        return op(_mm512_shuffle_ps(s3[0], s3[1], 0x88), _mm512_shuffle_ps(s3[0], s3[1], 0xDD));
     }
     using label_bits = __m512i;
     static label_bits make_bits(const std::uint32_t* v) noexcept { return _mm512_load_si512(v); }
@@ -977,6 +1029,115 @@ inline void log_batch_of(const double* x, double* out) noexcept {
     }
 }
 
+#if defined(EIGEN_VECTORIZE_AVX512)
+#define MLNC_DETAIL_PANELS 1
+// Panels (AVX-512, float): past the blocks' K and up to panel_k_max (256: a column's exps summed
+// in one packet), columns whose gradient, if any, goes through the cache run L = 16 at a time,
+// each still by packets down its column, but with the steps that wait on a whole column taken
+// for the 16 together: the lanes' max and the lanes' sum of each column reduced by one tree of
+// shuffles for all 16 (simd_block<float>::reduce_lanes; one column at a time, each is a chain of
+// 4 shuffles that the column's next sweep waits for), and their logs by packets. A column's bits
+// do not depend on the other columns of its panel (the tree's lanes are independent), nor so on
+// where pieces of columns end. On the AMD Zen 5 VM of docs/performance.md this was 5-20% faster
+// at K = 49 .. 256 with Z in cache; out of it (25 MB and more) from 4% faster to 6% slower. Not
+// taken in double (from 11% faster to 9% slower by K and size), nor with AVX2 (up to 14% slower
+// in float there). MLNC_PANEL_K_MAX sets the limit, for measurement (0: no panels).
+#if defined(MLNC_PANEL_K_MAX)
+inline constexpr Eigen::Index panel_float_k_max = MLNC_PANEL_K_MAX;
+#else
+inline constexpr Eigen::Index panel_float_k_max = column_sweeps<float>::block;
+#endif
+static_assert(panel_float_k_max <= column_sweeps<float>::block, "a panel's column sums its exps in one packet");
+template <class T>
+inline constexpr Eigen::Index panel_k_max = std::is_same_v<T, float> ? panel_float_k_max : 0;
+
+// The lanes' maxima of a panel's columns (acc[slot(c)] for column c; the unused slots copy column
+// 0's) and the sum of their x - x (NaN when a logit is not finite).
+template <class T>
+struct panel_maxima {
+    using packet = typename simd_block<T>::packet;
+    packet acc[simd_block<T>::L];
+    packet bad;
+};
+
+template <class T>
+void take_panel_column_max(const T* zc, Eigen::Index K, int c, panel_maxima<T>& pm) noexcept {
+    auto vbad = Eigen::internal::pset1<typename panel_maxima<T>::packet>(T(0));  // a chain per column, added once
+    pm.acc[simd_block<T>::slot(c)] = column_sweeps<T>::max_packet(zc, K, vbad);
+    pm.bad = Eigen::internal::padd(pm.bad, vbad);
+}
+
+// The columns [i0, i0 + n), n <= L, of Z (unit inner stride; G's too, or no G), whose maxima `cur`
+// holds: adds their losses to `sum` in column order and writes their gradient (exps stored to G's
+// column, then scaled there: G may be Z); returns false, having written nothing, when one of them
+// holds a non-finite logit (the caller then runs them one at a time, which reports it). The next
+// panel's maxima (next_n columns from i0 + n, into `next`) are taken as this one's exps are, so
+// that the processor overlaps the one's loads and maxima with the other's arithmetic; the lines of
+// the panel after (columns before `end`) are prefetched into L1.
+template <class T, class Labels>
+bool pal_panel(strided_view<const T> z, const Labels& S, pal_variant variant, T* per_sample, strided_view<T> g,
+               double scale, Eigen::Index i0, Eigen::Index n, panel_maxima<T>& cur, Eigen::Index next_n,
+               panel_maxima<T>& next, Eigen::Index end, double& sum) {
+    namespace ei = Eigen::internal;
+    using sweeps = column_sweeps<T>;
+    using A = simd_block<T>;
+    using packet = typename A::packet;
+    constexpr int L = A::L;
+    const Eigen::Index K = z.rows;
+    const bool want_grad = g.data != nullptr;
+    const auto column = [&](Eigen::Index c) { return z.data + (i0 + c) * z.outer; };
+    if (!(ei::predux(cur.bad) == T(0))) return false;
+    for (int c = static_cast<int>(n); c < L; ++c) cur.acc[A::slot(c)] = cur.acc[A::slot(0)];
+    alignas(64) T mx[L];
+    ei::pstore(mx, A::reduce_lanes(cur.acc, [](const packet& a, const packet& b) { return ei::pmax(a, b); }));
+    // sum over the labels of max - z_k in double, taken before an in-place gradient overwrites the
+    // logits.
+    double label[L];
+    for (int c = 0; c < n; ++c) {
+        const T* const zc = column(c);
+        double t = 0.0;
+        for (const label_t k : S[i0 + c]) t += static_cast<double>(mx[c]) - static_cast<double>(zc[k]);
+        label[c] = t;
+    }
+    next.bad = ei::pset1<packet>(T(0));
+    packet acc[L];
+    for (int c = 0; c < n; ++c) {
+        const Eigen::Index after = i0 + n + L + c;  // the panel after the next
+        const T* const pf = after < end ? z.data + after * z.outer : nullptr;
+        const packet vm = ei::pset1<packet>(mx[c]);
+        acc[A::slot(c)] = want_grad
+                              ? sweeps::template exp_packet_sum<true, true>(column(c), K, vm, g.data + (i0 + c) * g.outer, pf)
+                              : sweeps::template exp_packet_sum<false, false>(column(c), K, vm, nullptr, pf);
+        if (c < next_n) take_panel_column_max(column(n + c), K, c, next);
+    }
+    for (int c = static_cast<int>(n); c < L; ++c) acc[A::slot(c)] = acc[A::slot(0)];
+    alignas(64) T se[L];
+    ei::pstore(se, A::reduce_lanes(acc, [](const packet& a, const packet& b) { return ei::padd(a, b); }));
+    // sum_exp in [1, K]; its log in double, log_batch at a time (unused entries 1).
+    constexpr int LB = L > log_batch ? L : log_batch;
+    static_assert(LB % log_batch == 0);
+    double sums[LB], logs[LB];
+    for (int c = 0; c < LB; ++c) sums[c] = c < n ? static_cast<double>(se[c]) : 1.0;
+    for (int c = 0; c < LB; c += log_batch) log_batch_of(sums + c, logs + c);
+    for (int c = 0; c < n; ++c) {
+        const Eigen::Index i = i0 + c;
+        const auto set = S[i];
+        const auto m = static_cast<double>(set.size());
+        const double loss = column_loss(label[c], m, logs[c], variant);
+        sum += loss;
+        if (per_sample != nullptr) per_sample[i] = static_cast<T>(loss);
+        if (want_grad) {
+            // PAL:   g = (m p - y) scale      PAL-N: g = (p - y / m) scale
+            T* const e = g.data + i * g.outer;
+            sweeps::scale(e, K, static_cast<T>((variant == pal_variant::pal ? m : 1.0) * scale / sums[c]));
+            const auto y_value = static_cast<T>((variant == pal_variant::pal ? 1.0 : 1.0 / m) * scale);
+            for (const label_t k : set) e[k] -= y_value;
+        }
+    }
+    return true;
+}
+#endif
+
 // Columns up to this size prefetch their successor into L1 (exp_sum).
 inline constexpr Eigen::Index prefetch_max_bytes = 16 * 1024;
 
@@ -1106,8 +1267,38 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
 #endif
     const Eigen::Index column_bytes = K * static_cast<Eigen::Index>(sizeof(T));
     const bool next_to_l2 = prefetch_into_l2(z, g);
-    Eigen::Index block_end = begin;  // columns before it were done by a block
+#if defined(MLNC_DETAIL_PANELS)
+    // Every column of such a K goes by a panel (of fewer than L columns where a range ends), so it
+    // gets the same bits whatever the pieces; one at a time only when its panel fails.
+    const bool by_panels = unit && !small && K <= panel_k_max<T> &&
+                           (write == gradient_write::none || write == gradient_write::cached);
+    panel_maxima<T> maxima[2];  // this panel's, the next one's (taken with this one's exps)
+    bool have_maxima = false;
+#endif
+    Eigen::Index block_end = begin;  // columns before it were done by a block or a panel
     for (Eigen::Index i = begin; i < end; ++i) {
+#if defined(MLNC_DETAIL_PANELS)
+        if constexpr (panel_k_max<T> > 0) {
+            if (by_panels && i >= block_end) {
+                if (pending > 0) flush();  // the sum in column order
+                const Eigen::Index n = std::min<Eigen::Index>(L, end - i);
+                if (!have_maxima) {
+                    maxima[0].bad = Eigen::internal::pset1<typename simd_block<T>::packet>(T(0));
+                    for (int c = 0; c < n; ++c) take_panel_column_max(z.data + (i + c) * z.outer, K, c, maxima[0]);
+                }
+                const Eigen::Index next_n = std::min<Eigen::Index>(L, end - i - n);
+                if (pal_panel(z, S, variant, per_sample, g, scale, i, n, maxima[0], next_n, maxima[1], end,
+                              result.sum)) {
+                    std::swap(maxima[0], maxima[1]);
+                    have_maxima = next_n > 0;
+                    i += n - 1;
+                    continue;
+                }
+                have_maxima = false;
+                block_end = i + n;  // a non-finite logit in this panel: its columns one at a time
+            }
+        }
+#endif
         if (small && i >= block_end && i % L == 0 && i + L <= end) {
             if (pending > 0) flush();  // the sum in column order
 #if defined(MLNC_DETAIL_SIMD_BLOCK)
