@@ -69,6 +69,50 @@ struct shape {
     index_t K, d, N, max_m;
 };
 
+// Each column i of Z against the definition: per[i] the sample's loss (relative tol, per sample),
+// G(:, i) = (m p - y) / N (PAL) or (p - y / m) / N (PAL-N), p = softmax(z), within tol (1 + m) / N.
+template <class T>
+void check_columns_against_definition(const mlnc::matrix<T>& Z, const label_sets& S, pal_variant v,
+                                      const mlnc::vector<T>& per, const mlnc::matrix<T>& G, double tol) {
+    const index_t N = Z.cols();
+    for (index_t i = 0; i < N; ++i) {
+        INFO("column " << i);
+        const Eigen::VectorXd z = Z.col(i).template cast<double>();
+        const long double ref = ref_sample_loss(z, S[i], v);
+        CHECK(std::abs(static_cast<long double>(per[i]) - ref) <= tol * (1 + std::abs(ref)));
+        const double m = static_cast<double>(S[i].size());
+        const Eigen::ArrayXd p = (z.array() - z.maxCoeff()).exp() / (z.array() - z.maxCoeff()).exp().sum();
+        Eigen::ArrayXd g = (v == pal_variant::pal ? m : 1.0) * p;
+        for (const auto k : S[i]) g[k] -= v == pal_variant::pal ? 1.0 : 1.0 / m;
+        g /= static_cast<double>(N);
+        const double err = (G.col(i).template cast<double>().array() - g).abs().maxCoeff();
+        CHECK(err <= tol * (1 + m) / static_cast<double>(N));
+    }
+}
+
+// Whether Z's columns (and their label sets) rotated by `shift` give each column the same loss
+// and gradient bits (per, G) as in place.
+template <class T>
+bool rotation_keeps_bits(const mlnc::matrix<T>& Z, const label_sets& S, const mlnc::vector<T>& per,
+                         const mlnc::matrix<T>& G, index_t shift) {
+    const index_t K = Z.rows(), N = Z.cols();
+    std::vector<index_t> from(static_cast<std::size_t>(N));  // column j of the rotation is Z's from[j]
+    for (index_t j = 0; j < N; ++j) from[static_cast<std::size_t>(j)] = (j + shift) % N;
+    const auto S_rot = mlnc::sample_subset(S, from).to_label_sets();
+    mlnc::matrix<T> Z_rot(K, N);
+    for (index_t j = 0; j < N; ++j) Z_rot.col(j) = Z.col(from[static_cast<std::size_t>(j)]);
+    mlnc::vector<T> per_rot(N);
+    mlnc::matrix<T> G_rot(K, N);
+    mlnc::pal_sample_losses(Z_rot, S_rot, per_rot);
+    mlnc::pal_loss_grad(Z_rot, S_rot, G_rot);
+    bool same = true;
+    for (index_t j = 0; j < N; ++j) {
+        const index_t i = from[static_cast<std::size_t>(j)];
+        same = same && per_rot[j] == per[i] && (G_rot.col(j).array() == G.col(i).array()).all();
+    }
+    return same;
+}
+
 }  // namespace
 
 TEST_CASE("objective matches the plain reference; gradients match central differences") {
@@ -880,19 +924,7 @@ TEMPLATE_TEST_CASE("small K: every K up to past the block path's limit, every N 
                 mlnc::matrix<T> Zi = Z;
                 mlnc::pal_loss_grad_inplace(Zi, S, v);
                 CHECK(Zi == G);  // in place and out of place: the same computation
-                for (index_t i = 0; i < N; ++i) {
-                    const Eigen::VectorXd z = Z.col(i).template cast<double>();
-                    const long double ref = ref_sample_loss(z, S[i], v);
-                    CHECK(std::abs(static_cast<long double>(per[i]) - ref) <= tol * (1 + std::abs(ref)));
-                    // G(:, i) = (m p - y) / N (PAL) or (p - y / m) / N (PAL-N), p = softmax(z).
-                    const double m = static_cast<double>(S[i].size());
-                    const Eigen::ArrayXd p = (z.array() - z.maxCoeff()).exp() / (z.array() - z.maxCoeff()).exp().sum();
-                    Eigen::ArrayXd g = (v == pal_variant::pal ? m : 1.0) * p;
-                    for (const auto k : S[i]) g[k] -= v == pal_variant::pal ? 1.0 : 1.0 / m;
-                    g /= static_cast<double>(N);
-                    const double err = (G.col(i).template cast<double>().array() - g).abs().maxCoeff();
-                    CHECK(err <= tol * (1 + m) / static_cast<double>(N));
-                }
+                check_columns_against_definition(Z, S, v, per, G, tol);
             }
         }
     }
@@ -965,21 +997,7 @@ TEMPLATE_TEST_CASE("small K: a column's bits do not depend on its block's place 
         constexpr index_t L = mlnc::cpu_kernels::column_sweeps<T>::L;
         for (const index_t shift : {L, 2 * L, 3 * L}) {
             INFO("K = " << K << ", columns rotated by " << shift);
-            std::vector<index_t> from(static_cast<std::size_t>(N));  // column j of the rotation is Z's from[j]
-            for (index_t j = 0; j < N; ++j) from[static_cast<std::size_t>(j)] = (j + shift) % N;
-            const auto S_rot = mlnc::sample_subset(S, from).to_label_sets();
-            mlnc::matrix<T> Z_rot(K, N);
-            for (index_t j = 0; j < N; ++j) Z_rot.col(j) = Z.col(from[static_cast<std::size_t>(j)]);
-            mlnc::vector<T> per_rot(N);
-            mlnc::matrix<T> G_rot(K, N);
-            mlnc::pal_sample_losses(Z_rot, S_rot, per_rot);
-            mlnc::pal_loss_grad(Z_rot, S_rot, G_rot);
-            bool same = true;
-            for (index_t j = 0; j < N; ++j) {
-                const index_t i = from[static_cast<std::size_t>(j)];
-                same = same && per_rot[j] == per[i] && (G_rot.col(j).array() == G.col(i).array()).all();
-            }
-            CHECK(same);
+            CHECK(rotation_keeps_bits(Z, S, per, G, shift));
         }
     }
 }
@@ -1121,18 +1139,7 @@ TEMPLATE_TEST_CASE("panels: every K around their limits, every N around a panel,
                     CHECK(rel(mlnc::matrix<T>(G2), G) <= tol);
                     CHECK(rel(mlnc::matrix<T>(Z3), G) <= tol);
                 }
-                for (index_t i = 0; i < N; ++i) {
-                    const Eigen::VectorXd z = Z.col(i).template cast<double>();
-                    const long double ref = ref_sample_loss(z, S[i], v);
-                    CHECK(std::abs(static_cast<long double>(per[i]) - ref) <= tol * (1 + std::abs(ref)));
-                    const double m = static_cast<double>(S[i].size());
-                    const Eigen::ArrayXd p = (z.array() - z.maxCoeff()).exp() / (z.array() - z.maxCoeff()).exp().sum();
-                    Eigen::ArrayXd g = (v == pal_variant::pal ? m : 1.0) * p;
-                    for (const auto k : S[i]) g[k] -= v == pal_variant::pal ? 1.0 : 1.0 / m;
-                    g /= static_cast<double>(N);
-                    const double err = (G.col(i).template cast<double>().array() - g).abs().maxCoeff();
-                    CHECK(err <= tol * (1 + m) / static_cast<double>(N));
-                }
+                check_columns_against_definition(Z, S, v, per, G, tol);
             }
         }
     }
@@ -1172,21 +1179,7 @@ TEMPLATE_TEST_CASE("panels: a column's bits do not depend on its place in a pane
         constexpr index_t L = mlnc::cpu_kernels::column_sweeps<T>::L;
         for (const index_t shift : {index_t{1}, index_t{5}, L + 3}) {
             INFO("K = " << K << ", columns rotated by " << shift);
-            std::vector<index_t> from(static_cast<std::size_t>(N));
-            for (index_t j = 0; j < N; ++j) from[static_cast<std::size_t>(j)] = (j + shift) % N;
-            const auto S_rot = mlnc::sample_subset(S, from).to_label_sets();
-            mlnc::matrix<T> Z_rot(K, N);
-            for (index_t j = 0; j < N; ++j) Z_rot.col(j) = Z.col(from[static_cast<std::size_t>(j)]);
-            mlnc::vector<T> per_rot(N);
-            mlnc::matrix<T> G_rot(K, N);
-            mlnc::pal_sample_losses(Z_rot, S_rot, per_rot);
-            mlnc::pal_loss_grad(Z_rot, S_rot, G_rot);
-            bool same = true;
-            for (index_t j = 0; j < N; ++j) {
-                const index_t i = from[static_cast<std::size_t>(j)];
-                same = same && per_rot[j] == per[i] && (G_rot.col(j).array() == G.col(i).array()).all();
-            }
-            CHECK(same);
+            CHECK(rotation_keeps_bits(Z, S, per, G, shift));
         }
     }
 }
