@@ -1273,7 +1273,8 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
     // gets the same bits whatever the pieces; one at a time only when its panel fails.
     const bool by_panels = unit && !small && K <= panel_k_max<T> &&
                            (write == gradient_write::none || write == gradient_write::cached);
-    panel_maxima<T> maxima[2];  // this panel's, the next one's (taken with this one's exps)
+    panel_maxima<T> maxima[2];  // this panel's (maxima[now]), the next one's (taken with this one's exps)
+    int now = 0;
     bool have_maxima = false;
 #endif
     Eigen::Index block_end = begin;  // columns before it were done by a block or a panel
@@ -1284,13 +1285,13 @@ pal_kernel_result pal_column_range(strided_view<const T> z, const Labels& S, pal
                 if (pending > 0) flush();  // the sum in column order
                 const Eigen::Index n = std::min<Eigen::Index>(L, end - i);
                 if (!have_maxima) {
-                    maxima[0].bad = Eigen::internal::pset1<typename simd_block<T>::packet>(T(0));
-                    for (int c = 0; c < n; ++c) take_panel_column_max(z.data + (i + c) * z.outer, K, c, maxima[0]);
+                    maxima[now].bad = Eigen::internal::pset1<typename simd_block<T>::packet>(T(0));
+                    for (int c = 0; c < n; ++c) take_panel_column_max(z.data + (i + c) * z.outer, K, c, maxima[now]);
                 }
                 const Eigen::Index next_n = std::min<Eigen::Index>(L, end - i - n);
-                if (pal_panel(z, S, variant, per_sample, g, scale, i, n, maxima[0], next_n, maxima[1], end,
+                if (pal_panel(z, S, variant, per_sample, g, scale, i, n, maxima[now], next_n, maxima[1 - now], end,
                               result.sum)) {
-                    std::swap(maxima[0], maxima[1]);
+                    now = 1 - now;
                     have_maxima = next_n > 0;
                     i += n - 1;
                     continue;
