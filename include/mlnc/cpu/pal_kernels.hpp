@@ -1038,8 +1038,9 @@ inline void log_batch_of(const double* x, double* out) noexcept {
 // shuffles for all 16 (simd_block<float>::reduce_lanes; one column at a time, each is a chain of
 // 4 shuffles that the column's next sweep waits for), and their logs by packets. A column's bits
 // do not depend on the other columns of its panel (the tree's lanes are independent), nor so on
-// where pieces of columns end. On the AMD Zen 5 VM of docs/performance.md this was 4-20% faster
-// at K = 49 .. 256 with Z in cache; out of it (25 MB and more) from 6% faster to 7% slower. A
+// where pieces of columns end. On the AMD Zen 5 VM of docs/performance.md this was faster at
+// every K from 49 to 256 with Z in cache; out of it (25 MB and more), in its first form, from 6%
+// faster to 7% slower. A
 // form that also took double and AVX2 was not faster there (faster or slower by K and size in
 // double, slower with AVX2), so neither takes panels. MLNC_PANEL_K_MAX sets the limit, for
 // measurement (0: no panels).
