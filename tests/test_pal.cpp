@@ -1056,6 +1056,66 @@ TEMPLATE_TEST_CASE("small K: strided views and a subset of the labels give the c
     CHECK(rel(per4, per) <= tol);
 }
 
+#if defined(EIGEN_VECTORIZE_AVX512)
+TEST_CASE("small K: the sets of up to 16 samples as bits, taken across the sets, equal those set by set") {
+    // label_bits_across (AVX-512, the transposed block's labels) takes each set's first four labels
+    // across the sets from registers (the sets' labels, up to 64) or by a gather (more than 64),
+    // and a set's labels past its fourth one by one. Every n = 1..16, sets of 1..K labels, labels
+    // in both words of bits (K > 32); lanes past n must stay untouched.
+    using mlnc::cpu_kernels::csr_of;
+    using mlnc::cpu_kernels::label_bits_across;
+    std::mt19937_64 rng(51);
+    bool registers = false, gathered = false, longer = false;
+    for (const index_t K : {2, 10, 31, 32, 33, 48, 64}) {
+        for (const index_t max_m : {index_t{1}, index_t{3}, index_t{5}, K}) {
+            const index_t N = 40;
+            const auto S = random_labels(K, N, std::min(max_m, K), rng);
+            for (int n = 1; n <= 16; ++n) {
+                for (const index_t i0 : {index_t{0}, index_t{7}, N - n}) {
+                    INFO("K = " << K << ", sets of up to " << max_m << " labels, n = " << n << ", from " << i0);
+                    const auto l = csr_of(S, i0);
+                    REQUIRE(l.offsets == S.offsets().data() + i0);
+                    REQUIRE(l.labels == S.indices().data());
+                    const std::uint32_t untouched = 0xDEADBEEFu;
+                    std::uint32_t b0[16], b1[16];
+                    std::int32_t count[16];
+                    std::fill(b0, b0 + 16, untouched);
+                    std::fill(b1, b1 + 16, untouched);
+                    std::fill(count, count + 16, static_cast<std::int32_t>(untouched));
+                    label_bits_across(l, n, b0, K > 32 ? b1 : nullptr, count);
+                    (l.offsets[n] - l.offsets[0] <= 64 ? registers : gathered) = true;
+                    for (int j = 0; j < 16; ++j) {
+                        INFO("lane " << j);
+                        if (j >= n) {
+                            CHECK(b0[j] == untouched);
+                            CHECK(b1[j] == untouched);
+                            CHECK(count[j] == static_cast<std::int32_t>(untouched));
+                            continue;
+                        }
+                        std::uint32_t w[2] = {0, 0};
+                        for (const mlnc::label_t k : S[i0 + j]) w[k / 32] |= 1u << (k % 32);
+                        longer = longer || S[i0 + j].size() > 4;
+                        CHECK(b0[j] == w[0]);
+                        CHECK(b1[j] == (K > 32 ? w[1] : untouched));
+                        CHECK(count[j] == static_cast<std::int32_t>(S[i0 + j].size()));
+                    }
+                }
+            }
+        }
+    }
+    CHECK(registers);
+    CHECK(gathered);
+    CHECK(longer);
+    // The objective's windows of a label_sets keep its arrays; a subset has none (set by set).
+    const auto S = random_labels(10, 30, 3, rng);
+    const mlnc::detail::label_window<label_sets> w{&S, 5, 20};
+    CHECK(csr_of(w, 3).offsets == S.offsets().data() + 8);
+    CHECK(csr_of(w, 3).labels == S.indices().data());
+    const mlnc::sample_subset sub(S, {4, 2, 9});
+    CHECK(csr_of(sub, 0).offsets == nullptr);
+}
+#endif
+
 TEST_CASE("small K: a non-finite logit inside a block of samples is reported at its place") {
     using Catch::Matchers::Contains;
     const index_t K = 10, N = 40;

@@ -34,7 +34,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstddef>
 #include <exception>
@@ -692,6 +694,93 @@ struct simd_block<double> {
         return _mm512_reduce_add_pd(l);
     }
 };
+
+// Where the labels keep their sets as contiguous arrays (label_sets, and windows of one): the
+// offsets from sample i on (offsets[0] = sample i's first label) and the labels they index; both
+// null otherwise (a sample_subset), where the block reads the sets one by one.
+struct csr_labels {
+    const index_t* offsets = nullptr;
+    const label_t* labels = nullptr;
+};
+template <class Labels>
+csr_labels csr_of(const Labels& S, Eigen::Index i) noexcept {
+    if constexpr (requires {
+                      { S.offsets().data() } -> std::convertible_to<const index_t*>;
+                      { S.indices().data() } -> std::convertible_to<const label_t*>;
+                  })
+        return {S.offsets().data() + i, S.indices().data()};
+    else if constexpr (requires { csr_of(*S.S, S.offset); })  // detail::label_window
+        return csr_of(*S.S, S.offset + i);
+    else
+        return {};
+}
+
+// The sets of n <= 16 consecutive samples as bits (label k: bit k % 32 of b0[j] for k < 32, of
+// b1[j] past that; K <= 64, b1 unused and may be null for K <= 32) and sizes, from their arrays
+// (l.offsets[0] = the first sample's first label). Each set's first four labels are taken across
+// the 16 sets at once: label min(q, m - 1) of each set for q = 0 .. 3, picked from the sets'
+// labels held in four registers (up to 64 labels) or else gathered; a set's labels past its
+// fourth go one by one. (Set by set, the scalar form was about a quarter of the block's time at
+// K = 10 in float on the AMD Zen 5 VM of docs/performance.md.)
+inline void label_bits_across(csr_labels l, int n, std::uint32_t* b0, std::uint32_t* b1, std::int32_t* count) noexcept {
+    const auto first = [](Eigen::Index m) -> unsigned {  // the first m lanes of 16, m clamped to [0, 16]
+        return m <= 0 ? 0u : m >= 16 ? 0xFFFFu : (1u << m) - 1u;
+    };
+    const auto kn = static_cast<__mmask16>(first(n));
+    const auto k_lo = static_cast<__mmask8>(kn & 0xFFu), k_hi = static_cast<__mmask8>(kn >> 8);
+    const index_t* const off = l.offsets;
+    // (A pointer past off[n] is not formed: the upper loads' addresses where their lanes are all masked.)
+    const __m512i o_lo = _mm512_maskz_loadu_epi64(k_lo, off);
+    const __m512i o_hi = _mm512_maskz_loadu_epi64(k_hi, off + std::min(8, n));
+    const __m512i e_lo = _mm512_maskz_loadu_epi64(k_lo, off + 1);
+    const __m512i e_hi = _mm512_maskz_loadu_epi64(k_hi, off + std::min(9, n));
+    const auto narrow = [](__m512i lo, __m512i hi) {  // 16 int64 (small) as 16 int32
+        return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo)), _mm512_cvtepi64_epi32(hi), 1);
+    };
+    const __m512i base = _mm512_set1_epi64(off[0]);
+    // Lanes past n: start 0, size 0 (their bits are computed and not stored).
+    const __m512i start = _mm512_maskz_mov_epi32(kn, narrow(_mm512_sub_epi64(o_lo, base), _mm512_sub_epi64(o_hi, base)));
+    const __m512i size = _mm512_maskz_mov_epi32(kn, narrow(_mm512_sub_epi64(e_lo, o_lo), _mm512_sub_epi64(e_hi, o_hi)));
+    const Eigen::Index total = off[n] - off[0];
+    const label_t* const lab = l.labels + off[0];
+    const __m512i one = _mm512_set1_epi32(1), c32 = _mm512_set1_epi32(32);
+    const __m512i last = _mm512_sub_epi32(size, one);
+    __m512i w0 = _mm512_setzero_si512(), w1 = w0;
+    // A label k sets bit k of w0 (a shift by 32 or more gives 0) and bit k - 32 of w1 (a negative
+    // count, as unsigned, also gives 0).
+    const auto put = [&](__m512i k) {
+        w0 = _mm512_or_si512(w0, _mm512_sllv_epi32(one, k));
+        w1 = _mm512_or_si512(w1, _mm512_sllv_epi32(one, _mm512_sub_epi32(k, c32)));
+    };
+    if (total <= 64) {
+        // The labels [16 r, 16 r + 16) of the sets, masked to `total` (no load past the array).
+        __m512i r[4];
+        for (int q = 0; q < 4; ++q)
+            r[q] = _mm512_maskz_loadu_epi32(static_cast<__mmask16>(first(total - 16 * q)),
+                                            lab + std::min<Eigen::Index>(16 * q, total));
+        for (int q = 0; q < 4; ++q) {
+            const __m512i at = _mm512_add_epi32(start, _mm512_min_epi32(_mm512_set1_epi32(q), last));
+            const __m512i lo = _mm512_permutex2var_epi32(r[0], at, r[1]), hi = _mm512_permutex2var_epi32(r[2], at, r[3]);
+            put(_mm512_mask_blend_epi32(_mm512_test_epi32_mask(at, c32), lo, hi));
+        }
+    } else {
+        for (int q = 0; q < 4; ++q) {
+            const __m512i at = _mm512_add_epi32(start, _mm512_min_epi32(_mm512_set1_epi32(q), last));
+            put(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), kn, at, lab, 4));
+        }
+    }
+    _mm512_mask_storeu_epi32(b0, kn, w0);
+    if (b1 != nullptr) _mm512_mask_storeu_epi32(b1, kn, w1);
+    _mm512_mask_storeu_epi32(count, kn, size);
+    for (unsigned longer = _mm512_mask_cmpgt_epi32_mask(kn, size, _mm512_set1_epi32(4)); longer != 0;
+         longer &= longer - 1) {
+        const int j = std::countr_zero(longer);
+        for (index_t q = off[j] - off[0] + 4; q < off[j + 1] - off[0]; ++q) {
+            const label_t k = lab[q];
+            (k < 32 ? b0 : b1)[j] |= 1u << (k & 31);
+        }
+    }
+}
 #else
 inline constexpr int block_group = 4;  // as with AVX-512; the blocks hold half as many samples
 #if defined(MLNC_BLOCK_GROUP_K_MAX)
@@ -864,6 +953,13 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
     // sets of random sizes mispredicted about once a sample); a label repeated past a set's size
     // sets its bit again. Longer sets loop over the rest.
     constexpr std::int32_t unrolled = 4;
+#if defined(EIGEN_VECTORIZE_AVX512)
+    if (const csr_labels l = csr_of(S, i0); l.offsets != nullptr) {
+        for (int j = 0; j < P * L; j += 16)
+            label_bits_across({l.offsets + j, l.labels}, std::min(16, P * L - j), bits[0] + j,
+                              words > 1 ? bits[words - 1] + j : nullptr, count + j);
+    } else
+#endif
     if (words == 1) {
         for (int j = 0; j < P * L; ++j) {
             const auto set = S[i0 + j];
