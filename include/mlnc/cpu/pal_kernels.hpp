@@ -504,6 +504,26 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
 // for contiguous columns (leading dimension K, in Z and in G): pal_small_block_transposed.
 #if defined(EIGEN_VECTORIZE_AVX512) || (defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA))
 #define MLNC_DETAIL_SIMD_BLOCK 1
+// Where the labels keep their sets as contiguous arrays (label_sets, and windows of one): the
+// offsets from sample i on (offsets[0] = sample i's first label) and the labels they index; both
+// null otherwise (a sample_subset), where the block reads the sets one by one.
+struct csr_labels {
+    const index_t* offsets = nullptr;
+    const label_t* labels = nullptr;
+};
+template <class Labels>
+csr_labels csr_of(const Labels& S, Eigen::Index i) noexcept {
+    if constexpr (requires {
+                      { S.offsets().data() } -> std::convertible_to<const index_t*>;
+                      { S.indices().data() } -> std::convertible_to<const label_t*>;
+                  })
+        return {S.offsets().data() + i, S.indices().data()};
+    else if constexpr (requires { csr_of(*S.S, S.offset); })  // detail::label_window
+        return csr_of(*S.S, S.offset + i);
+    else
+        return {};
+}
+
 // What the block needs of the instruction set, for T:
 // - packet, L: a register of L values of T;
 // - lanes, first_lanes(n), load_lanes, store_lanes: the first n lanes (n in [1, L]); a row of the
@@ -695,25 +715,8 @@ struct simd_block<double> {
     }
 };
 
-// Where the labels keep their sets as contiguous arrays (label_sets, and windows of one): the
-// offsets from sample i on (offsets[0] = sample i's first label) and the labels they index; both
-// null otherwise (a sample_subset), where the block reads the sets one by one.
-struct csr_labels {
-    const index_t* offsets = nullptr;
-    const label_t* labels = nullptr;
-};
-template <class Labels>
-csr_labels csr_of(const Labels& S, Eigen::Index i) noexcept {
-    if constexpr (requires {
-                      { S.offsets().data() } -> std::convertible_to<const index_t*>;
-                      { S.indices().data() } -> std::convertible_to<const label_t*>;
-                  })
-        return {S.offsets().data() + i, S.indices().data()};
-    else if constexpr (requires { csr_of(*S.S, S.offset); })  // detail::label_window
-        return csr_of(*S.S, S.offset + i);
-    else
-        return {};
-}
+// The sets of label_bits_lanes consecutive samples at most, as label_bits_across takes them.
+inline constexpr int label_bits_lanes = 16;
 
 // The sets of n <= 16 consecutive samples as bits (label k: bit k % 32 of b0[j] for k < 32, of
 // b1[j] past that; K <= 64, b1 unused and may be null for K <= 32) and sizes, from their arrays
@@ -795,6 +798,82 @@ inline constexpr Eigen::Index block_group_k_max = sizeof(T) == 8 ? 16 : 10;
 inline double reduce_add(__m256d x) noexcept {
     const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(x), _mm256_extractf128_pd(x, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+inline constexpr int label_bits_lanes = 8;
+
+// As label_bits_across with AVX-512 (above), for n <= 8 sets; the first four labels of each set
+// are always gathered.
+inline void label_bits_across(csr_labels l, int n, std::uint32_t* b0, std::uint32_t* b1, std::int32_t* count) noexcept {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i kn = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);  // all ones in the first n lanes
+    const __m256i k_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(kn));
+    const __m256i k_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(kn, 1));
+    const auto* const off = reinterpret_cast<const long long*>(l.offsets);
+    // (No pointer past off[n] is formed: the upper loads' addresses where their lanes are all masked.)
+    const __m256i o_lo = _mm256_maskload_epi64(off, k_lo);
+    const __m256i o_hi = _mm256_maskload_epi64(off + std::min(4, n), k_hi);
+    const __m256i e_lo = _mm256_maskload_epi64(off + 1, k_lo);
+    const __m256i e_hi = _mm256_maskload_epi64(off + std::min(5, n), k_hi);
+    const auto narrow = [](__m256i lo, __m256i hi) {  // 8 int64 (small) as 8 int32: their low halves
+        const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        return _mm256_blend_epi32(_mm256_permutevar8x32_epi32(lo, even), _mm256_permutevar8x32_epi32(hi, even), 0xF0);
+    };
+    const __m256i base = _mm256_set1_epi64x(l.offsets[0]);
+    // Lanes past n: start 0, size 0 (their bits are computed and not stored).
+    const __m256i start = _mm256_and_si256(kn, narrow(_mm256_sub_epi64(o_lo, base), _mm256_sub_epi64(o_hi, base)));
+    const __m256i size = _mm256_and_si256(kn, narrow(_mm256_sub_epi64(e_lo, o_lo), _mm256_sub_epi64(e_hi, o_hi)));
+    const label_t* const lab = l.labels + l.offsets[0];
+    const __m256i one = _mm256_set1_epi32(1), c32 = _mm256_set1_epi32(32);
+    const __m256i last = _mm256_sub_epi32(size, one);
+    __m256i w0 = _mm256_setzero_si256(), w1 = w0;
+    // Shifts by 32 or more (or by a negative count) give 0, as with AVX-512.
+    const auto put = [&](__m256i k) {
+        w0 = _mm256_or_si256(w0, _mm256_sllv_epi32(one, k));
+        w1 = _mm256_or_si256(w1, _mm256_sllv_epi32(one, _mm256_sub_epi32(k, c32)));
+    };
+    const Eigen::Index total = l.offsets[n] - l.offsets[0];
+    if (total <= 32) {
+        // The labels [8 r, 8 r + 8) of the sets, masked to `total` (no load past the array); label
+        // `at` is lane at % 8 of register at / 8, picked by permutes and blends on bits 3 and 4.
+        __m256i r[4];
+        for (int q = 0; q < 4; ++q)
+            r[q] = _mm256_maskload_epi32(reinterpret_cast<const int*>(lab + std::min<Eigen::Index>(8 * q, total)),
+                                         _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(total - 8 * q)), lane));
+        const __m256i bit3 = _mm256_set1_epi32(8), bit4 = _mm256_set1_epi32(16);
+        for (int q = 0; q < 4; ++q) {
+            const __m256i at = _mm256_add_epi32(start, _mm256_min_epi32(_mm256_set1_epi32(q), last));
+            const __m256 odd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(at, bit3), bit3));
+            const auto pick = [&](__m256i a, __m256i b) {
+                return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(_mm256_permutevar8x32_epi32(a, at)),
+                                                            _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(b, at)), odd));
+            };
+            const __m256i lo = pick(r[0], r[1]);
+            if (total <= 16) {
+                put(lo);
+            } else {
+                const __m256 high = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(at, bit4), bit4));
+                put(_mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(pick(r[2], r[3])), high)));
+            }
+        }
+    } else {
+        for (int q = 0; q < 4; ++q) {
+            const __m256i at = _mm256_add_epi32(start, _mm256_min_epi32(_mm256_set1_epi32(q), last));
+            put(_mm256_mask_i32gather_epi32(_mm256_setzero_si256(), reinterpret_cast<const int*>(lab), at, kn, 4));
+        }
+    }
+    _mm256_maskstore_epi32(reinterpret_cast<int*>(b0), kn, w0);
+    if (b1 != nullptr) _mm256_maskstore_epi32(reinterpret_cast<int*>(b1), kn, w1);
+    _mm256_maskstore_epi32(count, kn, size);
+    const auto longer_sets = _mm256_and_si256(kn, _mm256_cmpgt_epi32(size, _mm256_set1_epi32(4)));
+    for (auto longer = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(longer_sets))); longer != 0;
+         longer &= longer - 1) {
+        const int j = std::countr_zero(longer);
+        for (index_t q = l.offsets[j] - l.offsets[0] + 4; q < l.offsets[j + 1] - l.offsets[0]; ++q) {
+            const label_t k = lab[q];
+            (k < 32 ? b0 : b1)[j] |= 1u << (k & 31);
+        }
+    }
 }
 
 template <>
@@ -953,14 +1032,11 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
     // sets of random sizes mispredicted about once a sample); a label repeated past a set's size
     // sets its bit again. Longer sets loop over the rest.
     constexpr std::int32_t unrolled = 4;
-#if defined(EIGEN_VECTORIZE_AVX512)
     if (const csr_labels l = csr_of(S, i0); l.offsets != nullptr) {
-        for (int j = 0; j < P * L; j += 16)
-            label_bits_across({l.offsets + j, l.labels}, std::min(16, P * L - j), bits[0] + j,
+        for (int j = 0; j < P * L; j += label_bits_lanes)
+            label_bits_across({l.offsets + j, l.labels}, std::min(label_bits_lanes, P * L - j), bits[0] + j,
                               words > 1 ? bits[words - 1] + j : nullptr, count + j);
-    } else
-#endif
-    if (words == 1) {
+    } else if (words == 1) {
         for (int j = 0; j < P * L; ++j) {
             const auto set = S[i0 + j];
             const label_t* const l = set.data();
