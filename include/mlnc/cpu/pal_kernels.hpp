@@ -1028,9 +1028,10 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
     const Eigen::Index words = (K + 31) / 32;
     alignas(64) std::uint32_t bits[block_label_words<T>][P * L];
     alignas(64) std::int32_t count[P * L];
-    // A set's first `unrolled` labels without a branch on its size (a loop over the labels of
-    // sets of random sizes mispredicted about once a sample); a label repeated past a set's size
-    // sets its bit again. Longer sets loop over the rest.
+    // From the labels' arrays (label_sets and windows of one), across the sets (label_bits_across).
+    // Else set by set: a set's first `unrolled` labels without a branch on its size (a loop over
+    // the labels of sets of random sizes mispredicted about once a sample); a label repeated past
+    // a set's size sets its bit again. Longer sets loop over the rest.
     constexpr std::int32_t unrolled = 4;
     if (const csr_labels l = csr_of(S, i0); l.offsets != nullptr) {
         for (int j = 0; j < P * L; j += label_bits_lanes)
