@@ -563,14 +563,16 @@ static_assert(block_k_max<float> <= 64 && block_k_max<double> <= 64, "at most 64
 // Up to K = block_group_k_max<T>, block_group blocks are taken together by one call (see
 // pal_small_block_transposed): a block there is too short a chain for the processor to overlap
 // with the next. MLNC_BLOCK_GROUP_K_MAX sets the limit, for measurement (0: no grouping;
-// docs/performance.md, the bench SmallKLoss and SmallKLossGrad).
+// docs/performance.md, the bench SmallKLoss and SmallKLossGrad). 16 (10 before the labels' bits
+// were made across the sets): at K = 12 and 16 the blocks taken together were 3-20% faster on the
+// AMD Zen 5 VM of docs/performance.md; past 16 they lost with a gradient.
 inline constexpr int block_group = 2;
 #if defined(MLNC_BLOCK_GROUP_K_MAX)
 template <class T>
 inline constexpr Eigen::Index block_group_k_max = MLNC_BLOCK_GROUP_K_MAX;
 #else
 template <class T>
-inline constexpr Eigen::Index block_group_k_max = 10;
+inline constexpr Eigen::Index block_group_k_max = 16;
 #endif
 
 template <>
@@ -725,7 +727,7 @@ inline constexpr int label_bits_lanes = 16;
 // labels held in four registers (up to 64 labels) or else gathered; a set's labels past its
 // fourth go one by one. (Set by set, the scalar form was about a quarter of the block's time at
 // K = 10 in float on the AMD Zen 5 VM of docs/performance.md.)
-inline void label_bits_across(csr_labels l, int n, std::uint32_t* b0, std::uint32_t* b1, std::int32_t* count) noexcept {
+EIGEN_ALWAYS_INLINE void label_bits_across(csr_labels l, int n, std::uint32_t* b0, std::uint32_t* b1, std::int32_t* count) noexcept {
     const auto first = [](Eigen::Index m) -> unsigned {  // the first m lanes of 16, m clamped to [0, 16]
         return m <= 0 ? 0u : m >= 16 ? 0xFFFFu : (1u << m) - 1u;
     };
@@ -791,7 +793,7 @@ template <class T>
 inline constexpr Eigen::Index block_group_k_max = MLNC_BLOCK_GROUP_K_MAX;
 #else
 template <class T>
-inline constexpr Eigen::Index block_group_k_max = sizeof(T) == 8 ? 16 : 10;
+inline constexpr Eigen::Index block_group_k_max = 16;  // float: 10 before, as with AVX-512
 #endif
 
 // The sum of a packet of 4 doubles, in a fixed order.
@@ -804,7 +806,7 @@ inline constexpr int label_bits_lanes = 8;
 
 // As label_bits_across with AVX-512 (above), for n <= 8 sets; the first four labels of each set
 // are always gathered.
-inline void label_bits_across(csr_labels l, int n, std::uint32_t* b0, std::uint32_t* b1, std::int32_t* count) noexcept {
+EIGEN_ALWAYS_INLINE void label_bits_across(csr_labels l, int n, std::uint32_t* b0, std::uint32_t* b1, std::int32_t* count) noexcept {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i kn = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);  // all ones in the first n lanes
     const __m256i k_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(kn));
