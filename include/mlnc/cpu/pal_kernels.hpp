@@ -524,6 +524,19 @@ csr_labels csr_of(const Labels& S, Eigen::Index i) noexcept {
         return {};
 }
 
+// The labels past the fourth of the sets whose lanes are set in `longer`, one by one, into their
+// words of bits (label_bits_across, below).
+inline void label_bits_rest(csr_labels l, unsigned longer, std::uint32_t* b0, std::uint32_t* b1) noexcept {
+    const label_t* const lab = l.labels + l.offsets[0];
+    for (; longer != 0; longer &= longer - 1) {
+        const int j = std::countr_zero(longer);
+        for (index_t q = l.offsets[j] - l.offsets[0] + 4; q < l.offsets[j + 1] - l.offsets[0]; ++q) {
+            const label_t k = lab[q];
+            (k < 32 ? b0 : b1)[j] |= 1u << (k & 31);
+        }
+    }
+}
+
 // What the block needs of the instruction set, for T:
 // - packet, L: a register of L values of T;
 // - lanes, first_lanes(n), load_lanes, store_lanes: the first n lanes (n in [1, L]); a row of the
@@ -777,14 +790,7 @@ EIGEN_ALWAYS_INLINE void label_bits_across(csr_labels l, int n, std::uint32_t* b
     _mm512_mask_storeu_epi32(b0, kn, w0);
     if (b1 != nullptr) _mm512_mask_storeu_epi32(b1, kn, w1);
     _mm512_mask_storeu_epi32(count, kn, size);
-    for (unsigned longer = _mm512_mask_cmpgt_epi32_mask(kn, size, _mm512_set1_epi32(4)); longer != 0;
-         longer &= longer - 1) {
-        const int j = std::countr_zero(longer);
-        for (index_t q = off[j] - off[0] + 4; q < off[j + 1] - off[0]; ++q) {
-            const label_t k = lab[q];
-            (k < 32 ? b0 : b1)[j] |= 1u << (k & 31);
-        }
-    }
+    label_bits_rest(l, _mm512_mask_cmpgt_epi32_mask(kn, size, _mm512_set1_epi32(4)), b0, b1);
 }
 #else
 inline constexpr int block_group = 4;  // as with AVX-512; the blocks hold half as many samples
@@ -867,15 +873,8 @@ EIGEN_ALWAYS_INLINE void label_bits_across(csr_labels l, int n, std::uint32_t* b
     _mm256_maskstore_epi32(reinterpret_cast<int*>(b0), kn, w0);
     if (b1 != nullptr) _mm256_maskstore_epi32(reinterpret_cast<int*>(b1), kn, w1);
     _mm256_maskstore_epi32(count, kn, size);
-    const auto longer_sets = _mm256_and_si256(kn, _mm256_cmpgt_epi32(size, _mm256_set1_epi32(4)));
-    for (auto longer = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(longer_sets))); longer != 0;
-         longer &= longer - 1) {
-        const int j = std::countr_zero(longer);
-        for (index_t q = l.offsets[j] - l.offsets[0] + 4; q < l.offsets[j + 1] - l.offsets[0]; ++q) {
-            const label_t k = lab[q];
-            (k < 32 ? b0 : b1)[j] |= 1u << (k & 31);
-        }
-    }
+    const __m256i longer = _mm256_and_si256(kn, _mm256_cmpgt_epi32(size, _mm256_set1_epi32(4)));
+    label_bits_rest(l, static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(longer))), b0, b1);
 }
 
 template <>
