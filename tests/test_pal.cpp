@@ -1062,8 +1062,8 @@ TEST_CASE("small K: the sets of up to 16 samples as bits, taken across the sets,
     // label_bits_across (the transposed block's labels) takes each set's first four labels across
     // the sets (16 with AVX-512, 8 with AVX2), picked from the sets' labels in registers (up to 4
     // per set: 64 or 32, and with AVX2 in two registers up to 16) or else gathered, and a set's
-    // labels past its fourth one by one. Every n up to the lanes, sets of
-    // 1..K labels, labels in both words of bits (K > 32); lanes past n must stay untouched.
+    // labels past its fourth one by one. Every n up to the lanes, sets of 1..K labels, labels in
+    // both words of bits (K > 32); lanes past n must stay untouched.
     using mlnc::cpu_kernels::csr_of;
     using mlnc::cpu_kernels::label_bits_across;
     constexpr int lanes = mlnc::cpu_kernels::label_bits_lanes;

@@ -810,8 +810,9 @@ inline double reduce_add(__m256d x) noexcept {
 
 inline constexpr int label_bits_lanes = 8;
 
-// As label_bits_across with AVX-512 (above), for n <= 8 sets; the first four labels of each set
-// are always gathered.
+// As label_bits_across with AVX-512 (above), for n <= 8 sets: the first four labels of each set
+// picked from the sets' labels in two registers (up to 16 labels) or four (up to 32), else
+// gathered.
 EIGEN_ALWAYS_INLINE void label_bits_across(csr_labels l, int n, std::uint32_t* b0, std::uint32_t* b1, std::int32_t* count) noexcept {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i kn = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);  // all ones in the first n lanes
@@ -1214,10 +1215,9 @@ inline void log_batch_of(const double* x, double* out) noexcept {
 // do not depend on the other columns of its panel (the tree's lanes are independent), nor so on
 // where pieces of columns end. On the AMD Zen 5 VM of docs/performance.md this was faster at
 // every K from 49 to 256 with Z in cache; out of it (25 MB and more), in its first form, from 6%
-// faster to 7% slower. A
-// form that also took double and AVX2 was not faster there (faster or slower by K and size in
-// double, slower with AVX2), so neither takes panels. MLNC_PANEL_K_MAX sets the limit, for
-// measurement (0: no panels).
+// faster to 7% slower. A form that also took double and AVX2 was not faster there (faster or slower
+// by K and size in double, slower with AVX2), so neither takes panels. MLNC_PANEL_K_MAX sets the
+// limit, for measurement (0: no panels).
 #if defined(MLNC_PANEL_K_MAX)
 inline constexpr Eigen::Index panel_float_k_max = MLNC_PANEL_K_MAX;
 #else
