@@ -10,6 +10,9 @@
 //    in its host form, as L-BFGS calls it (x copied in, the gradient out), vs its device form:
 //    the difference is the per-evaluation copy cost of keeping L-BFGS on the host;
 //  - train: train_ufm on mlnc::cuda, that case from verify's start, L-BFGS and 2000 steps of GD.
+// Options: --no-train leaves the two training runs out (L-BFGS takes about 45 s); --sweep adds the
+// kernel's two forms (held in registers, streamed) against the copy over K at 256 MiB of logits.
+#include <mlnc/cuda/kernels.cuh>
 #include <mlnc/cuda/objective.cuh>
 #include <mlnc/cuda/pal.cuh>
 #include <mlnc/cuda/ufm.cuh>
@@ -17,6 +20,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -124,6 +128,84 @@ void objective_memory(index_t K, index_t d, index_t N) {
     }
 }
 
+const char* kernel_name(mlnc::cuda_plan::fused_kernel k) {
+    switch (k) {
+        case mlnc::cuda_plan::fused_kernel::cached_lanes: return "lanes";
+        case mlnc::cuda_plan::fused_kernel::cached_block: return "block";
+        case mlnc::cuda_plan::fused_kernel::cached_cluster: return "cluster";
+        case mlnc::cuda_plan::fused_kernel::streamed: break;
+    }
+    return "streamed";
+}
+
+// The fused column kernel in place over K at 256 MiB of logits: the shape launch_columns picks
+// (held in registers up to 65536 floats or 32768 doubles) against the streamed kernel and the copy;
+// where other shapes of the same kernels are possible, each of them too ("shapes"), the
+// measurements behind cuda_plan::fused_launch's choices.
+template <class T>
+void sweep(mlnc::cuda_backend& gpu, index_t K) {
+    namespace ck = mlnc::cuda_kernels;
+    namespace cp = mlnc::cuda_plan;
+    const index_t N = (index_t{256} << 20) / (K * static_cast<index_t>(sizeof(T)));
+    std::mt19937_64 rng(5);
+    const auto dS = mlnc::to_device(random_labels(K, N, rng), gpu);
+    mlnc::device_buffer<T> z, copy(K, N);
+    {
+        std::normal_distribution<double> nd(0.0, 3.0);
+        mlnc::matrix<T> m(K, N);
+        for (index_t j = 0; j < m.size(); ++j) m.data()[j] = static_cast<T>(nd(rng));
+        z = mlnc::upload(gpu, m);
+    }
+    mlnc::device_buffer<double> col_loss(N);
+    mlnc::device_buffer<unsigned long long> status(1);
+    ck::column_args<T> a;
+    a.z = mlnc::device_matrix_view<const T>(z.view());
+    a.S = dS.view();
+    a.scale = 1.0 / static_cast<double>(N);
+    a.col_loss = col_loss.data();
+    a.g = z.view();
+    a.status = status.data();
+    const auto chosen = cp::fused_launch(K, N, sizeof(T), ck::clusters_usable<T>());
+    const double cached = median_ms(gpu.stream(), [&] { ck::launch_fused(a, chosen, gpu.stream()); });
+    const double streamed =
+        median_ms(gpu.stream(), [&] { ck::launch_streamed_columns<T, ck::column_op::fused>(a, gpu.stream()); });
+    const double memcpy = median_ms(gpu.stream(), [&] {
+        mlnc::detail::cuda_check(cudaMemcpyAsync(copy.data(), z.data(), static_cast<std::size_t>(K * N) * sizeof(T),
+                                                 cudaMemcpyDeviceToDevice, gpu.stream()),
+                                 "cudaMemcpyAsync");
+    });
+    std::printf("{\"case\": \"sweep\", \"type\": \"%s\", \"K\": %lld, \"N\": %lld, \"kernel\": \"%s\", "
+                "\"threads\": %d, \"lanes\": %d, \"cluster\": %d, \"mlnc_ms\": %.4f, \"streamed_ms\": %.4f, "
+                "\"copy_ms\": %.4f}\n",
+                sizeof(T) == 4 ? "float" : "double", static_cast<long long>(K), static_cast<long long>(N),
+                kernel_name(chosen.kind), chosen.threads, chosen.lanes, chosen.cluster, cached, streamed, memcpy);
+    // Other shapes that hold the column.
+    const index_t R = cp::cached_rows_per_thread(sizeof(T));
+    std::vector<cp::fused_shape> others;
+    if (chosen.kind == cp::fused_kernel::cached_lanes && chosen.lanes < 32) {
+        cp::fused_shape w = chosen;
+        w.lanes = 32;  // a whole warp a column
+        w.blocks = (N * 32 + 255) / 256;
+        others.push_back(w);
+    }
+    for (const int threads : {512, 1024})
+        if (threads * R >= K && (chosen.kind != cp::fused_kernel::cached_block || chosen.threads != threads))
+            others.push_back({cp::fused_kernel::cached_block, threads, N, 32, 1});
+    for (const int threads : {256, 512}) {
+        const index_t parts = (K + threads * R - 1) / (threads * R);
+        if (parts >= 2 && parts <= cp::cluster_max_blocks && ck::clusters_usable<T>() &&
+            (chosen.kind != cp::fused_kernel::cached_cluster || chosen.threads != threads))
+            others.push_back({cp::fused_kernel::cached_cluster, threads, N * parts, 32, static_cast<int>(parts)});
+    }
+    for (const auto& sh : others) {
+        const double ms = median_ms(gpu.stream(), [&] { ck::launch_fused(a, sh, gpu.stream()); });
+        std::printf("{\"case\": \"shape\", \"type\": \"%s\", \"K\": %lld, \"N\": %lld, \"kernel\": \"%s\", "
+                    "\"threads\": %d, \"lanes\": %d, \"cluster\": %d, \"mlnc_ms\": %.4f, \"copy_ms\": %.4f}\n",
+                    sizeof(T) == 4 ? "float" : "double", static_cast<long long>(K), static_cast<long long>(N),
+                    kernel_name(sh.kind), sh.threads, sh.lanes, sh.cluster, ms, memcpy);
+    }
+}
+
 // mlnc verify --K 200 --d 256 --n 1:10,2:1 --lambda-w 1e-4 --lambda-h 1e-4 --lambda-b 1e-4
 mlnc::label_sets verify_case() { return mlnc::balanced_label_sets(200, {{1, 10}, {2, 1}}); }
 const mlnc::penalties verify_lambdas{1e-4, 1e-4, 1e-4};
@@ -160,19 +242,38 @@ void train(mlnc::ufm_method method, int max_iterations) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    bool with_train = true, with_sweep = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string o = argv[i];
+        if (o == "--no-train") {
+            with_train = false;
+        } else if (o == "--sweep") {
+            with_sweep = true;
+        } else {
+            std::fprintf(stderr, "mlnc_gpu_bench: unknown option '%s' (options: --no-train, --sweep)\n", argv[i]);
+            return 2;
+        }
+    }
     if (mlnc::cuda_device_count() == 0) {
         std::printf("no usable CUDA device\n");
         return 77;
     }
     mlnc::cuda_backend gpu;
+    if (with_sweep) {
+        for (const index_t K : {10, 100, 1000, 1025, 2048, 4096, 8192, 8193, 16384, 20000, 32000, 40000, 65536, 65537})
+            sweep<float>(gpu, K);
+        for (const index_t K : {10, 1000, 4096, 4097, 8192, 16384, 32000, 32769}) sweep<double>(gpu, K);
+    }
     pal_inplace(gpu, 1000, 65536);
     pal_inplace(gpu, 32000, 8192);
     objective(gpu, 32000, 256, 8192, mlnc::default_workspace_bytes);
     objective(gpu, 32000, 256, 8192, std::size_t{1} << 30);
     objective_memory(100000, 256, 8192);
     ufm_eval();
-    train(mlnc::ufm_method::lbfgs, 20000);
-    train(mlnc::ufm_method::gd, 2000);
+    if (with_train) {
+        train(mlnc::ufm_method::lbfgs, 20000);
+        train(mlnc::ufm_method::gd, 2000);
+    }
     return 0;
 }

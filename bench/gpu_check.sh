@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 cmake -S bench/gpu -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 time cmake --build "$build" -j "$(nproc)"
 (cd "$build" && ctest --output-on-failure) || echo "mlnc: CUDA tests FAILED (see above)"
-"$build/mlnc_gpu_bench" | tee "$build/mlnc.jsonl"
+"$build/mlnc_gpu_bench" --sweep | tee "$build/mlnc.jsonl"
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
   python3 bench/torch_gpu.py | tee "$build/torch.jsonl"
 else
@@ -54,4 +54,16 @@ for r in mlnc:
         name = f"verify case trained, {r['method']}"
         print(f"{name:44} {r['seconds'] * 1e3:9.0f} ms, {r['iterations']} iterations, {r['evaluations']} evaluations, "
               f"{r['status']}, f = {r['objective']:.15g}")
+rows = [r for r in mlnc if r["case"] in ("sweep", "shape")]
+if rows:
+    print()
+    print("PAL-CE loss+grad in place, 256 MiB of logits: the shape fused_launch picks (sweep), others (shape)")
+    print(f"{'type':7} {'K':>6} {'N':>8} {'shape':22} {'ms':>8} {'streamed':>9} {'copy':>7} {'% of copy':>9}")
+    for r in rows:
+        shape = {"lanes": f"{r['lanes']} lanes a column", "block": f"block of {r['threads']}",
+                 "cluster": f"{r['cluster']} blocks of {r['threads']}"}.get(r["kernel"], r["kernel"])
+        streamed = f"{r['streamed_ms']:9.4f}" if "streamed_ms" in r else " " * 9
+        mark = "" if r["case"] == "sweep" else "  (other)"
+        print(f"{r['type']:7} {r['K']:6d} {r['N']:8d} {shape:22} {r['mlnc_ms']:8.4f} {streamed} {r['copy_ms']:7.4f} "
+              f"{100 * r['copy_ms'] / r['mlnc_ms']:8.1f}%{mark}")
 PY

@@ -25,6 +25,61 @@ TEST_CASE("column kernels: a warp per column up to 1024 rows, a block above", "[
     CHECK_THROWS_AS(cp::column_launch(0, 1), mlnc::error);
 }
 
+TEST_CASE("fused column: held in lanes of a warp, a block or a cluster of blocks, else streamed", "[cuda_plan]") {
+    using k = cp::fused_kernel;
+    // 32 floats or 16 doubles a thread.
+    CHECK(cp::cached_rows_per_thread(4) == 32);
+    CHECK(cp::cached_rows_per_thread(8) == 16);
+    CHECK_THROWS_AS(cp::cached_rows_per_thread(2), mlnc::error);
+    // Lanes of a warp: the fewest (a power of two) that hold the column, 256-thread blocks.
+    const auto one = cp::fused_launch(10, 1000, 4, true);
+    CHECK(one.kind == k::cached_lanes);
+    CHECK(one.lanes == 1);
+    CHECK(one.threads == 256);
+    CHECK(one.blocks == 4);  // 1000 columns, 256 a block
+    CHECK(cp::fused_launch(32, 1, 4, true).lanes == 1);
+    CHECK(cp::fused_launch(33, 1, 4, true).lanes == 2);
+    CHECK(cp::fused_launch(17, 1, 8, true).lanes == 2);
+    CHECK(cp::fused_launch(100, 1, 4, true).lanes == 4);
+    const auto w = cp::fused_launch(1024, 17, 4, true);
+    CHECK(w.kind == k::cached_lanes);
+    CHECK(w.lanes == 32);
+    CHECK(w.blocks == 3);  // 8 columns a block
+    CHECK(cp::fused_launch(2, 0, 4, true).blocks == 0);
+    CHECK(cp::fused_launch(513, 17, 8, true).kind == k::cached_block);
+    // A block: the smallest power of two of threads from 64 whose shares hold the column, up to
+    // 512 with clusters.
+    const auto b = cp::fused_launch(1025, 17, 4, true);
+    CHECK(b.kind == k::cached_block);
+    CHECK(b.threads == 64);
+    CHECK(b.blocks == 17);
+    CHECK(cp::fused_launch(4097, 5, 4, true).threads == 256);
+    CHECK(cp::fused_launch(16384, 5, 4, true).threads == 512);
+    CHECK(cp::fused_launch(8192, 5, 8, true).threads == 512);
+    // Clusters of 256-thread blocks of 8192 floats or 4096 doubles, up to 8 blocks.
+    const auto c = cp::fused_launch(16385, 5, 4, true);
+    CHECK(c.kind == k::cached_cluster);
+    CHECK(c.threads == 256);
+    CHECK(c.cluster == 3);
+    CHECK(c.blocks == 15);
+    CHECK(cp::fused_launch(32000, 5, 4, true).cluster == 4);
+    CHECK(cp::fused_launch(65536, 5, 4, true).cluster == 8);
+    CHECK(cp::fused_launch(8193, 5, 8, true).cluster == 3);
+    CHECK(cp::fused_launch(32768, 5, 8, true).cluster == 8);
+    CHECK(cp::fused_launch(65537, 5, 4, true).kind == k::streamed);
+    CHECK(cp::fused_launch(32769, 5, 8, true).kind == k::streamed);
+    // Without clusters: blocks of up to 1024 threads, then streamed.
+    const auto nb = cp::fused_launch(32768, 5, 4, false);
+    CHECK(nb.kind == k::cached_block);
+    CHECK(nb.threads == 1024);
+    CHECK(cp::fused_launch(32769, 5, 4, false).kind == k::streamed);
+    CHECK(cp::fused_launch(16385, 5, 8, false).kind == k::streamed);
+    const auto st = cp::fused_launch(100000, 5, 4, true);
+    CHECK(st.threads == cp::column_launch(100000, 5).threads);
+    CHECK(st.blocks == 5);
+    CHECK_THROWS_AS(cp::fused_launch(0, 1, 4, true), mlnc::error);
+}
+
 TEST_CASE("objective plan: chunks of columns, class tiles only when a chunk cannot hold K", "[cuda_plan]") {
     // K = 32000 floats, 64 MiB: 524 columns per chunk, untiled.
     const auto p = cp::plan_objective(32000, 8192, 4, std::size_t{64} << 20);

@@ -19,21 +19,29 @@ static_assert(mlnc::backend_traits<mlnc::cuda_backend>::compiled_in && mlnc::bac
 TEMPLATE_TEST_CASE("cuda pal kernels match the CPU backend", "[cuda][pal]", float, double) {
     using T = TestType;
     mlnc::cuda_backend gpu;
-    for (const index_t K : {2, 3, 31, 32, 33, 1023, 1024, 1025, 4097, 100000}) {
+    // The cached kernels hold 32 floats or 16 doubles a thread: L lanes of a warp 32 L floats or
+    // 16 L doubles (L = 1 .. 32), a block of up to 512 threads 16384 or 8192, a cluster of up to 8
+    // blocks of 256 65536 or 32768 (without clusters, a block of up to 1024 threads: 32768 or
+    // 16384); longer columns are streamed (cuda_plan::fused_launch).
+    for (const index_t K : {2, 3, 10, 16, 17, 31, 32, 33, 64, 65, 100, 200, 300, 511, 512, 513, 1023, 1024, 1025, 4096,
+                            4097, 8192, 8193, 16384, 16385, 32768, 32769, 65536, 65537, 100000}) {
         const index_t N = K >= 4097 ? 37 : 67;  // not a multiple of the 8 columns of a warp block
         std::mt19937_64 rng(static_cast<std::uint64_t>(K));
         const auto S = random_labels(K, N, 40, rng);
         const auto dS = mlnc::to_device(S, gpu);
         const mlnc::matrix<T> Z = random_matrix<T>(K, N, 3.0, rng);
-        for (const pal_variant v : {pal_variant::pal, pal_variant::pal_n}) {
-            CAPTURE(K, static_cast<int>(v));
+        for (const pal_variant v : {pal_variant::pal, pal_variant::pal_n})
+        // ld = K + 3 (16-byte vectors only where that is a multiple of the vector) and ld = K + 4
+        // (vectors whenever K is a multiple: floats K % 4 == 0, doubles K % 2 == 0).
+        for (const index_t pad : {3, 4}) {
+            CAPTURE(K, static_cast<int>(v), pad);
             mlnc::matrix<T> G(K, N);
             mlnc::vector<T> losses(N);
             const T l_cpu = mlnc::pal_loss_grad(mlnc::cpu{1}, Z, S, G, v);
             mlnc::pal_sample_losses(mlnc::cpu{1}, Z, S, losses, v);
 
-            auto dz = upload_padded(gpu, Z, 3);  // ld = K + 3
-            auto dg = upload_padded(gpu, mlnc::matrix<T>::Zero(K, N).eval(), 5);
+            auto dz = upload_padded(gpu, Z, pad);
+            auto dg = upload_padded(gpu, mlnc::matrix<T>::Zero(K, N).eval(), pad + 4);
             mlnc::device_buffer<T> dl(N);
             const T l_loss = mlnc::pal_loss(gpu, mlnc::device_matrix_view<const T>(dz.view), dS, v);
             const T l_samples = mlnc::pal_sample_losses(gpu, dz.view, dS, dl.vector_view(), v);
@@ -45,7 +53,7 @@ TEMPLATE_TEST_CASE("cuda pal kernels match the CPU backend", "[cuda][pal]", floa
             CHECK(rel(mlnc::download(gpu, dg.view), G) <= tolerance<T>);
             // The padding rows of G are untouched.
             const auto whole = mlnc::download(gpu, dg.buf.view());
-            CHECK((whole.bottomRows(5).array() == T(-7)).all());
+            CHECK((whole.bottomRows(pad + 4).array() == T(-7)).all());
 
             const T l_inplace = mlnc::pal_loss_grad_inplace(gpu, dz.view, dS, v);
             CHECK(std::abs(double(l_inplace) - double(l_cpu)) <= tolerance<T> * std::abs(double(l_cpu)));
@@ -68,7 +76,7 @@ TEMPLATE_TEST_CASE("cuda pal kernels handle large logits like the CPU backend", 
     using T = TestType;
     mlnc::cuda_backend gpu;
     const T big = sizeof(T) == 8 ? T(1e300) : T(1e30);
-    for (const index_t K : {33, 2000}) {
+    for (const index_t K : {33, 2000, 20000}) {
         std::mt19937_64 rng(1);
         const auto S = random_labels(K, 9, 5, rng);
         mlnc::matrix<T> Z = random_matrix<T>(K, 9, 1.0, rng) * big;
@@ -85,7 +93,7 @@ TEMPLATE_TEST_CASE("cuda pal kernels handle large logits like the CPU backend", 
 TEMPLATE_TEST_CASE("cuda pal kernels report the first non-finite logit", "[cuda][pal]", float, double) {
     using T = TestType;
     mlnc::cuda_backend gpu;
-    for (const index_t K : {31, 1025}) {
+    for (const index_t K : {31, 1025, 20000}) {  // 20000: a cluster of 3 (float) or 5 (double) blocks
         std::mt19937_64 rng(2);
         const auto S = random_labels(K, 20, 4, rng);
         const auto dS = mlnc::to_device(S, gpu);

@@ -4,14 +4,22 @@
 // recorded with atomicMin in a status word (cuda_plan::pack_position: the first in column order
 // wins) and the column's outputs are left unspecified.
 //
-// One group of threads per column: a warp for K <= cuda_plan::warp_max_rows (8 columns per
-// block), a block of cuda_plan::block_threads above. Each thread sweeps its strided share of
-// the column once with an online max and sum (the sum rescaled when the max grows), the group
-// merges the pairs, the label logits are read (and the loss formed) before the gradient is
-// written, and a second sweep writes g = (m p - y) scale (PAL-N: (p - y/m) scale). The second
-// sweep re-reads the column, which is then in L1/L2: Z is read from memory once and G written
-// once, in place or not. Reductions use fixed shuffle trees and fixed orders: a run gives the
-// same bits every time.
+// The fused column (loss, per-sample loss and gradient of whole columns: the PAL front ends and
+// the untiled objective) holds its column in registers when it fits (cuda_plan::fused_launch):
+// L lanes of a warp, a block, or a cluster of blocks each holding a part; each thread loads its
+// share once (16-byte vectors when aligned), the group reduces the max, then the sum of the exps
+// kept in the registers (in T over a thread's share, in double over the group), reads the label
+// logits and forms the loss before anything is written, and writes g = (m p - y) scale (PAL-N:
+// (p - y/m) scale) from the registers: Z read once, G written once, in place or not.
+//
+// Longer columns and the class tiles of the objective take the streamed kernels: a warp for
+// K <= cuda_plan::warp_max_rows (8 columns per block), a block of cuda_plan::block_threads above.
+// Each thread sweeps its strided share of the column once with an online max and sum (the sum
+// rescaled when the max grows), the group merges the pairs, the label logits are read (and the
+// loss formed) before the gradient is written, and a second sweep writes the gradient; it
+// re-reads the column, from L1/L2 when it is still there.
+//
+// Reductions use fixed shuffle trees and fixed orders: a run gives the same bits every time.
 
 #if !defined(__CUDACC__)
 #error "mlnc: <mlnc/cuda/*.cuh> holds CUDA kernels: compile this file with nvcc (a .cu source in a target linked to mlnc::cuda, configured with MLNC_ENABLE_CUDA=ON), or use mlnc::cpu"
@@ -22,6 +30,7 @@
 #include <mlnc/cuda/view.hpp>
 #include <mlnc/types.hpp>
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -89,6 +98,85 @@ struct warp_group {
     template <class T>
     __device__ void merge(T& m, double& s) const {
         warp_merge(m, s);
+    }
+};
+
+// L lanes of a warp (L a power of two, at most 32) working on one column of the cached kernel:
+// 32 / L columns a warp. The shuffles stay within the group (xor offsets below L) and name only
+// its lanes, so a group may leave early on its own. Butterfly reductions: every lane gets the
+// same bits (each step adds the same two values, in either order).
+template <int L>
+struct lane_group {
+    int rank;       // lane % L
+    unsigned mask;  // the group's lanes
+    static constexpr int size = L;
+    __device__ void sync() const { __syncwarp(mask); }
+    __device__ bool any(bool b) const { return __any_sync(mask, b) != 0; }
+    __device__ double sum(double v) const {
+        for (int o = L / 2; o > 0; o /= 2) v += __shfl_xor_sync(mask, v, o);
+        return v;
+    }
+    __device__ long long min(long long v) const {
+        for (int o = L / 2; o > 0; o /= 2) {
+            const long long w = __shfl_xor_sync(mask, v, o);
+            v = w < v ? w : v;
+        }
+        return v;
+    }
+    template <class V>
+    __device__ V max(V v) const {
+        for (int o = L / 2; o > 0; o /= 2) {
+            const V w = __shfl_xor_sync(mask, v, o);
+            v = w > v ? w : v;
+        }
+        return v;
+    }
+};
+
+// A block of blockDim.x threads (a multiple of 32, at most 1024) working on one column, for the
+// cached kernel, whose block size is chosen at launch. Every thread combines the warps' partials
+// itself, in warp order.
+struct dyn_block_group {
+    struct scratch {
+        double d[32];
+        long long i[32];
+    };
+    int rank;  // threadIdx.x
+    int size;  // blockDim.x
+    scratch* sh;
+
+    __device__ void sync() const { __syncthreads(); }
+    __device__ bool any(bool b) const { return __syncthreads_or(b) != 0; }
+    __device__ double sum(double v) const {
+        v = warp_sum(v);
+        __syncthreads();  // the scratch may still be read by the previous reduction
+        if (rank % 32 == 0) sh->d[rank / 32] = v;
+        __syncthreads();
+        double r = 0;
+        for (int w = 0; w < size / 32; ++w) r += sh->d[w];
+        return r;
+    }
+    template <class V>
+    __device__ V max(V v) const {  // V = float or double: exact through the double scratch
+        for (int o = 16; o > 0; o /= 2) {
+            const V w = __shfl_xor_sync(full_mask, v, o);
+            v = w > v ? w : v;
+        }
+        __syncthreads();
+        if (rank % 32 == 0) sh->d[rank / 32] = static_cast<double>(v);
+        __syncthreads();
+        double r = sh->d[0];
+        for (int w = 1; w < size / 32; ++w) r = sh->d[w] > r ? sh->d[w] : r;
+        return static_cast<V>(r);
+    }
+    __device__ long long min(long long v) const {
+        v = warp_min(v);
+        __syncthreads();
+        if (rank % 32 == 0) sh->i[rank / 32] = v;
+        __syncthreads();
+        long long r = sh->i[0];
+        for (int w = 1; w < size / 32; ++w) r = sh->i[w] < r ? sh->i[w] : r;
+        return r;
     }
 };
 
@@ -247,6 +335,309 @@ __device__ void pal_column(const Group& grp, const column_args<T>& a, index_t c)
     }
 }
 
+// The fused column held in registers (cuda_plan::fused_launch): each thread of the group loads
+// its share of column c once, R = cache_bytes_per_thread / sizeof(T) logits, as 16-byte vectors
+// when `vec` (Z, G and the bias aligned to 16 bytes, leading dimensions multiples of the vector)
+// or else as single logits strided by the group size; slots past K hold -inf. Then the group's
+// max, the exps kept in the registers and their sum (in T over a thread's share, then in double
+// over the group), the loss from the label logits (read from Z before anything is written), and
+// the gradient written from the registers. Same results as pal_column to rounding.
+template <class T>
+struct vec16;
+template <>
+struct vec16<float> {
+    using type = float4;
+    static constexpr int width = 4;
+    __device__ static void get(const type& q, float* v) {
+        v[0] = q.x;
+        v[1] = q.y;
+        v[2] = q.z;
+        v[3] = q.w;
+    }
+    __device__ static type make(const float* v) { return make_float4(v[0], v[1], v[2], v[3]); }
+};
+template <>
+struct vec16<double> {
+    using type = double2;
+    static constexpr int width = 2;
+    __device__ static void get(const type& q, double* v) {
+        v[0] = q.x;
+        v[1] = q.y;
+    }
+    __device__ static type make(const double* v) { return make_double2(v[0], v[1]); }
+};
+
+// The part of the column a group holds: a lane group or a block holds all of it (rows [0, K));
+// a block of a cluster (compute capability 9.0) holds one of the cluster's equal parts, and the
+// cluster's reductions and the loss's label loop span all of them (label_rank, label_stride).
+struct part_range {
+    index_t first, rows;
+};
+template <class T, class Group>
+__device__ part_range column_part(const Group&, index_t K) {
+    return {0, K};
+}
+template <class Group>
+__device__ int label_rank(const Group& g) {
+    return g.rank;
+}
+template <class Group>
+__device__ int label_stride(const Group& g) {
+    return g.size;
+}
+
+template <class T, class Group>
+__device__ void cached_column(const Group& grp, const column_args<T>& a, index_t c, bool vec) {
+    using V = vec16<T>;
+    constexpr int W = V::width;
+    constexpr int R = cuda_plan::cache_bytes_per_thread / static_cast<int>(sizeof(T));
+    const index_t G = grp.size;
+    const index_t K = a.z.rows;
+    const part_range pr = column_part<T>(grp, K);
+    const index_t row0 = pr.first, Kp = pr.rows;  // this group's rows: [row0, row0 + Kp), Kp <= G R
+    const T* zc = a.z.data + c * a.z.ld;
+    const T* zp = zc + row0;
+    const T* bp = a.bias ? a.bias + row0 : nullptr;
+    const auto at = [&](index_t r) { return bp ? zp[r] + bp[r] : zp[r]; };
+    // The row (within the part) of slot i of this thread.
+    const auto row = [&](int i) -> index_t {
+        return vec ? (static_cast<index_t>(i / W) * G + grp.rank) * W + i % W : static_cast<index_t>(i) * G + grp.rank;
+    };
+    T v[R];
+    if (vec) {
+#pragma unroll
+        for (int e = 0; e < R / W; ++e) {
+            const index_t r0 = (static_cast<index_t>(e) * G + grp.rank) * W;
+            if (r0 + W <= Kp) {
+                V::get(*reinterpret_cast<const typename V::type*>(zp + r0), v + e * W);
+                if (bp) {
+                    T bb[W];
+                    V::get(*reinterpret_cast<const typename V::type*>(bp + r0), bb);
+#pragma unroll
+                    for (int j = 0; j < W; ++j) v[e * W + j] += bb[j];
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < W; ++j) v[e * W + j] = r0 + j < Kp ? at(r0 + j) : minus_infinity<T>();
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const index_t r = static_cast<index_t>(i) * G + grp.rank;
+            v[i] = r < Kp ? at(r) : minus_infinity<T>();
+        }
+    }
+    bool bad = false;
+#pragma unroll
+    for (int i = 0; i < R; ++i) bad |= !isfinite(v[i]) && row(i) < Kp;
+    const bool leader = label_rank(grp) == 0;
+    if (grp.any(bad)) {  // rare: the first non-finite logit of the column, as column_pair finds it
+        long long first = K;
+#pragma unroll
+        for (int i = 0; i < R; ++i)
+            if (!isfinite(v[i]) && row(i) < Kp && row0 + row(i) < first) first = row0 + row(i);
+        first = grp.min(first);
+        if (leader) {
+            atomicMin(a.status, static_cast<unsigned long long>(cuda_plan::pack_position(
+                                    static_cast<std::uint64_t>(a.rows_offset + first), static_cast<std::uint64_t>(a.first + c))));
+            a.col_loss[c] = static_cast<double>(NAN);
+            if (a.per_sample) a.per_sample[c] = static_cast<T>(NAN);
+        }
+        return;
+    }
+    T mx = v[0];
+#pragma unroll
+    for (int i = 1; i < R; ++i) mx = v[i] > mx ? v[i] : mx;
+    mx = grp.max(mx);
+    T part = 0;
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+        v[i] = exp(v[i] - mx);
+        part += v[i];
+    }
+    const double s = grp.sum(static_cast<double>(part));
+
+    const index_t o0 = a.S.offsets[a.first + c], o1 = a.S.offsets[a.first + c + 1];
+    const double lse = log(s);  // s in [1, K]
+    double acc = 0;
+    for (index_t j = o0 + label_rank(grp); j < o1; j += label_stride(grp))
+        acc += (static_cast<double>(mx) - static_cast<double>(logit(a, zc, a.S.indices[j] - a.rows_offset))) + lse;
+    double loss = grp.sum(acc);  // also: every label logit is read before the gradient is written
+    if (a.variant == pal_variant::pal_n) loss /= static_cast<double>(o1 - o0);
+    if (leader) {
+        a.col_loss[c] = loss;
+        if (a.per_sample) a.per_sample[c] = static_cast<T>(loss);
+    }
+    if (!a.g.data) return;
+    const double mult = static_cast<double>(o1 - o0);
+    const bool pal = a.variant == pal_variant::pal;
+    const T ps = static_cast<T>((pal ? mult : 1.0) * a.scale / s);
+    const T yv = static_cast<T>((pal ? 1.0 : 1.0 / mult) * a.scale);
+    T* gp = a.g.data + c * a.g.ld + row0;
+#pragma unroll
+    for (int i = 0; i < R; ++i) v[i] *= ps;
+    if (vec) {
+#pragma unroll
+        for (int e = 0; e < R / W; ++e) {
+            const index_t r0 = (static_cast<index_t>(e) * G + grp.rank) * W;
+            if (r0 + W <= Kp) {
+                *reinterpret_cast<typename V::type*>(gp + r0) = V::make(v + e * W);
+            } else {
+#pragma unroll
+                for (int j = 0; j < W; ++j)
+                    if (r0 + j < Kp) gp[r0 + j] = v[e * W + j];
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const index_t r = static_cast<index_t>(i) * G + grp.rank;
+            if (r < Kp) gp[r] = v[i];
+        }
+    }
+    grp.sync();  // the part's label entries below were written by other threads of its group
+    for (index_t j = o0 + grp.rank; j < o1; j += G) {
+        const index_t k = a.S.indices[j] - a.rows_offset - row0;
+        if (k >= 0 && k < Kp) gp[k] -= yv;
+    }
+}
+
+template <class T, int L>
+__global__ void __launch_bounds__(cuda_plan::warp_block_threads, 3) cached_lane_columns(column_args<T> a, bool vec) {
+    const index_t c = (static_cast<index_t>(blockIdx.x) * cuda_plan::warp_block_threads + threadIdx.x) / L;
+    if (c >= a.z.cols) return;  // the whole group
+    const unsigned lane = threadIdx.x % 32;
+    const unsigned mask = L == 32 ? full_mask : ((1u << L) - 1u) << (lane & ~static_cast<unsigned>(L - 1));
+    const lane_group<L> grp{static_cast<int>(lane % L), mask};
+    cached_column(grp, a, c, vec);
+}
+
+template <class T>
+__global__ void __launch_bounds__(cuda_plan::cached_block_max_threads, 1) cached_block_columns(column_args<T> a, bool vec) {
+    __shared__ dyn_block_group::scratch sh;
+    const dyn_block_group grp{static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), &sh};
+    cached_column(grp, a, static_cast<index_t>(blockIdx.x), vec);
+}
+
+#if defined(_CG_HAS_CLUSTER_GROUP)
+// A cluster of blocks (of at most cluster_max_threads) working on one column, each block on one
+// of its equal parts (column_part below). A reduction combines the block's warps in
+// shared memory, then every thread reads the blocks' results from the cluster's shared memory
+// (each kind of reduction has its own slot, written once per column) and combines them in block
+// order: the same result everywhere, run to run.
+struct cluster_block_group {
+    enum slot_kind { any_slot, max_slot, sum_slot, loss_slot, min_slot, slots };
+    struct scratch {
+        double d[cuda_plan::cluster_max_threads / 32];
+        long long i[cuda_plan::cluster_max_threads / 32];
+        double slot_d[slots];
+        long long slot_i[slots];
+    };
+    int rank;    // threadIdx.x
+    int size;    // blockDim.x
+    int part;    // the block's rank in the cluster
+    int parts;   // blocks in the cluster
+    scratch* sh;
+
+    __device__ void sync() const { __syncthreads(); }
+    __device__ void cluster_sync() const { cooperative_groups::this_cluster().sync(); }
+    __device__ const scratch& remote(int r) const { return *cooperative_groups::this_cluster().map_shared_rank(sh, r); }
+
+    __device__ bool any(bool b) const {
+        const int mine = __syncthreads_or(b);
+        if (rank == 0) sh->slot_i[any_slot] = mine;
+        cluster_sync();
+        long long r = 0;
+        for (int p = 0; p < parts; ++p) r |= remote(p).slot_i[any_slot];
+        return r != 0;
+    }
+    __device__ double sum(double v) const {
+        const slot_kind k = sum_done_ ? loss_slot : sum_slot;
+        v = warp_sum(v);
+        __syncthreads();
+        if (rank % 32 == 0) sh->d[rank / 32] = v;
+        __syncthreads();
+        if (rank == 0) {
+            double r = 0;
+            for (int w = 0; w < size / 32; ++w) r += sh->d[w];
+            sh->slot_d[k] = r;
+        }
+        cluster_sync();
+        double r = 0;
+        for (int p = 0; p < parts; ++p) r += remote(p).slot_d[k];
+        sum_done_ = true;
+        return r;
+    }
+    template <class V>
+    __device__ V max(V v) const {
+        for (int o = 16; o > 0; o /= 2) {
+            const V w = __shfl_xor_sync(full_mask, v, o);
+            v = w > v ? w : v;
+        }
+        __syncthreads();
+        if (rank % 32 == 0) sh->d[rank / 32] = static_cast<double>(v);
+        __syncthreads();
+        if (rank == 0) {
+            double r = sh->d[0];
+            for (int w = 1; w < size / 32; ++w) r = sh->d[w] > r ? sh->d[w] : r;
+            sh->slot_d[max_slot] = r;
+        }
+        cluster_sync();
+        double r = remote(0).slot_d[max_slot];
+        for (int p = 1; p < parts; ++p) r = remote(p).slot_d[max_slot] > r ? remote(p).slot_d[max_slot] : r;
+        return static_cast<V>(r);
+    }
+    __device__ long long min(long long v) const {
+        v = warp_min(v);
+        __syncthreads();
+        if (rank % 32 == 0) sh->i[rank / 32] = v;
+        __syncthreads();
+        if (rank == 0) {
+            long long r = sh->i[0];
+            for (int w = 1; w < size / 32; ++w) r = sh->i[w] < r ? sh->i[w] : r;
+            sh->slot_i[min_slot] = r;
+        }
+        cluster_sync();
+        long long r = remote(0).slot_i[min_slot];
+        for (int p = 1; p < parts; ++p) r = remote(p).slot_i[min_slot] < r ? remote(p).slot_i[min_slot] : r;
+        return r;
+    }
+
+    mutable bool sum_done_ = false;  // the column's first sum is the exps', the second the loss's
+};
+// Equal parts, each a multiple of the 16-byte vector (so every part starts aligned when the column
+// does); the host's choice of the number of parts (cuda_plan::fused_launch) makes each fit its block.
+template <class T>
+__device__ part_range column_part(const cluster_block_group& g, index_t K) {
+    constexpr index_t W = vec16<T>::width;
+    const index_t P = ((K + g.parts - 1) / g.parts + W - 1) / W * W;
+    const index_t first = static_cast<index_t>(g.part) * P;
+    const index_t rows = K - first < P ? K - first : P;
+    return {first, rows > 0 ? rows : 0};
+}
+__device__ inline int label_rank(const cluster_block_group& g) { return g.part * g.size + g.rank; }
+__device__ inline int label_stride(const cluster_block_group& g) { return g.parts * g.size; }
+#endif
+
+// One column per cluster (grid: columns x cluster size). Launched only where clusters_usable().
+template <class T>
+__global__ void __launch_bounds__(cuda_plan::cluster_max_threads, 2) cluster_columns(column_args<T> a, bool vec) {
+#if defined(_CG_HAS_CLUSTER_GROUP)
+    __shared__ cluster_block_group::scratch sh;
+    const auto cl = cooperative_groups::this_cluster();
+    const auto parts = static_cast<int>(cl.num_blocks());
+    const cluster_block_group grp{static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x),
+                                  static_cast<int>(cl.block_rank()), parts, &sh};
+    cached_column(grp, a, static_cast<index_t>(blockIdx.x) / parts, vec);
+    cl.sync();  // the other blocks may still read this block's slots
+#else
+    (void)a;
+    (void)vec;
+    __trap();  // not reached: clusters_usable() is false for code below compute capability 9.0
+#endif
+}
+
 // Pass 1 of a class tile: merges the tile's pair into the column's running one and saves the
 // logits of the labels that fall in the tile.
 template <class T, class Group>
@@ -305,9 +696,10 @@ __global__ void __launch_bounds__(cuda_plan::block_threads) block_columns(column
     run_column<T, Op>(grp, a, static_cast<index_t>(blockIdx.x));
 }
 
-// Launches Op over the columns of a.z on `stream` with the shape cuda_plan::column_launch picks.
+// Launches Op over the columns of a.z on `stream` with the streamed kernels (two sweeps of each
+// column, an online max and sum), in the shape cuda_plan::column_launch picks.
 template <class T, column_op Op>
-void launch_columns(const column_args<T>& a, cudaStream_t stream) {
+void launch_streamed_columns(const column_args<T>& a, cudaStream_t stream) {
     if (a.z.cols == 0) return;
     const cuda_plan::launch_shape sh = cuda_plan::column_launch(a.z.rows, a.z.cols);
     if (sh.warp_per_column)
@@ -315,6 +707,84 @@ void launch_columns(const column_args<T>& a, cudaStream_t stream) {
     else
         block_columns<T, Op><<<static_cast<unsigned>(sh.blocks), sh.threads, 0, stream>>>(a);
     detail::cuda_check(cudaGetLastError(), "kernel launch (PAL-CE columns)");
+}
+
+// Whether the cached kernel may read and write 16-byte vectors: every pointer it reads or writes
+// through aligned, and the leading dimensions multiples of the vector.
+template <class T>
+bool vector_aligned(const column_args<T>& a) {
+    constexpr auto W = static_cast<index_t>(vec16<T>::width);
+    const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+    return aligned(a.z.data) && a.z.ld % W == 0 && (!a.g.data || (aligned(a.g.data) && a.g.ld % W == 0)) &&
+           (!a.bias || aligned(a.bias));
+}
+
+// Whether cluster_columns<T> can run on the current device: compute capability 9.0 or above, and
+// the kernel built for it (not from the PTX of an older architecture).
+template <class T>
+bool clusters_usable() {
+    int dev = 0, major = 0;
+    detail::cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
+    detail::cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+    if (major < 9) return false;
+    cudaFuncAttributes fa{};
+    detail::cuda_check(cudaFuncGetAttributes(&fa, cluster_columns<T>), "cudaFuncGetAttributes");
+    return fa.ptxVersion >= 90;
+}
+
+// Launches the fused column over a.z in the shape sh (cuda_plan::fused_launch's, or another of the
+// same kinds for the benchmark's comparisons).
+template <class T>
+void launch_fused(const column_args<T>& a, const cuda_plan::fused_shape& sh, cudaStream_t stream) {
+    if (a.z.cols == 0) return;
+    const bool vec = vector_aligned(a);
+    const auto grid = static_cast<unsigned>(sh.blocks);
+    switch (sh.kind) {
+        case cuda_plan::fused_kernel::cached_lanes:
+            switch (sh.lanes) {
+                case 1: cached_lane_columns<T, 1><<<grid, sh.threads, 0, stream>>>(a, vec); break;
+                case 2: cached_lane_columns<T, 2><<<grid, sh.threads, 0, stream>>>(a, vec); break;
+                case 4: cached_lane_columns<T, 4><<<grid, sh.threads, 0, stream>>>(a, vec); break;
+                case 8: cached_lane_columns<T, 8><<<grid, sh.threads, 0, stream>>>(a, vec); break;
+                case 16: cached_lane_columns<T, 16><<<grid, sh.threads, 0, stream>>>(a, vec); break;
+                default: cached_lane_columns<T, 32><<<grid, sh.threads, 0, stream>>>(a, vec); break;
+            }
+            break;
+        case cuda_plan::fused_kernel::cached_block:
+            cached_block_columns<T><<<grid, sh.threads, 0, stream>>>(a, vec);
+            break;
+        case cuda_plan::fused_kernel::cached_cluster: {
+            cudaLaunchConfig_t cfg{};
+            cfg.gridDim = dim3(grid);
+            cfg.blockDim = dim3(static_cast<unsigned>(sh.threads));
+            cfg.stream = stream;
+            cudaLaunchAttribute attr{};
+            attr.id = cudaLaunchAttributeClusterDimension;
+            attr.val.clusterDim.x = static_cast<unsigned>(sh.cluster);
+            attr.val.clusterDim.y = 1;
+            attr.val.clusterDim.z = 1;
+            cfg.attrs = &attr;
+            cfg.numAttrs = 1;
+            detail::cuda_check(cudaLaunchKernelEx(&cfg, cluster_columns<T>, a, vec),
+                               "cudaLaunchKernelEx (PAL-CE columns, cluster)");
+            break;
+        }
+        case cuda_plan::fused_kernel::streamed:
+            launch_streamed_columns<T, column_op::fused>(a, stream);
+            return;
+    }
+    detail::cuda_check(cudaGetLastError(), "kernel launch (PAL-CE columns, cached)");
+}
+
+// Launches Op over the columns of a.z on `stream`: the fused column in the shape
+// cuda_plan::fused_launch picks (held in registers when it fits), the class tiles' passes streamed.
+template <class T, column_op Op>
+void launch_columns(const column_args<T>& a, cudaStream_t stream) {
+    if (a.z.cols == 0) return;
+    if constexpr (Op == column_op::fused)
+        launch_fused(a, cuda_plan::fused_launch(a.z.rows, a.z.cols, sizeof(T), clusters_usable<T>()), stream);
+    else
+        launch_streamed_columns<T, Op>(a, stream);
 }
 
 // The losses of a tiled chunk from the merged pairs and the saved label logits, as the CPU

@@ -35,6 +35,78 @@ inline launch_shape column_launch(index_t rows, index_t cols) {
     return {false, block_threads, cols};
 }
 
+// The fused column (loss and gradient of whole columns) holds its column in registers when the
+// column fits: each thread keeps cache_bytes_per_thread bytes (R = 32 floats or 16 doubles, read
+// as 16-byte vectors when the memory is aligned), so Z is read once from memory and the gradient
+// written from the registers. Chosen by measurement on an H200 (docs/performance.md, "GPU"):
+//  - Columns of up to 32 R rows get a group of L lanes of a warp, L the smallest power of two
+//    with L R >= K (32 / L columns a warp, 256-thread blocks): one lane holds a column of 10.
+//  - Longer ones a block of the smallest power of two of threads, from 64, whose shares hold the
+//    column: up to cached_block_threads_with_clusters where thread-block clusters exist
+//    (compute capability 9.0), else up to cached_block_max_threads.
+//  - With clusters, longer columns still get a cluster of up to cluster_max_blocks blocks of
+//    cluster_threads, each block an equal part of the column (65536 floats or 32768 doubles at
+//    most). Blocks of 1024 threads leave one column in flight on a multiprocessor (64 registers
+//    a thread), whose reductions then stall its reads and writes; a cluster of 256-thread blocks
+//    keeps parts of several columns in flight.
+//  - Longer columns take the streamed kernels of column_launch, which read the column twice (the
+//    second time from cache).
+inline constexpr int cache_bytes_per_thread = 128;
+inline constexpr int cached_block_max_threads = 1024;
+inline constexpr int cached_block_threads_with_clusters = 512;
+inline constexpr int cluster_threads = 256;
+inline constexpr int cluster_max_threads = 512;  // the cluster kernel's limit (__launch_bounds__)
+inline constexpr int cluster_max_blocks = 8;     // the portable cluster size
+
+enum class fused_kernel { cached_lanes, cached_block, cached_cluster, streamed };
+
+struct fused_shape {
+    fused_kernel kind = fused_kernel::streamed;
+    int threads = 0;     // per block
+    index_t blocks = 0;  // grid size (x)
+    int lanes = 32;      // cached_lanes: lanes per column
+    int cluster = 1;     // cached_cluster: blocks per cluster, one column per cluster
+};
+
+inline index_t cached_rows_per_thread(std::size_t scalar_bytes) {
+    detail::require(scalar_bytes == 4 || scalar_bytes == 8, "scalar_bytes", "must be 4 (float) or 8 (double)");
+    return cache_bytes_per_thread / static_cast<index_t>(scalar_bytes);
+}
+
+inline fused_shape fused_launch(index_t rows, index_t cols, std::size_t scalar_bytes, bool clusters) {
+    detail::require(rows >= 1 && cols >= 0, "fused_launch", "needs rows >= 1 and cols >= 0");
+    const index_t per_thread = cached_rows_per_thread(scalar_bytes);
+    fused_shape sh;
+    if (rows <= 32 * per_thread) {
+        sh.kind = fused_kernel::cached_lanes;
+        sh.lanes = 1;
+        while (sh.lanes * per_thread < rows) sh.lanes *= 2;
+        sh.threads = warp_block_threads;
+        sh.blocks = (cols * sh.lanes + warp_block_threads - 1) / warp_block_threads;
+        return sh;
+    }
+    const int block_max = clusters ? cached_block_threads_with_clusters : cached_block_max_threads;
+    if (rows <= block_max * per_thread) {
+        sh.kind = fused_kernel::cached_block;
+        sh.threads = 64;
+        while (sh.threads * per_thread < rows) sh.threads *= 2;
+        sh.blocks = cols;
+        return sh;
+    }
+    const index_t part = cluster_threads * per_thread;
+    if (clusters && rows <= cluster_max_blocks * part) {
+        sh.kind = fused_kernel::cached_cluster;
+        sh.cluster = static_cast<int>((rows + part - 1) / part);
+        sh.threads = cluster_threads;
+        sh.blocks = cols * sh.cluster;
+        return sh;
+    }
+    const launch_shape s = column_launch(rows, cols);
+    sh.threads = s.threads;
+    sh.blocks = s.blocks;
+    return sh;
+}
+
 // The objective's plan for n samples and K classes: chunks of `chunk` columns; when even a chunk
 // of min_chunk columns of all K logits would exceed the workspace, the classes are tiled too
 // (rows [k0, k0 + tile) at a time: pass 1 merges each tile's log-sum-exp, pass 2 recomputes the
