@@ -135,7 +135,9 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
         // exp(r) in [0.70, 1.42] by a polynomial of degree 6 in Horner form, 6 fused multiply-adds
         // (the kernel is bound by this arithmetic once its columns are in cache): 1 + r + c_2 r^2
         // + ... + c_6 r^6, c_2..c_6 minimising the relative error on |r| <= 0.34658 (Remez
-        // exchange in 50 digits: 3.1e-9, 0.05 ulp; the float arithmetic adds the rest).
+        // exchange in 50 digits: 3.1e-9, 0.05 ulp; the float arithmetic adds the rest). Horner's
+        // chain is kept here: the kernels overlap it with other columns' work, and the shorter
+        // chains of Estrin's scheme (one multiply more) were no faster in them (double: below).
         static constexpr float c[] = {1.3814611469932583e-3f, 8.36871112451922e-3f, 4.16683874733987e-2f,
                                       1.6666520679148836e-1f, 4.9999993451027186e-1f, 1.0f, 1.0f};
         Packet y = ei::pset1<Packet>(c[0]);
@@ -149,9 +151,14 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
     } else if constexpr (std::is_same_v<T, double> && double_exp_isa<ei::unpacket_traits<Packet>::size>::own) {
         // double with AVX-512 or AVX2 + FMA: the same reduction (n rounded by adding 1.5 2^52; ln2
         // in two parts, the first with 29 significant bits so that n C1 is exact for |n| <= 2^24),
-        // exp(r) on |r| <= ln2 / 2 by a polynomial of degree 11 in Horner form, where Eigen's pexp
-        // divides two polynomials: 1 + r + c_2 r^2 + ... + c_11 r^11, c_2..c_11 minimising the
-        // relative error on |r| <= 0.34658 (Remez exchange in 50 digits: 7.7e-18, 0.07 ulp).
+        // exp(r) on |r| <= ln2 / 2 by a polynomial of degree 11, where Eigen's pexp divides two
+        // polynomials: 1 + r + c_2 r^2 + ... + c_11 r^11, c_2..c_11 minimising the relative error
+        // on |r| <= 0.34658 (Remez exchange in 50 digits: 7.7e-18, 0.07 ulp). As in float,
+        // u = c_2 + ... + c_11 r^9 by Estrin's scheme (pairs, then powers r^2 and r^4), then
+        // 1 + r (1 + r u) in Horner form, so the terms of order 0 and 1 are still added last and
+        // the error is Horner's (tests/test_pal.cpp). Horner's chain of 11 dependent fused
+        // multiply-adds made this exp alone 1.5-2x slower, and the kernels 3-10% slower in
+        // double, on the AMD Zen 5 VM of docs/performance.md ("Shorter chains in double's exp").
         // Flushed to 0 below exp(-708) = 3.3e-308 (n >= -1022: 2^n y stays normal).
         const Packet lo = ei::pset1<Packet>(-708.0);
         const Packet x = ei::pmax(x_in, lo);
@@ -165,8 +172,14 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
                                        2.4801487358626297e-05, 1.984126988656883e-04,  1.3888888947792063e-03,
                                        8.333333333322215e-03,  4.1666666666522086e-02, 0.16666666666666674,
                                        0.500000000000001,      1.0,                    1.0};
-        Packet y = ei::pset1<Packet>(c[0]);
-        for (int i = 1; i < 12; ++i) y = ei::pmadd(y, r, ei::pset1<Packet>(c[i]));
+        const auto cf = [](int i) { return ei::pset1<Packet>(c[11 - i]); };  // coefficient of r^i
+        const auto pair = [&](int i) { return ei::pmadd(cf(i + 1), r, cf(i)); };  // c_i + c_{i+1} r
+        const Packet r2 = ei::pmul(r, r);
+        const Packet r4 = ei::pmul(r2, r2);
+        const Packet low = ei::pmadd(pair(4), r2, pair(2));    // c_2 .. c_5
+        const Packet mid = ei::pmadd(pair(8), r2, pair(6));    // c_6 .. c_9
+        const Packet u = ei::pmadd(ei::pmadd(pair(10), r4, mid), r4, low);
+        Packet y = ei::pmadd(ei::pmadd(u, r, cf(1)), r, cf(0));
         using isa = double_exp_isa<ei::unpacket_traits<Packet>::size>;
         y = isa::times_pow2(y, t);
         if constexpr (Flush) y = isa::zero_below(lo, x_in, y);
@@ -175,6 +188,62 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
         return ei::pexp(x_in);
     }
 }
+
+// log(x) of a packet of finite x >= 1 (the sums of exps of the kernels, which hold exp(0) = 1:
+// in [1, K], or [1, 2^1000) as the column paths pad their batches with 1). With AVX-512, mlnc's
+// own: x = 2^e m with m in [sqrt(1/2), sqrt(2)) by getexp and getmant, f = m - 1 (exact),
+// s = f / (2 + f) (|s| <= 0.1716), and log(m) = 2 atanh(s) = f - s (f - R) with R = 2 s^2 / 3 +
+// 2 s^4 / 5 + ... (Taylor, 5 terms in float and 10 in double: the first term left out is below
+// 1e-9 and 4e-18 of log(m)), so the exact f dominates and the rounded correction s (f - R) is at
+// most 0.2 f; then e ln2 added with ln2 in two parts (e C1 exact). Within 0.9 ulp of log in
+// float and 1.2 ulp in double, where Eigen's plog is within 0.9 and 1.3 (tests/test_pal.cpp), and
+// 0 exactly at x = 1. Eigen's plog handles every input (zero, negative,
+// subnormal, infinite) and took 12-13% of the small-K blocks at K = 10 on the AMD Zen 5 VM of
+// docs/performance.md ("Cheaper logs"). Elsewhere Eigen's plog.
+template <class Packet>
+EIGEN_ALWAYS_INLINE Packet plog_at_least_one(const Packet& x) noexcept {
+    return Eigen::internal::plog(x);
+}
+#if defined(EIGEN_VECTORIZE_AVX512)
+template <>
+EIGEN_ALWAYS_INLINE __m512 plog_at_least_one<__m512>(const __m512& x) noexcept {
+    const __m512 m0 = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);  // [1, 2)
+    const __mmask16 big = _mm512_cmp_ps_mask(m0, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
+    const __m512 m = _mm512_mask_mul_ps(m0, big, m0, _mm512_set1_ps(0.5f));
+    const __m512 e = _mm512_mask_add_ps(_mm512_getexp_ps(x), big, _mm512_getexp_ps(x), _mm512_set1_ps(1.0f));
+    const __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+    const __m512 sv = _mm512_div_ps(f, _mm512_add_ps(f, _mm512_set1_ps(2.0f)));
+    const __m512 z = _mm512_mul_ps(sv, sv);
+    __m512 R = _mm512_set1_ps(2.0f / 11.0f);
+    for (const float c : {2.0f / 9.0f, 2.0f / 7.0f, 2.0f / 5.0f, 2.0f / 3.0f}) R = _mm512_fmadd_ps(R, z, _mm512_set1_ps(c));
+    R = _mm512_mul_ps(R, z);
+    const __m512 logm = _mm512_fnmadd_ps(sv, _mm512_sub_ps(f, R), f);  // f - s (f - R)
+    // ln2 = C1 - C2, C1 with 9 significant bits (e C1 exact).
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), _mm512_fnmadd_ps(e, _mm512_set1_ps(2.12194440e-4f), logm));
+}
+template <>
+EIGEN_ALWAYS_INLINE __m512d plog_at_least_one<__m512d>(const __m512d& x) noexcept {
+    const __m512d m0 = _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);  // [1, 2)
+    const __mmask8 big = _mm512_cmp_pd_mask(m0, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    const __m512d m = _mm512_mask_mul_pd(m0, big, m0, _mm512_set1_pd(0.5));
+    const __m512d e = _mm512_mask_add_pd(_mm512_getexp_pd(x), big, _mm512_getexp_pd(x), _mm512_set1_pd(1.0));
+    const __m512d f = _mm512_sub_pd(m, _mm512_set1_pd(1.0));
+    const __m512d sv = _mm512_div_pd(f, _mm512_add_pd(f, _mm512_set1_pd(2.0)));
+    const __m512d z = _mm512_mul_pd(sv, sv);
+    // R / z = sum_{k=1..10} 2 z^(k-1) / (2k + 1): z^5 (terms 6..10) + terms 1..5, both by Horner.
+    const auto horner = [&](int k0) {
+        __m512d acc = _mm512_set1_pd(2.0 / (2 * (k0 + 4) + 1));
+        for (int k = k0 + 3; k >= k0; --k) acc = _mm512_fmadd_pd(acc, z, _mm512_set1_pd(2.0 / (2 * k + 1)));
+        return acc;
+    };
+    const __m512d z2 = _mm512_mul_pd(z, z);
+    const __m512d R = _mm512_mul_pd(_mm512_fmadd_pd(horner(6), _mm512_mul_pd(z2, _mm512_mul_pd(z2, z)), horner(1)), z);
+    const __m512d logm = _mm512_fnmadd_pd(sv, _mm512_sub_pd(f, R), f);
+    // ln2 = C1 - C2, C1 with 29 significant bits (e C1 exact for |e| < 2^24), as in the exp.
+    return _mm512_fmadd_pd(e, _mm512_set1_pd(0.6931471806019545),
+                           _mm512_fnmadd_pd(e, _mm512_set1_pd(4.2009150726810846e-11), logm));
+}
+#endif
 
 // A packet stored at p (aligned to its size) by the instruction set's non-temporal store; without
 // one for the packet, an ordinary aligned store. Overloads on the packet type.
@@ -474,7 +543,7 @@ bool pal_small_block(strided_view<const T> z, const Labels& S, pal_variant varia
     ei::pstore(mx, vmax);
     ei::pstore(se, vsum);
     if constexpr (ei::packet_traits<T>::HasLog) {
-        ei::pstore(lse, ei::plog(vsum));  // sum in [1, K]: its log to the precision of T
+        ei::pstore(lse, plog_at_least_one(vsum));  // sum in [1, K]: its log to the precision of T
     } else {
         for (Eigen::Index j = 0; j < L; ++j) lse[j] = std::log(se[j]);
     }
@@ -1134,7 +1203,7 @@ bool pal_small_block_transposed(const T* zb, Eigen::Index K, const Labels& S, pa
     // sum in [1, K]: its log to the precision of T. Loss = m log(sum) - sum_{k in S} (z_k - max),
     // two non-negative terms, in double; PAL-N divides by m.
     packet vlog[P];
-    for (int p = 0; p < P; ++p) vlog[p] = ei::plog(vsum[p]);
+    for (int p = 0; p < P; ++p) vlog[p] = plog_at_least_one(vsum[p]);
     for (int p = 0; p < P; ++p)
         sum += A::losses(vm[p], vlog[p], vlab[p], variant == pal_variant::pal_n,
                          per_sample == nullptr ? nullptr : per_sample + i0 + p * L);
@@ -1198,7 +1267,7 @@ inline void log_batch_of(const double* x, double* out) noexcept {
     using packet = typename ei::packet_traits<double>::type;
     constexpr int L = ei::packet_traits<double>::size;
     if constexpr (L > 1 && ei::packet_traits<double>::HasLog && log_batch % L == 0) {
-        for (int j = 0; j < log_batch; j += L) ei::pstoreu(out + j, ei::plog(ei::ploadu<packet>(x + j)));
+        for (int j = 0; j < log_batch; j += L) ei::pstoreu(out + j, plog_at_least_one(ei::ploadu<packet>(x + j)));
     } else {
         for (int j = 0; j < log_batch; ++j) out[j] = std::log(x[j]);
     }
