@@ -133,6 +133,7 @@ const char* kernel_name(mlnc::cuda_plan::fused_kernel k) {
         case mlnc::cuda_plan::fused_kernel::cached_lanes: return "lanes";
         case mlnc::cuda_plan::fused_kernel::cached_block: return "block";
         case mlnc::cuda_plan::fused_kernel::cached_cluster: return "cluster";
+        case mlnc::cuda_plan::fused_kernel::pipelined_block: return "pipelined";
         case mlnc::cuda_plan::fused_kernel::streamed: break;
     }
     return "streamed";
@@ -165,7 +166,7 @@ void sweep(mlnc::cuda_backend& gpu, index_t K) {
     a.col_loss = col_loss.data();
     a.g = z.view();
     a.status = status.data();
-    const auto chosen = cp::fused_launch(K, N, sizeof(T), ck::clusters_usable<T>());
+    const auto chosen = cp::fused_launch(K, N, sizeof(T), ck::clusters_usable<T>(), ck::stage_bytes_for(a));
     const double cached = median_ms(gpu.stream(), [&] { ck::launch_fused(a, chosen, gpu.stream()); });
     const double streamed =
         median_ms(gpu.stream(), [&] { ck::launch_streamed_columns<T, ck::column_op::fused>(a, gpu.stream()); });
@@ -191,6 +192,11 @@ void sweep(mlnc::cuda_backend& gpu, index_t K) {
     for (const int threads : {512, 1024})
         if (threads * R >= K && (chosen.kind != cp::fused_kernel::cached_block || chosen.threads != threads))
             others.push_back({cp::fused_kernel::cached_block, threads, N, 32, 1});
+    // The pipelined block (doubles) wherever a block of 1024 threads would hold the column and
+    // the stage fits, from K = 1000 on.
+    if (sizeof(T) == 8 && K >= 1000 && K <= 1024 * R && static_cast<std::size_t>(K) * sizeof(T) <= ck::stage_bytes_for(a) &&
+        chosen.kind != cp::fused_kernel::pipelined_block)
+        others.push_back({cp::fused_kernel::pipelined_block, cp::pipelined_threads, N, 32, 1});
     for (const int threads : {256, 512}) {
         const index_t parts = (K + threads * R - 1) / (threads * R);
         if (parts >= 2 && parts <= cp::cluster_max_blocks && ck::clusters_usable<T>() &&

@@ -61,6 +61,7 @@ if rows:
     print(f"{'type':7} {'K':>6} {'N':>8} {'shape':22} {'ms':>8} {'streamed':>9} {'copy':>7} {'% of copy':>9}")
     for r in rows:
         shape = {"lanes": f"{r['lanes']} lanes a column", "block": f"block of {r['threads']}",
+                 "pipelined": f"pipelined, {r['threads']}",
                  "cluster": f"{r['cluster']} blocks of {r['threads']}"}.get(r["kernel"], r["kernel"])
         streamed = f"{r['streamed_ms']:9.4f}" if "streamed_ms" in r else " " * 9
         mark = "" if r["case"] == "sweep" else "  (other)"

@@ -80,6 +80,32 @@ TEST_CASE("fused column: held in lanes of a warp, a block or a cluster of blocks
     CHECK_THROWS_AS(cp::fused_launch(0, 1, 4, true), mlnc::error);
 }
 
+TEST_CASE("fused column: the pipelined block for double columns past 64 KiB that a block holds, where the stage fits",
+          "[cuda_plan]") {
+    using k = cp::fused_kernel;
+    const std::size_t h200 = 232448 - 512;  // an H100/H200's opt-in shared memory less the scratch
+    // Up to 64 KiB a column, and in float: as without a stage.
+    CHECK(cp::fused_launch(8192, 5, 8, true, h200).kind == k::cached_block);
+    CHECK(cp::fused_launch(16384, 5, 4, true, h200).kind == k::cached_block);
+    CHECK(cp::fused_launch(32000, 5, 4, true, h200).kind == k::cached_cluster);
+    CHECK(cp::fused_launch(100, 5, 8, true, h200).kind == k::cached_lanes);
+    // Past it, up to 16384 doubles: 512 threads, at most as many blocks as columns.
+    const auto p = cp::fused_launch(8193, 5000, 8, true, h200);
+    CHECK(p.kind == k::pipelined_block);
+    CHECK(p.threads == cp::pipelined_threads);
+    CHECK(p.blocks == 5000);
+    CHECK(cp::fused_launch(16384, 5, 8, true, h200).kind == k::pipelined_block);
+    CHECK(cp::fused_launch(16384, 5, 8, false, h200).kind == k::pipelined_block);
+    // Longer: clusters (or streamed), as without a stage.
+    CHECK(cp::fused_launch(16385, 5, 8, true, h200).kind == k::cached_cluster);
+    CHECK(cp::fused_launch(16385, 5, 8, false, h200).kind == k::streamed);
+    // A stage too small for the column (a device with less shared memory), or none (memory not
+    // aligned): the kinds of before.
+    CHECK(cp::fused_launch(16384, 5, 8, true, 100 * 1024).kind == k::cached_cluster);
+    CHECK(cp::fused_launch(12000, 5, 8, true, 100 * 1024).kind == k::pipelined_block);
+    CHECK(cp::fused_launch(12000, 5, 8, true, 0).kind == k::cached_cluster);
+}
+
 TEST_CASE("objective plan: chunks of columns, class tiles only when a chunk cannot hold K", "[cuda_plan]") {
     // K = 32000 floats, 64 MiB: 524 columns per chunk, untiled.
     const auto p = cp::plan_objective(32000, 8192, 4, std::size_t{64} << 20);

@@ -78,7 +78,10 @@ void check_parity(const problem<T>& p, std::size_t workspace_bytes, bool expect_
 
 TEMPLATE_TEST_CASE("cuda objective matches the CPU objective", "[cuda][objective]", float, double) {
     using T = TestType;
-    for (const index_t K : {3, 33, 1024, 1025, 4097}) {  // 1024: the cached kernel reads vectors
+    // 1024: the cached kernel reads vectors; 8200: in double the pipelined block (more than 64 KiB
+    // a column), the bias added as the stage moves into registers, 300 columns (more than one a
+    // block on an H200's 132 multiprocessors).
+    for (const index_t K : {3, 33, 1024, 1025, 4097, 8200}) {
         const auto p = make_problem<T>(K, 16, 300, static_cast<std::uint64_t>(K));
         for (const pal_variant v : {pal_variant::pal, pal_variant::pal_n}) {
             CAPTURE(K, static_cast<int>(v));

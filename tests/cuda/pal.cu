@@ -72,6 +72,44 @@ TEMPLATE_TEST_CASE("cuda pal kernels match the CPU backend", "[cuda][pal]", floa
     }
 }
 
+// The pipelined block (aligned double columns of more than 64 KiB, up to 16384 doubles): a
+// persistent block per multiprocessor slot, so with 400 columns each block takes several,
+// staging the next while it writes the one before; in place, out of place, PAL-N.
+TEST_CASE("cuda pipelined block streams many columns a block", "[cuda][pal][pipelined]") {
+    using T = double;
+    mlnc::cuda_backend gpu;
+    for (const index_t K : {8194, 12000, 16384}) {  // multiples of the 16-byte vector
+        const index_t N = 400;
+        std::mt19937_64 rng(static_cast<std::uint64_t>(K) + 9);
+        const auto S = random_labels(K, N, 30, rng);
+        const auto dS = mlnc::to_device(S, gpu);
+        const mlnc::matrix<T> Z = random_matrix<T>(K, N, 3.0, rng);
+        CAPTURE(K);
+        CHECK((mlnc::cuda_plan::fused_launch(K, N, sizeof(T), mlnc::cuda_kernels::clusters_usable<T>(),
+                                             mlnc::cuda_kernels::current_device_caps().stage_bytes)
+                       .kind == mlnc::cuda_plan::fused_kernel::pipelined_block ||
+               mlnc::cuda_kernels::current_device_caps().stage_bytes < static_cast<std::size_t>(K) * sizeof(T)));
+        for (const pal_variant v : {pal_variant::pal, pal_variant::pal_n}) {
+            CAPTURE(static_cast<int>(v));
+            mlnc::matrix<T> G(K, N);
+            mlnc::vector<T> losses(N);
+            const T l_cpu = mlnc::pal_loss_grad(mlnc::cpu{2}, Z, S, G, v);
+            mlnc::pal_sample_losses(mlnc::cpu{2}, Z, S, losses, v);
+            auto dz = upload_padded(gpu, Z, 0);
+            mlnc::device_buffer<T> dg(K, N), dl(N);
+            CHECK(std::abs(double(mlnc::pal_sample_losses(gpu, dz.view, dS, dl.vector_view(), v)) - double(l_cpu)) <=
+                  tolerance<T> * std::abs(double(l_cpu)));
+            CHECK(rel(mlnc::download(gpu, dl.vector_view()), losses) <= tolerance<T>);
+            const T l_grad = mlnc::pal_loss_grad(gpu, dz.view, dS, dg.view(), v);
+            CHECK(std::abs(double(l_grad) - double(l_cpu)) <= tolerance<T> * std::abs(double(l_cpu)));
+            CHECK(rel(mlnc::download(gpu, dg.view()), G) <= tolerance<T>);
+            const T l_inplace = mlnc::pal_loss_grad_inplace(gpu, dz.view, dS, v);
+            CHECK(std::abs(double(l_inplace) - double(l_cpu)) <= tolerance<T> * std::abs(double(l_cpu)));
+            CHECK(rel(mlnc::download(gpu, dz.view), G) <= tolerance<T>);
+        }
+    }
+}
+
 TEMPLATE_TEST_CASE("cuda pal kernels handle large logits like the CPU backend", "[cuda][pal]", float, double) {
     using T = TestType;
     mlnc::cuda_backend gpu;

@@ -6,8 +6,10 @@
 //
 // The fused column (loss, per-sample loss and gradient of whole columns: the PAL front ends and
 // the untiled objective) holds its column in registers when it fits (cuda_plan::fused_launch):
-// L lanes of a warp, a block, or a cluster of blocks each holding a part; each thread loads its
-// share once (16-byte vectors when aligned), the group reduces the max, then the sum of the exps
+// L lanes of a warp, a block, or a cluster of blocks each holding a part, or (longer columns,
+// aligned memory) a persistent pipelined block that stages its next column in shared memory while
+// it works on the one in its registers; each thread loads its share once (16-byte vectors when
+// aligned), the group reduces the max, then the sum of the exps
 // kept in the registers (in T over a thread's share, in double over the group), reads the label
 // logits and forms the loss before anything is written, and writes g = (m p - y) scale (PAL-N:
 // (p - y/m) scale) from the registers: Z read once, G written once, in place or not.
@@ -33,7 +35,11 @@
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <map>
+#include <mutex>
 
 namespace mlnc::cuda_kernels {
 
@@ -386,24 +392,19 @@ __device__ int label_stride(const Group& g) {
     return g.size;
 }
 
+template <class T>
+inline constexpr int cached_rows = cuda_plan::cache_bytes_per_thread / static_cast<int>(sizeof(T));
+
+// The share of a thread of the group: rows [0, Kp) of zp (plus bp, the bias of those rows, when
+// not null) into v, -inf past Kp. vec: 16-byte vectors, thread t holding vectors t, t + G, ...;
+// else single entries t, t + G, ...
 template <class T, class Group>
-__device__ void cached_column(const Group& grp, const column_args<T>& a, index_t c, bool vec) {
+__device__ void load_share(const Group& grp, const T* zp, const T* bp, index_t Kp, bool vec, T (&v)[cached_rows<T>]) {
     using V = vec16<T>;
     constexpr int W = V::width;
-    constexpr int R = cuda_plan::cache_bytes_per_thread / static_cast<int>(sizeof(T));
+    constexpr int R = cached_rows<T>;
     const index_t G = grp.size;
-    const index_t K = a.z.rows;
-    const part_range pr = column_part<T>(grp, K);
-    const index_t row0 = pr.first, Kp = pr.rows;  // this group's rows: [row0, row0 + Kp), Kp <= G R
-    const T* zc = a.z.data + c * a.z.ld;
-    const T* zp = zc + row0;
-    const T* bp = a.bias ? a.bias + row0 : nullptr;
     const auto at = [&](index_t r) { return bp ? zp[r] + bp[r] : zp[r]; };
-    // The row (within the part) of slot i of this thread.
-    const auto row = [&](int i) -> index_t {
-        return vec ? (static_cast<index_t>(i / W) * G + grp.rank) * W + i % W : static_cast<index_t>(i) * G + grp.rank;
-    };
-    T v[R];
     if (vec) {
 #pragma unroll
         for (int e = 0; e < R / W; ++e) {
@@ -428,6 +429,23 @@ __device__ void cached_column(const Group& grp, const column_args<T>& a, index_t
             v[i] = r < Kp ? at(r) : minus_infinity<T>();
         }
     }
+}
+
+// Column c from the group's shares in v (load_share of rows [row0, row0 + Kp) of the column):
+// the non-finite check, the max, the exps kept in v and their sum, the loss from the label logits
+// (read from Z before anything is written), and the gradient written from v.
+template <class T, class Group, int R>
+__device__ void finish_column(const Group& grp, const column_args<T>& a, index_t c, bool vec, index_t row0, index_t Kp,
+                              T (&v)[R]) {
+    using V = vec16<T>;
+    constexpr int W = V::width;
+    const index_t G = grp.size;
+    const index_t K = a.z.rows;
+    const T* zc = a.z.data + c * a.z.ld;
+    // The row (within the part) of slot i of this thread.
+    const auto row = [&](int i) -> index_t {
+        return vec ? (static_cast<index_t>(i / W) * G + grp.rank) * W + i % W : static_cast<index_t>(i) * G + grp.rank;
+    };
     bool bad = false;
 #pragma unroll
     for (int i = 0; i < R; ++i) bad |= !isfinite(v[i]) && row(i) < Kp;
@@ -501,6 +519,14 @@ __device__ void cached_column(const Group& grp, const column_args<T>& a, index_t
         const index_t k = a.S.indices[j] - a.rows_offset - row0;
         if (k >= 0 && k < Kp) gp[k] -= yv;
     }
+}
+
+template <class T, class Group>
+__device__ void cached_column(const Group& grp, const column_args<T>& a, index_t c, bool vec) {
+    const part_range pr = column_part<T>(grp, a.z.rows);  // this group's rows: [first, first + rows)
+    T v[cached_rows<T>];
+    load_share(grp, a.z.data + c * a.z.ld + pr.first, a.bias ? a.bias + pr.first : nullptr, pr.rows, vec, v);
+    finish_column(grp, a, c, vec, pr.first, pr.rows, v);
 }
 
 template <class T, int L>
@@ -638,6 +664,98 @@ __global__ void __launch_bounds__(cuda_plan::cluster_max_threads, 2) cluster_col
 #endif
 }
 
+// Copies to shared memory that complete while the thread goes on (cp.async, compute capability
+// 8.0 and above; below, plain loads and stores), and the wait for all of a thread's copies.
+template <int Bytes>
+__device__ void copy_async(void* dst_shared, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst_shared));
+    if constexpr (Bytes == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(d), "l"(src), "n"(Bytes) : "memory");
+#else
+    if constexpr (Bytes == 16) *static_cast<int4*>(dst_shared) = *static_cast<const int4*>(src);
+    else if constexpr (Bytes == 8) *static_cast<long long*>(dst_shared) = *static_cast<const long long*>(src);
+    else *static_cast<int*>(dst_shared) = *static_cast<const int*>(src);
+#endif
+}
+__device__ inline void copy_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// A thread's copies of the K logits at zc (16-byte aligned) into the stage: 16-byte vectors
+// t, t + G, ..., then the entries past the last whole vector one at a time.
+template <class T>
+__device__ void stage_column(T* stage, const T* zc, index_t K, int rank, int threads) {
+    constexpr index_t W = vec16<T>::width;
+    const index_t whole = K / W * W;
+#pragma unroll 1
+    for (index_t r = static_cast<index_t>(rank) * W; r < whole; r += static_cast<index_t>(threads) * W)
+        copy_async<16>(stage + r, zc + r);
+    for (index_t r = whole + rank; r < K; r += threads) copy_async<static_cast<int>(sizeof(T))>(stage + r, zc + r);
+}
+
+// The pipelined block (cuda_plan::fused_launch): a persistent block takes columns blockIdx.x,
+// blockIdx.x + gridDim.x, ... Column c waits in the stage (dynamic shared memory, K entries),
+// moves into the registers of the block's threads (the vector layout of load_share, the bias
+// added), and the copies of the block's next column into the stage start before column c is
+// reduced and its gradient written (finish_column). So each multiprocessor keeps a column's reads
+// in flight through the reductions that stall the cached block. Z and G 16-byte aligned
+// (vector_aligned). Reads Z column c + gridDim.x while writing G column c: distinct, also in place.
+// The block size is a template argument, so that the strides of a thread's share are constants:
+// with the block's size known only at run time, the kernel spilled more of its registers.
+template <int Threads>
+struct fixed_block_group : dyn_block_group {
+    static constexpr int size = Threads;
+};
+
+template <class T, int Threads, int R>
+__global__ void __launch_bounds__(Threads, 1) pipelined_block_columns(column_args<T> a) {
+    extern __shared__ __align__(16) unsigned char stage_bytes[];
+    T* const stage = reinterpret_cast<T*>(stage_bytes);
+    __shared__ dyn_block_group::scratch sh;
+    const fixed_block_group<Threads> grp{{static_cast<int>(threadIdx.x), Threads, &sh}};
+    const index_t N = a.z.cols, K = a.z.rows, step = gridDim.x;
+    index_t c = blockIdx.x;
+    if (c < N) stage_column(stage, a.z.data + c * a.z.ld, K, grp.rank, grp.size);
+    for (; c < N; c += step) {
+        copy_async_wait_all();
+        __syncthreads();  // every thread's copies of column c have landed
+        // The stage into registers by 16-byte vectors of shared memory (32-bit addresses), in
+        // load_share's layout: vector e of this thread is vector e G + rank of the column.
+        T v[R];
+        {
+            using V = vec16<T>;
+            constexpr int W = V::width;
+            const auto* sv = reinterpret_cast<const typename V::type*>(stage_bytes);
+#pragma unroll
+            for (int e = 0; e < R / W; ++e) {
+                const index_t r0 = (static_cast<index_t>(e) * Threads + grp.rank) * W;
+                if (r0 + W <= K) {
+                    V::get(sv[e * Threads + grp.rank], v + e * W);
+                    if (a.bias) {
+                        T bb[W];
+                        V::get(*reinterpret_cast<const typename V::type*>(a.bias + r0), bb);
+#pragma unroll
+                        for (int j = 0; j < W; ++j) v[e * W + j] += bb[j];
+                    }
+                } else {
+#pragma unroll
+                    for (int j = 0; j < W; ++j)
+                        v[e * W + j] = r0 + j < K ? (a.bias ? stage[r0 + j] + a.bias[r0 + j] : stage[r0 + j])
+                                                  : minus_infinity<T>();
+                }
+            }
+        }
+        __syncthreads();  // every thread has read the stage
+        if (c + step < N) stage_column(stage, a.z.data + (c + step) * a.z.ld, K, grp.rank, grp.size);
+        finish_column(grp, a, c, true, 0, K, v);
+    }
+}
+
 // Pass 1 of a class tile: merges the tile's pair into the column's running one and saves the
 // logits of the labels that fall in the tile.
 template <class T, class Group>
@@ -719,17 +837,73 @@ bool vector_aligned(const column_args<T>& a) {
            (!a.bias || aligned(a.bias));
 }
 
-// Whether cluster_columns<T> can run on the current device: compute capability 9.0 or above, and
-// the kernel built for it (not from the PTX of an older architecture).
+// What the fused column's launch needs to know of a device, found once per device (a launch
+// in the objective's chunk loop then costs one cudaGetDevice and a lookup):
+//  - clusters[t] (t = 0 float, 1 double): whether cluster_columns<T> can run there: compute
+//    capability 9.0 or above, and the kernel built for it (not from an older architecture's PTX);
+//  - stage_bytes: the dynamic shared memory a block of pipelined_block_columns may take (the
+//    device's opt-in limit less the kernel's static shared memory), set on both kernels;
+//  - sms: its multiprocessors.
+struct device_caps {
+    bool clusters[2] = {false, false};
+    std::size_t stage_bytes = 0;
+    int sms = 1;
+};
+
+// The pipelined block's kernel: cuda_plan::pipelined_threads threads holding 2 cached_rows<T>
+// each (the columns a cached block of 1024 threads holds). Chosen for doubles only (in float its
+// 64 logits a thread spill 760 bytes of registers, ptxas -v for sm_90).
+template <class T>
+inline constexpr auto pipelined_kernel = pipelined_block_columns<T, cuda_plan::pipelined_threads, 2 * cached_rows<T>>;
+
+template <class T>
+void stage_limit_on(int optin, device_caps& dc) {
+    const auto kernel = pipelined_kernel<T>;
+    cudaFuncAttributes fa{};
+    detail::cuda_check(cudaFuncGetAttributes(&fa, kernel), "cudaFuncGetAttributes");
+    const int dynamic_max = optin - static_cast<int>(fa.sharedSizeBytes);
+    detail::cuda_check(cudaFuncSetAttribute(kernel,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic_max),
+                       "cudaFuncSetAttribute (pipelined block's stage)");
+    dc.stage_bytes = dc.stage_bytes == 0 ? static_cast<std::size_t>(dynamic_max)
+                                         : std::min(dc.stage_bytes, static_cast<std::size_t>(dynamic_max));
+}
+
+inline const device_caps& current_device_caps() {
+    int dev = 0;
+    detail::cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
+    static std::mutex mu;
+    static std::map<int, device_caps> known;
+    const std::lock_guard<std::mutex> lock(mu);
+    if (const auto it = known.find(dev); it != known.end()) return it->second;
+    device_caps dc;
+    int major = 0, optin = 0;
+    detail::cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+    detail::cuda_check(cudaDeviceGetAttribute(&dc.sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+    detail::cuda_check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+                       "cudaDeviceGetAttribute");
+    if (major >= 9) {
+        cudaFuncAttributes fa{};
+        detail::cuda_check(cudaFuncGetAttributes(&fa, cluster_columns<float>), "cudaFuncGetAttributes");
+        dc.clusters[0] = fa.ptxVersion >= 90;
+        detail::cuda_check(cudaFuncGetAttributes(&fa, cluster_columns<double>), "cudaFuncGetAttributes");
+        dc.clusters[1] = fa.ptxVersion >= 90;
+    }
+    stage_limit_on<float>(optin, dc);
+    stage_limit_on<double>(optin, dc);
+    return known.emplace(dev, dc).first->second;
+}
+
 template <class T>
 bool clusters_usable() {
-    int dev = 0, major = 0;
-    detail::cuda_check(cudaGetDevice(&dev), "cudaGetDevice");
-    detail::cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
-    if (major < 9) return false;
-    cudaFuncAttributes fa{};
-    detail::cuda_check(cudaFuncGetAttributes(&fa, cluster_columns<T>), "cudaFuncGetAttributes");
-    return fa.ptxVersion >= 90;
+    return current_device_caps().clusters[sizeof(T) == 8 ? 1 : 0];
+}
+
+// The stage the pipelined block may use for these arguments: 0 where the memory is not aligned
+// for its 16-byte copies.
+template <class T>
+std::size_t stage_bytes_for(const column_args<T>& a) {
+    return vector_aligned(a) ? current_device_caps().stage_bytes : 0;
 }
 
 // Launches the fused column over a.z in the shape sh (cuda_plan::fused_launch's, or another of the
@@ -769,6 +943,21 @@ void launch_fused(const column_args<T>& a, const cuda_plan::fused_shape& sh, cud
                                "cudaLaunchKernelEx (PAL-CE columns, cluster)");
             break;
         }
+        case cuda_plan::fused_kernel::pipelined_block: {
+            if (!vec) {  // its 16-byte copies need aligned memory (fused_launch never picks it then)
+                launch_streamed_columns<T, column_op::fused>(a, stream);
+                return;
+            }
+            const std::size_t smem = (static_cast<std::size_t>(a.z.rows) * sizeof(T) + 15) / 16 * 16;
+            int per_sm = 0;
+            detail::cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, pipelined_kernel<T>,
+                                                                             cuda_plan::pipelined_threads, smem),
+                               "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+            const index_t resident = static_cast<index_t>(per_sm > 0 ? per_sm : 1) * current_device_caps().sms;
+            const auto blocks = static_cast<unsigned>(sh.blocks < resident ? sh.blocks : resident);
+            pipelined_kernel<T><<<blocks, cuda_plan::pipelined_threads, smem, stream>>>(a);
+            break;
+        }
         case cuda_plan::fused_kernel::streamed:
             launch_streamed_columns<T, column_op::fused>(a, stream);
             return;
@@ -782,7 +971,8 @@ template <class T, column_op Op>
 void launch_columns(const column_args<T>& a, cudaStream_t stream) {
     if (a.z.cols == 0) return;
     if constexpr (Op == column_op::fused)
-        launch_fused(a, cuda_plan::fused_launch(a.z.rows, a.z.cols, sizeof(T), clusters_usable<T>()), stream);
+        launch_fused(a, cuda_plan::fused_launch(a.z.rows, a.z.cols, sizeof(T), clusters_usable<T>(), stage_bytes_for(a)),
+                     stream);
     else
         launch_streamed_columns<T, Op>(a, stream);
 }
