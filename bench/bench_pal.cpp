@@ -237,6 +237,29 @@ void Objective(benchmark::State& st) {
                                                benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
+// The kernels' exp alone, one thread: exp(x) of 4096 logits x <= 0 (in L1) stored to a second
+// array of 4096, as the gradient stores its exps; a floor for any kernel that forms all K N
+// probabilities (docs/performance.md, targets). Counter ns_per_logit.
+template <class T>
+void KernelExp(benchmark::State& st) {
+    namespace ei = Eigen::internal;
+    using packet = typename mlnc::cpu_kernels::column_sweeps<T>::packet;
+    constexpr int L = static_cast<int>(mlnc::cpu_kernels::column_sweeps<T>::L);
+    constexpr int n = 4096;
+    alignas(64) static T x[n], y[n];
+    std::mt19937_64 rng(1);
+    std::uniform_real_distribution<double> u(-30.0, 0.0);
+    for (auto& v : x) v = static_cast<T>(u(rng));
+    for (auto _ : st) {
+        for (int i = 0; i < n; i += L)
+            ei::pstore(y + i, mlnc::cpu_kernels::pexp_nonpositive(ei::pload<packet>(x + i)));
+        benchmark::DoNotOptimize(y);
+        benchmark::ClobberMemory();
+    }
+    st.counters["ns_per_logit"] = benchmark::Counter(static_cast<double>(n) * static_cast<double>(st.iterations()),
+                                                     benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 // The shapes of docs/performance.md, serial and on 2 threads.
 // The reference of the objective: the same three full-size products (Z = W H, dW = Z H^T,
 // dH = W^T Z) measured alone, on Eigen's threads (OpenMP's default team).
@@ -286,6 +309,8 @@ void big(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(FmaChains)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(KernelExp, float)->Unit(benchmark::kNanosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(KernelExp, double)->Unit(benchmark::kNanosecond)->UseRealTime();
 BENCHMARK(StoreThenRead)
     ->ArgsProduct({{1 << 19, 1 << 20, 1 << 21, 1 << 22, 1 << 23, 1 << 24, 1 << 25}, {0, 1}})
     ->Unit(benchmark::kMicrosecond)

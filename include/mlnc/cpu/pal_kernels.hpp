@@ -157,8 +157,9 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
         // u = c_2 + ... + c_11 r^9 by Estrin's scheme (pairs, then powers r^2 and r^4), then
         // 1 + r (1 + r u) in Horner form, so the terms of order 0 and 1 are still added last and
         // the error is Horner's (tests/test_pal.cpp). Horner's chain of 11 dependent fused
-        // multiply-adds made this exp alone 1.5-2x slower, and the kernels 3-10% slower in
-        // double, on the AMD Zen 5 VM of docs/performance.md ("Shorter chains in double's exp").
+        // multiply-adds bounds this exp by their latency: the double kernels took 3-12% longer
+        // with it on the AMD Zen 5 VM of docs/performance.md ("Shorter chains in double's exp,
+        // and cheaper logs").
         // Flushed to 0 below exp(-708) = 3.3e-308 (n >= -1022: 2^n y stays normal).
         const Packet lo = ei::pset1<Packet>(-708.0);
         const Packet x = ei::pmax(x_in, lo);
@@ -197,9 +198,9 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
 // 1e-9 and 4e-18 of log(m)), so the exact f dominates and the rounded correction s (f - R) is at
 // most 0.2 f; then e ln2 added with ln2 in two parts (e C1 exact). Within 0.9 ulp of log in
 // float and 1.2 ulp in double, where Eigen's plog is within 0.9 and 1.3 (tests/test_pal.cpp), and
-// 0 exactly at x = 1. Eigen's plog handles every input (zero, negative,
-// subnormal, infinite) and took 12-13% of the small-K blocks at K = 10 on the AMD Zen 5 VM of
-// docs/performance.md ("Cheaper logs"). Elsewhere Eigen's plog.
+// 0 exactly at x = 1. Eigen's plog handles every input (zero, negative, subnormal, infinite)
+// and took 12-13% of the small-K blocks at K = 10 on the AMD Zen 5 VM of docs/performance.md
+// ("Shorter chains in double's exp, and cheaper logs"). Elsewhere Eigen's plog.
 template <class Packet>
 EIGEN_ALWAYS_INLINE Packet plog_at_least_one(const Packet& x) noexcept {
     return Eigen::internal::plog(x);
