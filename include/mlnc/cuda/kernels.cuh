@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <type_traits>
 
 namespace mlnc::cuda_kernels {
 
@@ -851,18 +852,16 @@ struct device_caps {
 };
 
 // The pipelined block's kernel: cuda_plan::pipelined_threads threads holding 2 cached_rows<T>
-// each (the columns a cached block of 1024 threads holds). Chosen for doubles only (in float its
-// 64 logits a thread spill 760 bytes of registers, ptxas -v for sm_90).
-template <class T>
-inline constexpr auto pipelined_kernel = pipelined_block_columns<T, cuda_plan::pipelined_threads, 2 * cached_rows<T>>;
+// each (the columns a cached block of 1024 threads holds). Built and chosen for doubles only (in
+// float its 64 logits a thread spilled 760 bytes of registers, ptxas -v for sm_90).
+inline constexpr auto pipelined_kernel =
+    pipelined_block_columns<double, cuda_plan::pipelined_threads, 2 * cached_rows<double>>;
 
-template <class T>
-void stage_limit_on(int optin, device_caps& dc) {
-    const auto kernel = pipelined_kernel<T>;
+inline void stage_limit_on(int optin, device_caps& dc) {
     cudaFuncAttributes fa{};
-    detail::cuda_check(cudaFuncGetAttributes(&fa, kernel), "cudaFuncGetAttributes");
+    detail::cuda_check(cudaFuncGetAttributes(&fa, pipelined_kernel), "cudaFuncGetAttributes");
     const int dynamic_max = optin - static_cast<int>(fa.sharedSizeBytes);
-    detail::cuda_check(cudaFuncSetAttribute(kernel,
+    detail::cuda_check(cudaFuncSetAttribute(pipelined_kernel,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic_max),
                        "cudaFuncSetAttribute (pipelined block's stage)");
     dc.stage_bytes = dc.stage_bytes == 0 ? static_cast<std::size_t>(dynamic_max)
@@ -889,8 +888,7 @@ inline const device_caps& current_device_caps() {
         detail::cuda_check(cudaFuncGetAttributes(&fa, cluster_columns<double>), "cudaFuncGetAttributes");
         dc.clusters[1] = fa.ptxVersion >= 90;
     }
-    stage_limit_on<float>(optin, dc);
-    stage_limit_on<double>(optin, dc);
+    stage_limit_on(optin, dc);
     return known.emplace(dev, dc).first->second;
 }
 
@@ -944,19 +942,23 @@ void launch_fused(const column_args<T>& a, const cuda_plan::fused_shape& sh, cud
             break;
         }
         case cuda_plan::fused_kernel::pipelined_block: {
-            if (!vec) {  // its 16-byte copies need aligned memory (fused_launch never picks it then)
-                launch_streamed_columns<T, column_op::fused>(a, stream);
-                return;
+            // Doubles with aligned memory (its 16-byte copies) only: fused_launch never picks it
+            // otherwise, and there is no float kernel.
+            if constexpr (std::is_same_v<T, double>) {
+                if (vec) {
+                    const std::size_t smem = (static_cast<std::size_t>(a.z.rows) * sizeof(T) + 15) / 16 * 16;
+                    int per_sm = 0;
+                    detail::cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, pipelined_kernel,
+                                                                                     cuda_plan::pipelined_threads, smem),
+                                       "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+                    const index_t resident = static_cast<index_t>(per_sm > 0 ? per_sm : 1) * current_device_caps().sms;
+                    const auto blocks = static_cast<unsigned>(sh.blocks < resident ? sh.blocks : resident);
+                    pipelined_kernel<<<blocks, cuda_plan::pipelined_threads, smem, stream>>>(a);
+                    break;
+                }
             }
-            const std::size_t smem = (static_cast<std::size_t>(a.z.rows) * sizeof(T) + 15) / 16 * 16;
-            int per_sm = 0;
-            detail::cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, pipelined_kernel<T>,
-                                                                             cuda_plan::pipelined_threads, smem),
-                               "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-            const index_t resident = static_cast<index_t>(per_sm > 0 ? per_sm : 1) * current_device_caps().sms;
-            const auto blocks = static_cast<unsigned>(sh.blocks < resident ? sh.blocks : resident);
-            pipelined_kernel<T><<<blocks, cuda_plan::pipelined_threads, smem, stream>>>(a);
-            break;
+            launch_streamed_columns<T, column_op::fused>(a, stream);
+            return;
         }
         case cuda_plan::fused_kernel::streamed:
             launch_streamed_columns<T, column_op::fused>(a, stream);
