@@ -197,8 +197,8 @@ EIGEN_ALWAYS_INLINE Packet pexp_nonpositive(const Packet& x_in) noexcept {
 // 2 s^4 / 5 + ... (Taylor, 5 terms in float and 10 in double: the first term left out is below
 // 1e-9 and 4e-18 of log(m)), so the exact f dominates and the rounded correction s (f - R) is at
 // most 0.2 f; then e ln2 added with ln2 in two parts (e C1 exact). Within 0.9 ulp of log in
-// float and 1.2 ulp in double, where Eigen's plog is within 0.9 and 1.3 (tests/test_pal.cpp), and
-// 0 exactly at x = 1. Eigen's plog handles every input (zero, negative, subnormal, infinite)
+// float and 1.2 ulp in double, where Eigen's plog is within 0.9 and 1.3 with AVX-512 (1.1 and
+// 1.4 with SSE2; tests/test_pal.cpp), and 0 exactly at x = 1. Eigen's plog handles every input (zero, negative, subnormal, infinite)
 // and took 12-13% of the small-K blocks at K = 10 on the AMD Zen 5 VM of docs/performance.md
 // ("Shorter chains in double's exp, and cheaper logs"). Elsewhere Eigen's plog.
 template <class Packet>
