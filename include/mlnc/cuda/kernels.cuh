@@ -399,11 +399,10 @@ inline constexpr int cached_rows = cuda_plan::cache_bytes_per_thread / static_ca
 // The share of a thread of the group: rows [0, Kp) of zp (plus bp, the bias of those rows, when
 // not null) into v, -inf past Kp. vec: 16-byte vectors, thread t holding vectors t, t + G, ...;
 // else single entries t, t + G, ...
-template <class T, class Group>
-__device__ void load_share(const Group& grp, const T* zp, const T* bp, index_t Kp, bool vec, T (&v)[cached_rows<T>]) {
+template <class T, class Group, int R>
+__device__ void load_share(const Group& grp, const T* zp, const T* bp, index_t Kp, bool vec, T (&v)[R]) {
     using V = vec16<T>;
     constexpr int W = V::width;
-    constexpr int R = cached_rows<T>;
     const index_t G = grp.size;
     const auto at = [&](index_t r) { return bp ? zp[r] + bp[r] : zp[r]; };
     if (vec) {
@@ -725,32 +724,8 @@ __global__ void __launch_bounds__(Threads, 1) pipelined_block_columns(column_arg
     for (; c < N; c += step) {
         copy_async_wait_all();
         __syncthreads();  // every thread's copies of column c have landed
-        // The stage into registers by 16-byte vectors of shared memory (32-bit addresses), in
-        // load_share's layout: vector e of this thread is vector e G + rank of the column.
         T v[R];
-        {
-            using V = vec16<T>;
-            constexpr int W = V::width;
-            const auto* sv = reinterpret_cast<const typename V::type*>(stage_bytes);
-#pragma unroll
-            for (int e = 0; e < R / W; ++e) {
-                const index_t r0 = (static_cast<index_t>(e) * Threads + grp.rank) * W;
-                if (r0 + W <= K) {
-                    V::get(sv[e * Threads + grp.rank], v + e * W);
-                    if (a.bias) {
-                        T bb[W];
-                        V::get(*reinterpret_cast<const typename V::type*>(a.bias + r0), bb);
-#pragma unroll
-                        for (int j = 0; j < W; ++j) v[e * W + j] += bb[j];
-                    }
-                } else {
-#pragma unroll
-                    for (int j = 0; j < W; ++j)
-                        v[e * W + j] = r0 + j < K ? (a.bias ? stage[r0 + j] + a.bias[r0 + j] : stage[r0 + j])
-                                                  : minus_infinity<T>();
-                }
-            }
-        }
+        load_share(grp, static_cast<const T*>(stage), a.bias, K, true, v);  // the bias added
         __syncthreads();  // every thread has read the stage
         if (c + step < N) stage_column(stage, a.z.data + (c + step) * a.z.ld, K, grp.rank, grp.size);
         finish_column(grp, a, c, true, 0, K, v);
